@@ -1,0 +1,228 @@
+//! Key URIs: one string names one key, whatever holds it.
+//!
+//! - `file:/path/to/key.pem` — a software key (PKCS#8, SEC1 or PKCS#1 PEM);
+//! - `pkcs11:token=custody;object=dfns-1?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN`
+//!   — an RFC 7512 PKCS#11 URI: path attributes separated by `;`, query attributes by `&`, values
+//!   percent-decoded;
+//! - `piv:slot=9a?serial=12345678&pin-source=prompt` — a YubiKey PIV slot, same syntax.
+//!
+//! This module only splits and decodes; each backend checks the attributes it understands.
+//! A PIN is never accepted inside a URI (`pin-value` is refused): URIs end up in configs, shell
+//! history and logs.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::BackendError;
+
+/// A parsed key URI.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyUri {
+    /// A PEM file holding a software key.
+    File {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A key on a PKCS#11 token.
+    Pkcs11(UriAttributes),
+    /// A key in a PIV slot (YubiKey).
+    Piv(UriAttributes),
+}
+
+/// The attributes of a `pkcs11:` or `piv:` URI, percent-decoded, in the order given.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct UriAttributes {
+    raw: String,
+    path: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+}
+
+impl UriAttributes {
+    /// A path attribute (`token`, `object`, `id`, `slot`…).
+    pub fn path_attr(&self, name: &str) -> Option<&str> {
+        self.path.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A query attribute (`module-path`, `pin-source`, `serial`…).
+    pub fn query_attr(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The URI as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Fails when an attribute outside `path_names` / `query_names` is present, so that a typo
+    /// (`objct=`) is an error rather than a silently ignored filter.
+    pub fn expect_only(&self, path_names: &[&str], query_names: &[&str]) -> Result<(), BackendError> {
+        for (k, _) in &self.path {
+            if !path_names.contains(&k.as_str()) {
+                return Err(self.invalid(format!(
+                    "unknown attribute `{k}` (expected one of: {})",
+                    path_names.join(", ")
+                )));
+            }
+        }
+        for (k, _) in &self.query {
+            if !query_names.contains(&k.as_str()) {
+                return Err(self.invalid(format!(
+                    "unknown query attribute `{k}` (expected one of: {})",
+                    query_names.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// An [`BackendError::InvalidUri`] for this URI.
+    pub fn invalid(&self, reason: impl Into<String>) -> BackendError {
+        BackendError::InvalidUri { uri: self.raw.clone(), reason: reason.into() }
+    }
+
+    fn parse(raw: &str, body: &str) -> Result<Self, BackendError> {
+        let invalid = |reason: String| BackendError::InvalidUri { uri: raw.to_owned(), reason };
+        let (path_part, query_part) = match body.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (body, None),
+        };
+        let split = |part: &str, sep: char| -> Result<Vec<(String, String)>, BackendError> {
+            let mut out: Vec<(String, String)> = Vec::new();
+            for item in part.split(sep).filter(|s| !s.is_empty()) {
+                let (k, v) = item
+                    .split_once('=')
+                    .ok_or_else(|| invalid(format!("`{item}` is not of the form name=value")))?;
+                let v = percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .map_err(|_| invalid(format!("value of `{k}` is not UTF-8 once decoded")))?
+                    .into_owned();
+                if k == "pin-value" {
+                    return Err(invalid(
+                        "a PIN inside a URI would end up in logs and shell history; use \
+                         pin-source=env:NAME, pin-source=file:PATH or pin-source=prompt"
+                            .to_owned(),
+                    ));
+                }
+                if out.iter().any(|(seen, _)| seen == k) {
+                    return Err(invalid(format!("attribute `{k}` appears twice")));
+                }
+                out.push((k.to_owned(), v));
+            }
+            Ok(out)
+        };
+        Ok(UriAttributes {
+            raw: raw.to_owned(),
+            path: split(path_part, ';')?,
+            query: match query_part {
+                Some(q) => split(q, '&')?,
+                None => Vec::new(),
+            },
+        })
+    }
+}
+
+impl fmt::Debug for UriAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl KeyUri {
+    /// Parses a key URI.
+    pub fn parse(s: &str) -> Result<Self, BackendError> {
+        let invalid = |reason: &str| BackendError::InvalidUri { uri: s.to_owned(), reason: reason.to_owned() };
+        let (scheme, body) = s.split_once(':').ok_or_else(|| {
+            invalid("expected `file:PATH`, `pkcs11:…` or `piv:slot=…`")
+        })?;
+        match scheme {
+            "file" => {
+                // Accept both `file:/abs/path` and `file:///abs/path`.
+                let path = body.strip_prefix("//").unwrap_or(body);
+                if path.is_empty() {
+                    return Err(invalid("the file path is empty"));
+                }
+                Ok(KeyUri::File { path: PathBuf::from(path) })
+            }
+            "pkcs11" => Ok(KeyUri::Pkcs11(UriAttributes::parse(s, body)?)),
+            "piv" => Ok(KeyUri::Piv(UriAttributes::parse(s, body)?)),
+            _ => Err(invalid("unknown scheme; expected `file:`, `pkcs11:` or `piv:`")),
+        }
+    }
+
+    /// The URI's scheme (`file`, `pkcs11`, `piv`).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            KeyUri::File { .. } => "file",
+            KeyUri::Pkcs11(_) => "pkcs11",
+            KeyUri::Piv(_) => "piv",
+        }
+    }
+}
+
+impl FromStr for KeyUri {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyUri::parse(s)
+    }
+}
+
+impl fmt::Display for KeyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyUri::File { path } => write!(f, "file:{}", path.display()),
+            KeyUri::Pkcs11(a) | KeyUri::Piv(a) => f.write_str(&a.raw),
+        }
+    }
+}
+
+impl fmt::Debug for KeyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyUri({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkcs11_uri_splits_and_decodes() {
+        let uri = KeyUri::parse(
+            "pkcs11:token=my%20token;object=dfns-1;id=%01%02?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN",
+        )
+        .unwrap();
+        let KeyUri::Pkcs11(a) = &uri else { panic!("not pkcs11: {uri:?}") };
+        assert_eq!(a.path_attr("token"), Some("my token"));
+        assert_eq!(a.path_attr("object"), Some("dfns-1"));
+        assert_eq!(a.path_attr("id"), Some("\u{1}\u{2}"));
+        assert_eq!(a.query_attr("module-path"), Some("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(a.query_attr("pin-source"), Some("env:HSM_PIN"));
+        assert!(a.expect_only(&["token", "object", "id"], &["module-path", "pin-source"]).is_ok());
+        let err = a.expect_only(&["token"], &["module-path", "pin-source"]).unwrap_err();
+        assert!(err.to_string().contains("unknown attribute `object`"), "{err}");
+    }
+
+    #[test]
+    fn pin_value_is_refused_and_not_echoed_as_a_value() {
+        let err = KeyUri::parse("pkcs11:token=t?pin-value=123456").unwrap_err();
+        assert!(err.to_string().contains("pin-source=env:NAME"), "{err}");
+        let err = KeyUri::parse("piv:slot=9a;pin-value=1234").unwrap_err();
+        assert!(matches!(err, BackendError::InvalidUri { .. }));
+    }
+
+    #[test]
+    fn file_uris_and_bad_schemes() {
+        assert_eq!(
+            KeyUri::parse("file:///tmp/k.pem").unwrap(),
+            KeyUri::File { path: "/tmp/k.pem".into() }
+        );
+        assert_eq!(KeyUri::parse("file:k.pem").unwrap(), KeyUri::File { path: "k.pem".into() });
+        assert!(KeyUri::parse("file:").is_err());
+        assert!(KeyUri::parse("/tmp/k.pem").is_err());
+        assert!(KeyUri::parse("http:x").is_err());
+        assert!(KeyUri::parse("piv:slot=9a;slot=9c").is_err());
+        assert!(KeyUri::parse("piv:slot").is_err());
+        assert_eq!(KeyUri::parse("piv:slot=9a?serial=5").unwrap().to_string(), "piv:slot=9a?serial=5");
+    }
+}

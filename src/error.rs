@@ -1,0 +1,337 @@
+//! Errors, one enum per layer, joined in [`Error`].
+//!
+//! Every message names the thing that failed and, where there is one, the fix. None carries a
+//! secret: PINs, auth tokens and private keys never reach an error (a test prints every variant
+//! to check the wording and the redaction).
+
+use std::fmt;
+
+/// What went wrong with a key or the device holding it (the backend layer).
+///
+/// Device faults carry the device's own words in `reason`; cryptographic failures stay opaque.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A key URI could not be understood.
+    #[error("invalid key URI `{uri}`: {reason}")]
+    InvalidUri {
+        /// The URI as given (key URIs never hold a PIN: `pin-value` is refused).
+        uri: String,
+        /// What is wrong and what is expected instead.
+        reason: String,
+    },
+    /// A key file could not be read or parsed.
+    #[error("cannot load key {what}: {reason}")]
+    KeyLoad {
+        /// Which key (a path or a description, never the key itself).
+        what: String,
+        /// Why, and what formats are accepted.
+        reason: String,
+    },
+    /// The key's algorithm or size is not one Dfns accepts for Key credentials.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// A PIN could not be obtained from its source.
+    #[error("cannot read the PIN from {source_name}: {reason}")]
+    PinSource {
+        /// The PIN source (`env:NAME`, `file:PATH`, `prompt`), never the PIN.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device rejected the PIN. It is never tried again automatically.
+    #[error("{device}: PIN rejected ({}); not retrying — check the PIN before trying again", tries_left_text(*.tries_left))]
+    PinIncorrect {
+        /// Which device or token.
+        device: String,
+        /// Tries left before the PIN is blocked, when the device tells.
+        tries_left: Option<u32>,
+    },
+    /// The PIN is blocked: no try is left.
+    #[error("{device}: PIN is blocked (no tries left); unblock it with the PUK or the security officer PIN")]
+    PinBlocked {
+        /// Which device or token.
+        device: String,
+    },
+    /// Only one PIN try is left and the caller did not allow spending it.
+    #[error("{device}: only one PIN try is left; refusing to spend it (allow it explicitly if you are sure of the PIN)")]
+    LastPinTry {
+        /// Which device or token.
+        device: String,
+    },
+    /// No device or token matches what was asked for.
+    #[error("{wanted} not found (found: {})", list_or_none(.found))]
+    DeviceNotFound {
+        /// What was looked for (`token "custody"`, `YubiKey serial 123`).
+        wanted: String,
+        /// What is there instead.
+        found: Vec<String>,
+    },
+    /// Several devices match and none was named.
+    #[error("several devices match ({}); name one (for a YubiKey: `serial=`)", .found.join(", "))]
+    AmbiguousDevice {
+        /// The candidates.
+        found: Vec<String>,
+    },
+    /// No key matches on the device.
+    #[error("key {wanted} not found on {device} (found: {})", list_or_none(.found))]
+    KeyNotFound {
+        /// The key looked for (label, id, slot).
+        wanted: String,
+        /// The device searched.
+        device: String,
+        /// What keys are there instead.
+        found: Vec<String>,
+    },
+    /// The key is not protected as a credential key must be (extractable, not sensitive).
+    #[error("refusing to use key {key}: {reason}")]
+    UnsafeKey {
+        /// Which key.
+        key: String,
+        /// What is wrong with it and how to allow it anyway.
+        reason: String,
+    },
+    /// The device did not get the user's touch in time.
+    #[error("{device}: timed out waiting for touch after {seconds} s; run again and touch the key when it blinks")]
+    TouchTimeout {
+        /// Which device.
+        device: String,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// The device or its driver library could not be reached or failed.
+    #[error("{device}: {operation} failed: {reason}")]
+    Device {
+        /// Which device, token or module.
+        device: String,
+        /// What we were doing.
+        operation: String,
+        /// What the device or driver said, and what to do when known.
+        reason: String,
+    },
+    /// A signature could not be produced or checked (details deliberately opaque).
+    #[error("signing failed: {0}")]
+    Crypto(String),
+}
+
+fn tries_left_text(tries: Option<u32>) -> String {
+    match tries {
+        Some(1) => "1 try left".to_owned(),
+        Some(n) => format!("{n} tries left"),
+        None => "tries left unknown".to_owned(),
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The Dfns protocol was not followed by the data at hand (the protocol layer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A challenge or other server message could not be parsed.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Which message (`/auth/action/init response`, `challenge`).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server did not list our credential among those allowed to answer the challenge.
+    #[error("credential `{cred_id}` is not allowed to sign this challenge (allowed Key credentials: {}); check the credential id, or register this key first", list_or_none(.allowed))]
+    CredentialNotAllowed {
+        /// Our credential id.
+        cred_id: String,
+        /// The Key credential ids the server allows.
+        allowed: Vec<String>,
+    },
+    /// A request body could not be serialized.
+    #[error("cannot serialize the request body: {0}")]
+    Body(String),
+    /// A path is not a valid API path.
+    #[error("invalid API path `{path}`: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// An error body returned by the Dfns API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// The server's message (or the start of a non-JSON body).
+    pub message: String,
+    /// The server's error id, when given.
+    pub id: Option<String>,
+    /// The server's `details`, when given.
+    pub details: Option<serde_json::Value>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dfns API answered {}: {}", self.status, self.message)?;
+        if let Some(id) = &self.id {
+            write!(f, " (error id {id})")?;
+        }
+        if let Some(hint) = status_hint(self.status) {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+fn status_hint(status: u16) -> Option<&'static str> {
+    Some(match status {
+        401 => "the auth token is missing, expired or invalid: get a new one",
+        403 => "the caller lacks the permission, or the user action signature was refused",
+        404 => "no such resource or endpoint: check the path and ids",
+        409 => "conflict: an entity with this externalId or name exists with other content",
+        429 => "rate limited: slow down and retry later with a fresh user action",
+        500..=599 => "server error: retry later with a fresh user action",
+        _ => return None,
+    })
+}
+
+impl std::error::Error for ApiError {}
+
+/// What went wrong talking to the Dfns API (the client layer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client was configured wrongly.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The API answered with an error.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The request never got an answer (connection refused, reset, timed out).
+    #[error("cannot reach the Dfns API at {url}: {reason}")]
+    Transport {
+        /// The URL (never with a token: tokens travel in headers only).
+        url: String,
+        /// What the transport said.
+        reason: String,
+        /// Whether the request provably never reached the server (safe to resend).
+        never_sent: bool,
+    },
+    /// The request timed out.
+    #[error("the Dfns API did not answer {method} {path} within {seconds} s")]
+    Timeout {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// A response could not be decoded.
+    #[error("unexpected response to {method} {path}: {reason}")]
+    Decode {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The endpoint needs a user action and the client has no signer.
+    #[error("{method} {path} needs a user action signature, and this client has no signer: configure a key and credential id")]
+    SignerRequired {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+    },
+    /// The signing task panicked or was cancelled.
+    #[error("the signing task did not finish: {0}")]
+    SignTask(String),
+}
+
+/// Any error of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key or device failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Protocol data was malformed or refused.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Talking to the API failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::Client(ClientError::Api(e))
+    }
+}
+
+impl Error {
+    /// The API error, when the API answered with one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Client(ClientError::Api(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prints every variant: the wording is reviewed here, and none may contain a secret.
+    #[test]
+    fn every_variant_displays_facts_and_a_remedy() {
+        let all: Vec<Error> = vec![
+            BackendError::InvalidUri { uri: "pkcs11:x".into(), reason: "r".into() }.into(),
+            BackendError::KeyLoad { what: "file k.pem".into(), reason: "r".into() }.into(),
+            BackendError::UnsupportedKey("P-384".into()).into(),
+            BackendError::PinSource { source_name: "env:HSM_PIN".into(), reason: "unset".into() }.into(),
+            BackendError::PinIncorrect { device: "token custody".into(), tries_left: Some(2) }.into(),
+            BackendError::PinIncorrect { device: "token custody".into(), tries_left: None }.into(),
+            BackendError::PinBlocked { device: "YubiKey 1".into() }.into(),
+            BackendError::LastPinTry { device: "YubiKey 1".into() }.into(),
+            BackendError::DeviceNotFound { wanted: "token \"x\"".into(), found: vec!["a".into()] }.into(),
+            BackendError::AmbiguousDevice { found: vec!["1".into(), "2".into()] }.into(),
+            BackendError::KeyNotFound { wanted: "label k".into(), device: "t".into(), found: vec![] }.into(),
+            BackendError::UnsafeKey { key: "k".into(), reason: "extractable".into() }.into(),
+            BackendError::TouchTimeout { device: "YubiKey 1".into(), seconds: 15 }.into(),
+            BackendError::Device { device: "d".into(), operation: "sign".into(), reason: "r".into() }.into(),
+            BackendError::Crypto("bad".into()).into(),
+            ProtocolError::Malformed { what: "challenge", reason: "r".into() }.into(),
+            ProtocolError::CredentialNotAllowed { cred_id: "c".into(), allowed: vec![] }.into(),
+            ProtocolError::Body("b".into()).into(),
+            ProtocolError::InvalidPath { path: "p".into(), reason: "r".into() }.into(),
+            ClientError::Config("c".into()).into(),
+            ApiError { status: 429, message: "slow".into(), id: Some("e1".into()), details: None }.into(),
+            ClientError::Transport { url: "u".into(), reason: "r".into(), never_sent: true }.into(),
+            ClientError::Timeout { method: "POST".into(), path: "/w".into(), seconds: 30 }.into(),
+            ClientError::Decode { method: "POST".into(), path: "/w".into(), reason: "r".into() }.into(),
+            ClientError::SignerRequired { method: "POST".into(), path: "/w".into() }.into(),
+            ClientError::SignTask("t".into()).into(),
+        ];
+        for e in &all {
+            let text = e.to_string();
+            println!("{text}");
+            assert!(!text.is_empty());
+        }
+        assert_eq!(
+            all[4].to_string(),
+            "token custody: PIN rejected (2 tries left); not retrying — check the PIN before trying again"
+        );
+        assert!(all[20].to_string().contains("rate limited"));
+        assert!(all[8].to_string().ends_with("(found: a)"));
+    }
+}

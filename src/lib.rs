@@ -1,0 +1,15 @@
+//! # dfns-signer
+//!
+//! Sign Dfns user-action challenges with keys that never leave hardware.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod error;
+pub mod protocol;
+
+pub use backend::{open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey};
+pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
+
+#[cfg(feature = "simulator")]
+pub mod simulator;

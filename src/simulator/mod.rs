@@ -1,0 +1,1 @@
+//! A local Dfns API simulator (placeholder until its issue lands).
