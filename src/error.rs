@@ -174,6 +174,8 @@ pub struct ApiError {
     pub id: Option<String>,
     /// The server's `details`, when given.
     pub details: Option<serde_json::Value>,
+    /// The `Retry-After` delay the server asked for (429, 503), when given in seconds.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl fmt::Display for ApiError {
@@ -315,7 +317,7 @@ mod tests {
             ProtocolError::Body("b".into()).into(),
             ProtocolError::InvalidPath { path: "p".into(), reason: "r".into() }.into(),
             ClientError::Config("c".into()).into(),
-            ApiError { status: 429, message: "slow".into(), id: Some("e1".into()), details: None }.into(),
+            ApiError { status: 429, message: "slow".into(), id: Some("e1".into()), details: None, retry_after: None }.into(),
             ClientError::Transport { url: "u".into(), reason: "r".into(), never_sent: true }.into(),
             ClientError::Timeout { method: "POST".into(), path: "/w".into(), seconds: 30 }.into(),
             ClientError::Decode { method: "POST".into(), path: "/w".into(), reason: "r".into() }.into(),

@@ -13,3 +13,6 @@ pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
 
 #[cfg(feature = "simulator")]
 pub mod simulator;
+pub mod client;
+pub use client::{DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
+pub use protocol::CredentialSigner;

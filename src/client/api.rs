@@ -1,0 +1,311 @@
+//! Typed calls for the endpoints this crate owns: credentials, service accounts, personal access
+//! tokens, login, wallets and wallet signatures. Everything else goes through
+//! [`DfnsClient::request`]. Entities come back as `serde_json::Value`: Dfns adds fields often,
+//! and a custody backend should not break when it does.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{DfnsClient, Outcome};
+use crate::backend::KeyBackend;
+use crate::error::{ClientError, Error};
+use crate::protocol::{attest, encode_segment, FirstFactor, KeyCredentialInfo, Method, Payload, UserActionChallenge};
+
+/// The challenge of `POST /auth/credentials/init` (or `/auth/credentials/code/init`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialChallenge {
+    /// The challenge the new key attests to.
+    pub challenge: String,
+    /// To send back with the registration.
+    pub challenge_identifier: String,
+    /// `Key`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The user the credential will belong to, as given.
+    #[serde(default)]
+    pub user: Option<Value>,
+}
+
+/// Body of `POST /auth/service-accounts`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateServiceAccount {
+    /// Display name.
+    pub name: String,
+    /// The credential key's public key, SPKI PEM.
+    pub public_key: String,
+    /// Permission to grant, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission_id: Option<String>,
+    /// Idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Token lifetime in days (at most 730).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_valid: Option<u32>,
+}
+
+/// A created service account: its long-lived token and the credential to sign with.
+pub struct CreatedServiceAccount {
+    /// The auth token (`accessTokens[0].accessToken`).
+    pub access_token: SecretString,
+    /// The credential id bound to the public key given, when the answer names it.
+    pub credential_id: Option<String>,
+    /// The full answer, with the token removed.
+    pub body: Value,
+}
+
+impl std::fmt::Debug for CreatedServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedServiceAccount")
+            .field("access_token", &"[REDACTED]")
+            .field("credential_id", &self.credential_id)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+/// Query of `GET /wallets`.
+#[derive(Debug, Clone, Default)]
+pub struct ListWallets {
+    /// Page size.
+    pub limit: Option<u32>,
+    /// From a previous page's `nextPageToken`.
+    pub pagination_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+// Field order as the official TypeScript SDK sends it.
+struct KeyRegistration<'a> {
+    credential_kind: &'a str,
+    credential_info: &'a KeyCredentialInfo,
+    credential_name: &'a str,
+    challenge_identifier: &'a str,
+}
+
+impl DfnsClient {
+    async fn call(&self, method: Method, path: &str, payload: Payload) -> Result<Outcome<Value>, Error> {
+        self.request_json(method, path, payload).await
+    }
+
+    async fn call_done(&self, method: Method, path: &str, payload: Payload) -> Result<Value, Error> {
+        match self.call(method, path, payload).await? {
+            Outcome::Done(v) => Ok(v),
+            Outcome::PolicyPending(p) => Err(ClientError::Decode {
+                method: method.to_string(),
+                path: path.to_owned(),
+                reason: format!("unexpected policy approval on this endpoint: {p}"),
+            }
+            .into()),
+        }
+    }
+
+    // ---- credentials -------------------------------------------------------------------
+
+    /// `POST /auth/credentials/init` `{"kind":"Key"}`: a registration challenge.
+    pub async fn credential_challenge(&self) -> Result<CredentialChallenge, Error> {
+        let v = self.call_done(Method::Post, "/auth/credentials/init", Payload::json(&serde_json::json!({"kind": "Key"}))?).await?;
+        decode(v, "/auth/credentials/init")
+    }
+
+    /// Registers `new_key` as a Key credential of the caller: init, attestation by the new key,
+    /// then `POST /auth/credentials` signed (user action) by this client's current credential.
+    /// `cred_id` defaults to [`crate::PublicKey::default_credential_id`].
+    pub async fn register_key_credential(
+        &self,
+        new_key: &dyn KeyBackend,
+        name: &str,
+        cred_id: Option<&str>,
+    ) -> Result<Value, Error> {
+        let challenge = self.credential_challenge().await?;
+        let payload = registration_payload(new_key, &challenge, name, cred_id)?;
+        self.call_done(Method::Post, "/auth/credentials", payload).await
+    }
+
+    /// `POST /auth/credentials/code` (user action): a one-minute code to register a credential
+    /// from somewhere without one.
+    pub async fn create_credential_code(&self) -> Result<Value, Error> {
+        self.call_done(Method::Post, "/auth/credentials/code", Payload::json(&serde_json::json!({"expiration": null}))?)
+            .await
+    }
+
+    /// Registers `new_key` with a code from [`DfnsClient::create_credential_code`]: no existing
+    /// credential needed (`/auth/credentials/code/init` then `/code/verify`).
+    pub async fn register_key_credential_with_code(
+        &self,
+        code: &str,
+        new_key: &dyn KeyBackend,
+        name: &str,
+        cred_id: Option<&str>,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({"credentialKind": "Key", "code": code});
+        let v = self.call_done(Method::Post, "/auth/credentials/code/init", Payload::json(&body)?).await?;
+        let challenge: CredentialChallenge = decode(v, "/auth/credentials/code/init")?;
+        let payload = registration_payload(new_key, &challenge, name, cred_id)?;
+        self.call_done(Method::Post, "/auth/credentials/code/verify", payload).await
+    }
+
+    /// `GET /auth/credentials`.
+    pub async fn list_credentials(&self) -> Result<Value, Error> {
+        self.call_done(Method::Get, "/auth/credentials", Payload::empty()).await
+    }
+
+    // ---- service accounts and tokens -----------------------------------------------------
+
+    /// `POST /auth/service-accounts` (user action).
+    pub async fn create_service_account(&self, body: &CreateServiceAccount) -> Result<CreatedServiceAccount, Error> {
+        let path = "/auth/service-accounts";
+        let mut v = self.call_done(Method::Post, path, Payload::json(body)?).await?;
+        let token = v
+            .pointer_mut("/accessTokens/0/accessToken")
+            .map(Value::take)
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .ok_or_else(|| missing(path, "accessTokens[0].accessToken"))?;
+        let credential_id = ["/accessTokens/0/credId", "/userInfo/credentialId", "/credentialId"]
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned));
+        Ok(CreatedServiceAccount { access_token: SecretString::from(token), credential_id, body: v })
+    }
+
+    /// `POST /auth/pats` (user action): a personal access token. Returns the token and the
+    /// answer without it.
+    pub async fn create_personal_access_token(
+        &self,
+        name: &str,
+        public_key_pem: &str,
+        seconds_valid: Option<u64>,
+    ) -> Result<(SecretString, Value), Error> {
+        let path = "/auth/pats";
+        let mut body = serde_json::json!({"name": name, "publicKey": public_key_pem});
+        if let Some(s) = seconds_valid {
+            body["secondsValid"] = s.into();
+        }
+        let mut v = self.call_done(Method::Post, path, Payload::json(&body)?).await?;
+        let token = v
+            .get_mut("accessToken")
+            .map(Value::take)
+            .and_then(|t| t.as_str().map(str::to_owned))
+            .ok_or_else(|| missing(path, "accessToken"))?;
+        Ok((SecretString::from(token), v))
+    }
+
+    // ---- login -----------------------------------------------------------------------
+
+    /// `POST /auth/login/init` (no auth token needed): the login challenge.
+    pub async fn login_init(&self, username: &str, org_id: &str) -> Result<UserActionChallenge, Error> {
+        let body = serde_json::json!({"username": username, "orgId": org_id});
+        let raw = self.send(Method::Post, "/auth/login/init", Payload::json(&body)?.as_str(), None).await?;
+        let raw = raw.done().map_err(|p| pending_error("/auth/login/init", p))?;
+        Ok(UserActionChallenge::from_json(&raw.body)?)
+    }
+
+    /// `POST /auth/login` with a signed login challenge: returns the login token.
+    pub async fn login_complete(&self, challenge_identifier: &str, first_factor: FirstFactor) -> Result<SecretString, Error> {
+        let body = serde_json::json!({"challengeIdentifier": challenge_identifier, "firstFactor": first_factor});
+        let v = self.call_done(Method::Post, "/auth/login", Payload::json(&body)?).await?;
+        let answer: TokenAnswer = decode(v, "/auth/login")?;
+        Ok(SecretString::from(answer.token))
+    }
+
+    /// Logs in as `username` with this client's credential: init, sign, complete.
+    pub async fn login(&self, username: &str, org_id: &str) -> Result<SecretString, Error> {
+        let signer = self.signer().cloned().ok_or_else(|| ClientError::SignerRequired {
+            method: "POST".to_owned(),
+            path: "/auth/login".to_owned(),
+        })?;
+        let challenge = self.login_init(username, org_id).await?;
+        let identifier = challenge.challenge_identifier.clone();
+        let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
+            .await
+            .map_err(|e| ClientError::SignTask(e.to_string()))??;
+        self.login_complete(&identifier, first_factor).await
+    }
+
+    /// `POST /auth/login/delegated` (user action): a login token for an end user.
+    pub async fn delegated_login(&self, username: &str) -> Result<SecretString, Error> {
+        let body = serde_json::json!({"username": username});
+        let v = self.call_done(Method::Post, "/auth/login/delegated", Payload::json(&body)?).await?;
+        let answer: TokenAnswer = decode(v, "/auth/login/delegated")?;
+        Ok(SecretString::from(answer.token))
+    }
+
+    // ---- wallets ---------------------------------------------------------------------
+
+    /// `POST /wallets` (user action). `body` is e.g. `{"network":"EthereumSepolia","name":"…"}`.
+    pub async fn create_wallet(&self, body: &Value) -> Result<Outcome<Value>, Error> {
+        self.call(Method::Post, "/wallets", Payload::json(body)?).await
+    }
+
+    /// `GET /wallets`.
+    pub async fn list_wallets(&self, query: &ListWallets) -> Result<Value, Error> {
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(limit) = query.limit {
+            pairs.append_pair("limit", &limit.to_string());
+        }
+        if let Some(token) = &query.pagination_token {
+            pairs.append_pair("paginationToken", token);
+        }
+        let q = pairs.finish().replace('+', "%20");
+        let path = if q.is_empty() { "/wallets".to_owned() } else { format!("/wallets?{q}") };
+        self.call_done(Method::Get, &path, Payload::empty()).await
+    }
+
+    /// `GET /wallets/{walletId}`.
+    pub async fn get_wallet(&self, wallet_id: &str) -> Result<Value, Error> {
+        self.call_done(Method::Get, &format!("/wallets/{}", encode_segment(wallet_id)), Payload::empty()).await
+    }
+
+    /// `POST /wallets/{walletId}/signatures` (user action): asks the wallet to sign, e.g.
+    /// `{"kind":"Hash","hash":"0x…"}`. Use `externalId` to make retries safe.
+    pub async fn generate_signature(&self, wallet_id: &str, body: &Value) -> Result<Outcome<Value>, Error> {
+        let path = format!("/wallets/{}/signatures", encode_segment(wallet_id));
+        self.call(Method::Post, &path, Payload::json(body)?).await
+    }
+
+    /// `GET /wallets/{walletId}/signatures/{signatureId}`.
+    pub async fn get_signature(&self, wallet_id: &str, signature_id: &str) -> Result<Value, Error> {
+        let path = format!("/wallets/{}/signatures/{}", encode_segment(wallet_id), encode_segment(signature_id));
+        self.call_done(Method::Get, &path, Payload::empty()).await
+    }
+}
+
+/// The body of a Key credential registration (shared by both registration routes).
+fn registration_payload(
+    new_key: &dyn KeyBackend,
+    challenge: &CredentialChallenge,
+    name: &str,
+    cred_id: Option<&str>,
+) -> Result<Payload, Error> {
+    let default_id = new_key.public_key().default_credential_id();
+    let cred_id = cred_id.unwrap_or(&default_id);
+    let attestation = attest(new_key, &challenge.challenge, cred_id)?;
+    Ok(Payload::json(&KeyRegistration {
+        credential_kind: "Key",
+        challenge_identifier: &challenge.challenge_identifier,
+        credential_name: name,
+        credential_info: &attestation.credential_info,
+    })?)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value, path: &str) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| {
+        ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: e.to_string() }.into()
+    })
+}
+
+fn missing(path: &str, field: &str) -> Error {
+    ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: format!("no `{field}` in the answer") }
+        .into()
+}
+
+fn pending_error(path: &str, p: super::PolicyPending) -> Error {
+    ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: format!("unexpected: {p}") }.into()
+}

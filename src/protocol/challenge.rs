@@ -1,0 +1,236 @@
+//! The user-action challenge and its answer, as they travel on the wire.
+//!
+//! `POST /auth/action/init` returns a [`UserActionChallenge`]; the credential signs
+//! [`client_data`] built from it; the answer is a [`FirstFactor`] sent to `POST /auth/action`,
+//! which returns the single-use token for `X-DFNS-USERACTION`. Login (`/auth/login/init`) uses the
+//! same challenge shape. Field order in every serialized struct is the order the official
+//! TypeScript SDK emits.
+
+use serde::{Deserialize, Serialize};
+
+use super::endpoints::Method;
+use crate::error::ProtocolError;
+
+/// Body of `POST /auth/action/init`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserActionInit {
+    /// The request body exactly as it will be sent (`""` for none).
+    pub user_action_payload: String,
+    /// The request's method.
+    pub user_action_http_method: String,
+    /// The request's path as sent, percent-encoded, without query and base-URL prefix.
+    pub user_action_http_path: String,
+    /// Always `Api`.
+    pub user_action_server_kind: String,
+}
+
+impl UserActionInit {
+    /// Builds the init body for a request.
+    pub fn new(method: Method, path: &str, payload: &str) -> Self {
+        UserActionInit {
+            user_action_payload: payload.to_owned(),
+            user_action_http_method: method.as_str().to_owned(),
+            user_action_http_path: super::endpoints::strip_query(path).to_owned(),
+            user_action_server_kind: "Api".to_owned(),
+        }
+    }
+}
+
+/// The challenge returned by `/auth/action/init` (and `/auth/login/init`). Unknown fields are
+/// ignored; only `challenge` and `challengeIdentifier` are required.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserActionChallenge {
+    /// The opaque base64url challenge to put in `clientData`.
+    pub challenge: String,
+    /// The identifier to send back with the answer.
+    pub challenge_identifier: String,
+    /// The credentials allowed to answer.
+    #[serde(default)]
+    pub allow_credentials: AllowCredentials,
+    /// Credential kinds the server accepts, as given.
+    #[serde(default)]
+    pub supported_credential_kinds: Vec<serde_json::Value>,
+    /// `required`, `preferred`…, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_verification: Option<String>,
+}
+
+/// `allowCredentials` of a challenge.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowCredentials {
+    /// Key credentials (the kind this crate signs with).
+    #[serde(default)]
+    pub key: Vec<AllowedCredential>,
+    /// WebAuthn credentials, as given.
+    #[serde(default)]
+    pub webauthn: Vec<serde_json::Value>,
+}
+
+/// One allowed credential.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct AllowedCredential {
+    /// `public-key`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The credential id.
+    pub id: String,
+}
+
+impl UserActionChallenge {
+    /// Parses an init response and checks the challenge is well formed.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        let challenge: UserActionChallenge = serde_json::from_slice(bytes).map_err(|e| {
+            ProtocolError::Malformed { what: "user action challenge", reason: e.to_string() }
+        })?;
+        challenge.validate()?;
+        Ok(challenge)
+    }
+
+    /// Checks the fields the signer relies on: a non-empty base64url challenge (it is embedded
+    /// in signed JSON, so anything else is refused rather than signed) and an identifier.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        let malformed = |reason: &str| ProtocolError::Malformed { what: "user action challenge", reason: reason.to_owned() };
+        if self.challenge.is_empty() {
+            return Err(malformed("`challenge` is empty"));
+        }
+        if !self.challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(malformed("`challenge` is not base64url"));
+        }
+        if self.challenge_identifier.is_empty() {
+            return Err(malformed("`challengeIdentifier` is empty"));
+        }
+        Ok(())
+    }
+
+    /// The Key credential ids allowed to answer.
+    pub fn allowed_key_ids(&self) -> impl Iterator<Item = &str> {
+        self.allow_credentials.key.iter().map(|c| c.id.as_str())
+    }
+}
+
+/// What a `clientData` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientDataType {
+    /// Answering a challenge (`key.get`).
+    Get,
+    /// Registering a new credential (`key.create`).
+    Create,
+}
+
+#[derive(Serialize)]
+struct ClientDataJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    challenge: &'a str,
+}
+
+/// The exact `clientData` bytes the official TypeScript signer emits:
+/// `{"type":"key.get","challenge":"<challenge>"}` (compact, this order).
+pub fn client_data(kind: ClientDataType, challenge: &str) -> Vec<u8> {
+    let kind = match kind {
+        ClientDataType::Get => "key.get",
+        ClientDataType::Create => "key.create",
+    };
+    // Serializing a struct of two strings cannot fail.
+    serde_json::to_vec(&ClientDataJson { kind, challenge }).expect("two strings serialize")
+}
+
+/// The `credentialAssertion` of a Key first factor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialAssertion {
+    /// The credential id.
+    pub cred_id: String,
+    /// base64url of the `clientData` bytes.
+    pub client_data: String,
+    /// base64url of the signature.
+    pub signature: String,
+}
+
+/// A `firstFactor` (or `secondFactor`) answer: `{"kind":"Key","credentialAssertion":{…}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstFactor {
+    /// Always `Key` for this crate.
+    pub kind: String,
+    /// The signed assertion.
+    pub credential_assertion: CredentialAssertion,
+}
+
+impl FirstFactor {
+    /// The compact JSON, byte-identical to the official SDK's.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("strings serialize")
+    }
+}
+
+/// Body of `POST /auth/action` (and, without `secondFactor`, of `POST /auth/login`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserActionComplete {
+    /// From the challenge.
+    pub challenge_identifier: String,
+    /// The answer.
+    pub first_factor: FirstFactor,
+    /// An optional second factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<FirstFactor>,
+}
+
+/// Response of `POST /auth/action`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserActionToken {
+    /// The single-use token for `X-DFNS-USERACTION`.
+    pub user_action: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_data_is_the_ts_form() {
+        assert_eq!(
+            client_data(ClientDataType::Get, "abc-_1"),
+            br#"{"type":"key.get","challenge":"abc-_1"}"#.to_vec()
+        );
+        assert_eq!(
+            client_data(ClientDataType::Create, "Zz"),
+            br#"{"type":"key.create","challenge":"Zz"}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn malformed_challenges_are_refused() {
+        for body in [
+            &br#"{"challengeIdentifier":"x"}"#[..],
+            br#"{"challenge":"","challengeIdentifier":"x"}"#,
+            br#"{"challenge":"a\"b","challengeIdentifier":"x"}"#,
+            br#"{"challenge":"ab==","challengeIdentifier":"x"}"#,
+            br#"{"challenge":"ab","challengeIdentifier":""}"#,
+            br#"not json"#,
+            br#"{"challenge":12,"challengeIdentifier":"x"}"#,
+        ] {
+            let err = UserActionChallenge::from_json(body).unwrap_err();
+            assert!(matches!(err, ProtocolError::Malformed { .. }), "{err}");
+        }
+        let ok = UserActionChallenge::from_json(
+            br#"{"challenge":"YWJj","challengeIdentifier":"id","allowCredentials":{"key":[{"type":"public-key","id":"c1"}],"webauthn":[]},"extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.allowed_key_ids().collect::<Vec<_>>(), vec!["c1"]);
+    }
+
+    #[test]
+    fn init_body_field_order_and_query_stripping() {
+        let init = UserActionInit::new(Method::Delete, "/webhooks/wh-1?x=1", "{}");
+        assert_eq!(
+            serde_json::to_string(&init).unwrap(),
+            r#"{"userActionPayload":"{}","userActionHttpMethod":"DELETE","userActionHttpPath":"/webhooks/wh-1","userActionServerKind":"Api"}"#
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! A credential: an id that Dfns knows, and the key behind it.
+//!
+//! [`CredentialSigner::assert`] turns a challenge into the `firstFactor` answer: it refuses a
+//! challenge that does not list this credential (as the official TypeScript signer does), builds
+//! `clientData`, has the backend sign it and encodes everything as base64url. The backend call may
+//! block on a device; the client runs this on a blocking thread.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::challenge::{client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge};
+use super::encoding::b64url;
+use crate::backend::KeyBackend;
+use crate::error::{Error, ProtocolError};
+
+/// A registered Key credential: its id and the backend that holds its private key.
+#[derive(Clone)]
+pub struct CredentialSigner {
+    cred_id: String,
+    backend: Arc<dyn KeyBackend>,
+}
+
+impl CredentialSigner {
+    /// Pairs a credential id with the key registered under it.
+    pub fn new(cred_id: impl Into<String>, backend: Arc<dyn KeyBackend>) -> Self {
+        CredentialSigner { cred_id: cred_id.into(), backend }
+    }
+
+    /// The credential id.
+    pub fn credential_id(&self) -> &str {
+        &self.cred_id
+    }
+
+    /// The key backend.
+    pub fn backend(&self) -> &Arc<dyn KeyBackend> {
+        &self.backend
+    }
+
+    /// Answers a challenge. Fails with [`ProtocolError::CredentialNotAllowed`] when the challenge
+    /// lists Key credentials and ours is not among them — signing anyway would only earn a
+    /// rejection, and may cost a PIN entry or a touch for nothing. A challenge with no Key
+    /// credential listed at all (some login flows) is signed.
+    pub fn assert(&self, challenge: &UserActionChallenge) -> Result<FirstFactor, Error> {
+        challenge.validate()?;
+        let allowed: Vec<String> = challenge.allowed_key_ids().map(str::to_owned).collect();
+        let listed = challenge.allow_credentials.key.is_empty() && challenge.allow_credentials.webauthn.is_empty();
+        if !listed && !allowed.iter().any(|id| *id == self.cred_id) {
+            return Err(ProtocolError::CredentialNotAllowed { cred_id: self.cred_id.clone(), allowed }.into());
+        }
+        self.sign_challenge(&challenge.challenge)
+    }
+
+    /// Signs a bare challenge string with no `allowCredentials` check (delegated flows where
+    /// only the challenge travels). Prefer [`CredentialSigner::assert`].
+    pub fn sign_challenge(&self, challenge: &str) -> Result<FirstFactor, Error> {
+        let data = client_data(ClientDataType::Get, challenge);
+        let signature = self.backend.sign(&data)?;
+        Ok(FirstFactor {
+            kind: "Key".to_owned(),
+            credential_assertion: CredentialAssertion {
+                cred_id: self.cred_id.clone(),
+                client_data: b64url(&data),
+                signature: b64url(&signature),
+            },
+        })
+    }
+}
+
+impl fmt::Debug for CredentialSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialSigner")
+            .field("cred_id", &self.cred_id)
+            .field("backend", &self.backend.describe())
+            .finish()
+    }
+}
