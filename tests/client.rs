@@ -1,0 +1,177 @@
+//! Client behaviour that the transcripts do not show: configuration checks, secret redaction,
+//! retries that always take a fresh challenge, timeouts and unreachable servers.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::mock_http::{MockServer, Scripted};
+use dfns_signer::backend::software::SoftwareKey;
+use dfns_signer::client::{Backoff, NoRetry};
+use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::{Algorithm, ClientError, CredentialSigner, DfnsClient, Error};
+use secrecy::SecretString;
+use serde_json::json;
+
+const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.c2VjcmV0LXRva2Vu.c2ln";
+
+fn signer() -> CredentialSigner {
+    CredentialSigner::new("cred-1", Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap()))
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> Scripted {
+    Scripted { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string().into_bytes() }
+}
+
+fn challenge(n: u32) -> Scripted {
+    json_response(
+        200,
+        json!({"challenge": format!("Y2hhbGxlbmdl{n}"), "challengeIdentifier": format!("ci-{n}"),
+               "allowCredentials": {"key": [{"type": "public-key", "id": "cred-1"}], "webauthn": []}}),
+    )
+}
+
+#[test]
+fn base_url_rules() {
+    let build = |url: &str| DfnsClient::builder().base_url(url).build();
+    assert!(build("https://api.dfns.io").is_ok());
+    assert!(build("http://127.0.0.1:8080").is_ok());
+    assert!(build("http://localhost:8080/").is_ok());
+    assert!(build("http://[::1]:8080").is_ok());
+    let err = build("http://api.dfns.io").unwrap_err();
+    assert!(err.to_string().contains("use https"), "{err}");
+    assert!(build("http://10.0.0.1").is_err());
+    assert!(build("ftp://x").is_err());
+    assert!(build("not a url").is_err());
+    assert!(build("https://api.dfns.io/?x=1").is_err());
+    assert!(build("https://user:pw@api.dfns.io").is_err());
+    assert_eq!(build("https://proxy.example/dfns/").unwrap().base_url(), "https://proxy.example/dfns");
+}
+
+#[test]
+fn debug_output_never_shows_the_token() {
+    let client = DfnsClient::builder()
+        .base_url("https://api.dfns.io")
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
+        .build()
+        .unwrap();
+    let dbg = format!("{client:?}");
+    assert!(!dbg.contains("c2VjcmV0LXRva2Vu"), "{dbg}");
+    assert!(dbg.contains("REDACTED") && dbg.contains("cred-1"), "{dbg}");
+}
+
+#[tokio::test]
+async fn a_retry_runs_the_whole_flow_again_with_a_fresh_challenge() {
+    let server = MockServer::start(vec![
+        challenge(1),
+        json_response(200, json!({"userAction": "ua-1"})),
+        Scripted {
+            status: 429,
+            headers: vec![("retry-after".into(), "0".into())],
+            body: br#"{"error":{"status":429,"message":"Too Many Requests"}}"#.to_vec(),
+        },
+        challenge(2),
+        json_response(200, json!({"userAction": "ua-2"})),
+        json_response(200, json!({"id": "wa-1"})),
+    ])
+    .await;
+    let client = DfnsClient::builder()
+        .base_url(&server.base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
+        .retry_policy(Arc::new(Backoff { max_attempts: 3, base_delay: Duration::ZERO, max_delay: Duration::ZERO }))
+        .build()
+        .unwrap();
+    let wallet = client
+        .request_json::<serde_json::Value>(Method::Post, "/wallets", Payload::json(&json!({"network": "Bitcoin"})).unwrap())
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
+    assert_eq!(wallet["id"], "wa-1");
+    let sent = server.recorded();
+    let targets: Vec<&str> = sent.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/auth/action/init", "/auth/action", "/wallets", "/auth/action/init", "/auth/action", "/wallets"]);
+    // Second attempt: new challenge answered, new token used.
+    assert!(String::from_utf8_lossy(&sent[4].body).contains("ci-2"));
+    assert_eq!(sent[2].header("x-dfns-useraction"), Some("ua-1"));
+    assert_eq!(sent[5].header("x-dfns-useraction"), Some("ua-2"));
+    // Same body bytes both times.
+    assert_eq!(sent[2].body, sent[5].body);
+}
+
+#[tokio::test]
+async fn no_retry_by_default_and_errors_keep_the_server_words() {
+    let server = MockServer::start(vec![
+        challenge(1),
+        json_response(200, json!({"userAction": "ua-1"})),
+        json_response(503, json!({"message": "maintenance", "details": {"eta": 5}})),
+    ])
+    .await;
+    let client = DfnsClient::builder()
+        .base_url(&server.base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
+        .retry_policy(Arc::new(NoRetry))
+        .build()
+        .unwrap();
+    let err = client.request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap()).await.unwrap_err();
+    let api = err.api().unwrap();
+    assert_eq!((api.status, api.message.as_str()), (503, "maintenance"));
+    assert_eq!(api.details, Some(json!({"eta": 5})));
+    assert!(err.to_string().contains("retry later"), "{err}");
+    assert!(!err.to_string().contains("c2VjcmV0LXRva2Vu"));
+    assert_eq!(server.recorded().len(), 3);
+}
+
+#[tokio::test]
+async fn malformed_challenge_is_a_typed_error_and_nothing_is_signed() {
+    let server = MockServer::start(vec![json_response(200, json!({"challenge": "has \"quotes\"", "challengeIdentifier": "x"}))]).await;
+    let client = DfnsClient::builder()
+        .base_url(&server.base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
+        .build()
+        .unwrap();
+    let err = client.request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap()).await.unwrap_err();
+    assert!(matches!(err, Error::Protocol(dfns_signer::ProtocolError::Malformed { .. })), "{err}");
+    assert_eq!(server.recorded().len(), 1, "no assertion sent for a malformed challenge");
+}
+
+#[tokio::test]
+async fn unreachable_server_and_timeout() {
+    // A port nobody listens on: bind, note the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = DfnsClient::builder().base_url(format!("http://127.0.0.1:{port}")).build().unwrap();
+    let err = client.request(Method::Get, "/wallets", Payload::empty()).await.unwrap_err();
+    match &err {
+        Error::Client(ClientError::Transport { never_sent, url, .. }) => {
+            assert!(*never_sent, "a refused connection never sent the request");
+            assert!(url.ends_with("/wallets"));
+        }
+        other => panic!("expected a transport error, got {other}"),
+    }
+
+    // A server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (_socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let client = DfnsClient::builder().base_url(format!("http://{addr}")).timeout(Duration::from_millis(300)).build().unwrap();
+    let err = client.request(Method::Get, "/wallets", Payload::empty()).await.unwrap_err();
+    assert!(matches!(err, Error::Client(ClientError::Timeout { .. })), "{err}");
+    hold.abort();
+}
+
+#[tokio::test]
+async fn invalid_paths_are_refused_before_any_request() {
+    let client = DfnsClient::builder().base_url("http://127.0.0.1:9").build().unwrap();
+    for path in ["wallets", "/wallets/a b", "/wallets#frag", "/wallets/é"] {
+        let err = client.request(Method::Get, path, Payload::empty()).await.unwrap_err();
+        assert!(matches!(err, Error::Protocol(dfns_signer::ProtocolError::InvalidPath { .. })), "{path}: {err}");
+    }
+}
