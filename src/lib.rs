@@ -16,3 +16,6 @@ pub mod simulator;
 pub mod client;
 pub use client::{DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
 pub use protocol::CredentialSigner;
+
+#[cfg(feature = "dfns-sdk")]
+pub mod dfns_sdk;
