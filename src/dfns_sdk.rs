@@ -18,7 +18,9 @@
 
 use async_trait::async_trait;
 use dfns_sdk_rust::error::Error as SdkError;
-use dfns_sdk_rust::signer::{CredentialAssertion, CredentialAssertionData, UserActionChallenge, UserActionSigner};
+use dfns_sdk_rust::signer::{
+    CredentialAssertion, CredentialAssertionData, UserActionChallenge, UserActionSigner,
+};
 
 use crate::protocol::CredentialSigner;
 

@@ -212,9 +212,9 @@ pub enum ClientError {
     /// The client was configured wrongly.
     #[error("invalid client configuration: {0}")]
     Config(String),
-    /// The API answered with an error.
+    /// The API answered with an error (boxed: it is large, and errors travel by value).
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
     /// The request never got an answer (connection refused, reset, timed out).
     #[error("cannot reach the Dfns API at {url}: {reason}")]
     Transport {
@@ -273,9 +273,15 @@ pub enum Error {
     Client(#[from] ClientError),
 }
 
+impl From<ApiError> for ClientError {
+    fn from(e: ApiError) -> Self {
+        ClientError::Api(Box::new(e))
+    }
+}
+
 impl From<ApiError> for Error {
     fn from(e: ApiError) -> Self {
-        Error::Client(ClientError::Api(e))
+        Error::Client(ClientError::Api(Box::new(e)))
     }
 }
 
@@ -297,31 +303,120 @@ mod tests {
     #[test]
     fn every_variant_displays_facts_and_a_remedy() {
         let all: Vec<Error> = vec![
-            BackendError::InvalidUri { uri: "pkcs11:x".into(), reason: "r".into() }.into(),
-            BackendError::KeyLoad { what: "file k.pem".into(), reason: "r".into() }.into(),
+            BackendError::InvalidUri {
+                uri: "pkcs11:x".into(),
+                reason: "r".into(),
+            }
+            .into(),
+            BackendError::KeyLoad {
+                what: "file k.pem".into(),
+                reason: "r".into(),
+            }
+            .into(),
             BackendError::UnsupportedKey("P-384".into()).into(),
-            BackendError::PinSource { source_name: "env:HSM_PIN".into(), reason: "unset".into() }.into(),
-            BackendError::PinIncorrect { device: "token custody".into(), tries_left: Some(2) }.into(),
-            BackendError::PinIncorrect { device: "token custody".into(), tries_left: None }.into(),
-            BackendError::PinBlocked { device: "YubiKey 1".into() }.into(),
-            BackendError::LastPinTry { device: "YubiKey 1".into() }.into(),
-            BackendError::DeviceNotFound { wanted: "token \"x\"".into(), found: vec!["a".into()] }.into(),
-            BackendError::AmbiguousDevice { found: vec!["1".into(), "2".into()] }.into(),
-            BackendError::KeyNotFound { wanted: "label k".into(), device: "t".into(), found: vec![] }.into(),
-            BackendError::UnsafeKey { key: "k".into(), reason: "extractable".into() }.into(),
-            BackendError::TouchTimeout { device: "YubiKey 1".into(), seconds: 15 }.into(),
-            BackendError::Device { device: "d".into(), operation: "sign".into(), reason: "r".into() }.into(),
+            BackendError::PinSource {
+                source_name: "env:HSM_PIN".into(),
+                reason: "unset".into(),
+            }
+            .into(),
+            BackendError::PinIncorrect {
+                device: "token custody".into(),
+                tries_left: Some(2),
+            }
+            .into(),
+            BackendError::PinIncorrect {
+                device: "token custody".into(),
+                tries_left: None,
+            }
+            .into(),
+            BackendError::PinBlocked {
+                device: "YubiKey 1".into(),
+            }
+            .into(),
+            BackendError::LastPinTry {
+                device: "YubiKey 1".into(),
+            }
+            .into(),
+            BackendError::DeviceNotFound {
+                wanted: "token \"x\"".into(),
+                found: vec!["a".into()],
+            }
+            .into(),
+            BackendError::AmbiguousDevice {
+                found: vec!["1".into(), "2".into()],
+            }
+            .into(),
+            BackendError::KeyNotFound {
+                wanted: "label k".into(),
+                device: "t".into(),
+                found: vec![],
+            }
+            .into(),
+            BackendError::UnsafeKey {
+                key: "k".into(),
+                reason: "extractable".into(),
+            }
+            .into(),
+            BackendError::TouchTimeout {
+                device: "YubiKey 1".into(),
+                seconds: 15,
+            }
+            .into(),
+            BackendError::Device {
+                device: "d".into(),
+                operation: "sign".into(),
+                reason: "r".into(),
+            }
+            .into(),
             BackendError::Crypto("bad".into()).into(),
-            ProtocolError::Malformed { what: "challenge", reason: "r".into() }.into(),
-            ProtocolError::CredentialNotAllowed { cred_id: "c".into(), allowed: vec![] }.into(),
+            ProtocolError::Malformed {
+                what: "challenge",
+                reason: "r".into(),
+            }
+            .into(),
+            ProtocolError::CredentialNotAllowed {
+                cred_id: "c".into(),
+                allowed: vec![],
+            }
+            .into(),
             ProtocolError::Body("b".into()).into(),
-            ProtocolError::InvalidPath { path: "p".into(), reason: "r".into() }.into(),
+            ProtocolError::InvalidPath {
+                path: "p".into(),
+                reason: "r".into(),
+            }
+            .into(),
             ClientError::Config("c".into()).into(),
-            ApiError { status: 429, message: "slow".into(), id: Some("e1".into()), details: None, retry_after: None }.into(),
-            ClientError::Transport { url: "u".into(), reason: "r".into(), never_sent: true }.into(),
-            ClientError::Timeout { method: "POST".into(), path: "/w".into(), seconds: 30 }.into(),
-            ClientError::Decode { method: "POST".into(), path: "/w".into(), reason: "r".into() }.into(),
-            ClientError::SignerRequired { method: "POST".into(), path: "/w".into() }.into(),
+            ApiError {
+                status: 429,
+                message: "slow".into(),
+                id: Some("e1".into()),
+                details: None,
+                retry_after: None,
+            }
+            .into(),
+            ClientError::Transport {
+                url: "u".into(),
+                reason: "r".into(),
+                never_sent: true,
+            }
+            .into(),
+            ClientError::Timeout {
+                method: "POST".into(),
+                path: "/w".into(),
+                seconds: 30,
+            }
+            .into(),
+            ClientError::Decode {
+                method: "POST".into(),
+                path: "/w".into(),
+                reason: "r".into(),
+            }
+            .into(),
+            ClientError::SignerRequired {
+                method: "POST".into(),
+                path: "/w".into(),
+            }
+            .into(),
             ClientError::SignTask("t".into()).into(),
         ];
         for e in &all {

@@ -11,9 +11,9 @@ pub mod protocol;
 pub use backend::{open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey};
 pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
 
+pub mod client;
 #[cfg(feature = "simulator")]
 pub mod simulator;
-pub mod client;
 pub use client::{DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
 pub use protocol::CredentialSigner;
 

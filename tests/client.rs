@@ -17,11 +17,18 @@ use serde_json::json;
 const TOKEN: &str = "eyJhbGciOiJFZERTQSJ9.c2VjcmV0LXRva2Vu.c2ln";
 
 fn signer() -> CredentialSigner {
-    CredentialSigner::new("cred-1", Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap()))
+    CredentialSigner::new(
+        "cred-1",
+        Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap()),
+    )
 }
 
 fn json_response(status: u16, body: serde_json::Value) -> Scripted {
-    Scripted { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string().into_bytes() }
+    Scripted {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
 }
 
 fn challenge(n: u32) -> Scripted {
@@ -46,7 +53,10 @@ fn base_url_rules() {
     assert!(build("not a url").is_err());
     assert!(build("https://api.dfns.io/?x=1").is_err());
     assert!(build("https://user:pw@api.dfns.io").is_err());
-    assert_eq!(build("https://proxy.example/dfns/").unwrap().base_url(), "https://proxy.example/dfns");
+    assert_eq!(
+        build("https://proxy.example/dfns/").unwrap().base_url(),
+        "https://proxy.example/dfns"
+    );
 }
 
 #[test]
@@ -81,11 +91,19 @@ async fn a_retry_runs_the_whole_flow_again_with_a_fresh_challenge() {
         .base_url(&server.base_url)
         .auth_token(SecretString::from(TOKEN.to_owned()))
         .signer(signer())
-        .retry_policy(Arc::new(Backoff { max_attempts: 3, base_delay: Duration::ZERO, max_delay: Duration::ZERO }))
+        .retry_policy(Arc::new(Backoff {
+            max_attempts: 3,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        }))
         .build()
         .unwrap();
     let wallet = client
-        .request_json::<serde_json::Value>(Method::Post, "/wallets", Payload::json(&json!({"network": "Bitcoin"})).unwrap())
+        .request_json::<serde_json::Value>(
+            Method::Post,
+            "/wallets",
+            Payload::json(&json!({"network": "Bitcoin"})).unwrap(),
+        )
         .await
         .unwrap()
         .done()
@@ -93,7 +111,17 @@ async fn a_retry_runs_the_whole_flow_again_with_a_fresh_challenge() {
     assert_eq!(wallet["id"], "wa-1");
     let sent = server.recorded();
     let targets: Vec<&str> = sent.iter().map(|r| r.target.as_str()).collect();
-    assert_eq!(targets, ["/auth/action/init", "/auth/action", "/wallets", "/auth/action/init", "/auth/action", "/wallets"]);
+    assert_eq!(
+        targets,
+        [
+            "/auth/action/init",
+            "/auth/action",
+            "/wallets",
+            "/auth/action/init",
+            "/auth/action",
+            "/wallets"
+        ]
+    );
     // Second attempt: new challenge answered, new token used.
     assert!(String::from_utf8_lossy(&sent[4].body).contains("ci-2"));
     assert_eq!(sent[2].header("x-dfns-useraction"), Some("ua-1"));
@@ -107,7 +135,10 @@ async fn no_retry_by_default_and_errors_keep_the_server_words() {
     let server = MockServer::start(vec![
         challenge(1),
         json_response(200, json!({"userAction": "ua-1"})),
-        json_response(503, json!({"message": "maintenance", "details": {"eta": 5}})),
+        json_response(
+            503,
+            json!({"message": "maintenance", "details": {"eta": 5}}),
+        ),
     ])
     .await;
     let client = DfnsClient::builder()
@@ -117,7 +148,10 @@ async fn no_retry_by_default_and_errors_keep_the_server_words() {
         .retry_policy(Arc::new(NoRetry))
         .build()
         .unwrap();
-    let err = client.request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap()).await.unwrap_err();
+    let err = client
+        .request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap())
+        .await
+        .unwrap_err();
     let api = err.api().unwrap();
     assert_eq!((api.status, api.message.as_str()), (503, "maintenance"));
     assert_eq!(api.details, Some(json!({"eta": 5})));
@@ -128,26 +162,55 @@ async fn no_retry_by_default_and_errors_keep_the_server_words() {
 
 #[tokio::test]
 async fn malformed_challenge_is_a_typed_error_and_nothing_is_signed() {
-    let server = MockServer::start(vec![json_response(200, json!({"challenge": "has \"quotes\"", "challengeIdentifier": "x"}))]).await;
+    let server = MockServer::start(vec![json_response(
+        200,
+        json!({"challenge": "has \"quotes\"", "challengeIdentifier": "x"}),
+    )])
+    .await;
     let client = DfnsClient::builder()
         .base_url(&server.base_url)
         .auth_token(SecretString::from(TOKEN.to_owned()))
         .signer(signer())
         .build()
         .unwrap();
-    let err = client.request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap()).await.unwrap_err();
-    assert!(matches!(err, Error::Protocol(dfns_signer::ProtocolError::Malformed { .. })), "{err}");
-    assert_eq!(server.recorded().len(), 1, "no assertion sent for a malformed challenge");
+    let err = client
+        .request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(dfns_signer::ProtocolError::Malformed { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        server.recorded().len(),
+        1,
+        "no assertion sent for a malformed challenge"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_server_and_timeout() {
     // A port nobody listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let client = DfnsClient::builder().base_url(format!("http://127.0.0.1:{port}")).build().unwrap();
-    let err = client.request(Method::Get, "/wallets", Payload::empty()).await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = DfnsClient::builder()
+        .base_url(format!("http://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let err = client
+        .request(Method::Get, "/wallets", Payload::empty())
+        .await
+        .unwrap_err();
     match &err {
-        Error::Client(ClientError::Transport { never_sent, url, .. }) => {
+        Error::Client(ClientError::Transport {
+            never_sent, url, ..
+        }) => {
             assert!(*never_sent, "a refused connection never sent the request");
             assert!(url.ends_with("/wallets"));
         }
@@ -161,17 +224,39 @@ async fn unreachable_server_and_timeout() {
         let (_socket, _) = listener.accept().await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let client = DfnsClient::builder().base_url(format!("http://{addr}")).timeout(Duration::from_millis(300)).build().unwrap();
-    let err = client.request(Method::Get, "/wallets", Payload::empty()).await.unwrap_err();
-    assert!(matches!(err, Error::Client(ClientError::Timeout { .. })), "{err}");
+    let client = DfnsClient::builder()
+        .base_url(format!("http://{addr}"))
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = client
+        .request(Method::Get, "/wallets", Payload::empty())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Client(ClientError::Timeout { .. })),
+        "{err}"
+    );
     hold.abort();
 }
 
 #[tokio::test]
 async fn invalid_paths_are_refused_before_any_request() {
-    let client = DfnsClient::builder().base_url("http://127.0.0.1:9").build().unwrap();
+    let client = DfnsClient::builder()
+        .base_url("http://127.0.0.1:9")
+        .build()
+        .unwrap();
     for path in ["wallets", "/wallets/a b", "/wallets#frag", "/wallets/é"] {
-        let err = client.request(Method::Get, path, Payload::empty()).await.unwrap_err();
-        assert!(matches!(err, Error::Protocol(dfns_signer::ProtocolError::InvalidPath { .. })), "{path}: {err}");
+        let err = client
+            .request(Method::Get, path, Payload::empty())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Protocol(dfns_signer::ProtocolError::InvalidPath { .. })
+            ),
+            "{path}: {err}"
+        );
     }
 }

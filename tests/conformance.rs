@@ -8,7 +8,9 @@ use std::sync::Arc;
 use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::protocol::challenge::AllowedCredential;
 use dfns_signer::protocol::encoding::b64url_decode;
-use dfns_signer::protocol::{attest, client_data, ClientDataType, Method, Payload, UserActionChallenge, UserActionInit};
+use dfns_signer::protocol::{
+    attest, client_data, ClientDataType, Method, Payload, UserActionChallenge, UserActionInit,
+};
 use dfns_signer::{Algorithm, CredentialSigner, KeyBackend, PublicKey};
 use serde_json::Value;
 
@@ -17,24 +19,42 @@ fn vectors() -> Value {
 }
 
 fn key_for(kind: &str, v: &Value) -> SoftwareKey {
-    let a = v["assertions"].as_array().unwrap().iter().find(|a| a["keyKind"] == kind).unwrap();
+    let a = v["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["keyKind"] == kind)
+        .unwrap();
     SoftwareKey::from_pem(a["privateKeyPem"].as_str().unwrap(), kind).unwrap()
 }
 
 fn challenge_listing(challenge: &str, cred_id: &str) -> UserActionChallenge {
     let mut c = UserActionChallenge::from_json(
-        serde_json::json!({"challenge": challenge, "challengeIdentifier": "ci"}).to_string().as_bytes(),
+        serde_json::json!({"challenge": challenge, "challengeIdentifier": "ci"})
+            .to_string()
+            .as_bytes(),
     )
     .unwrap();
-    c.allow_credentials.key.push(AllowedCredential { kind: "public-key".into(), id: cred_id.into() });
+    c.allow_credentials.key.push(AllowedCredential {
+        kind: "public-key".into(),
+        id: cred_id.into(),
+    });
     c
 }
 
 /// Checks `sig` is DER with minimal integers: decoding and re-encoding gives the same bytes.
 fn assert_canonical_der(alg: Algorithm, sig: &[u8]) {
     let reencoded = match alg {
-        Algorithm::EcdsaP256 => p256::ecdsa::Signature::from_der(sig).unwrap().to_der().as_bytes().to_vec(),
-        Algorithm::EcdsaSecp256k1 => k256::ecdsa::Signature::from_der(sig).unwrap().to_der().as_bytes().to_vec(),
+        Algorithm::EcdsaP256 => p256::ecdsa::Signature::from_der(sig)
+            .unwrap()
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::EcdsaSecp256k1 => k256::ecdsa::Signature::from_der(sig)
+            .unwrap()
+            .to_der()
+            .as_bytes()
+            .to_vec(),
         _ => unreachable!(),
     };
     assert_eq!(reencoded, sig, "signature is not canonical DER");
@@ -49,18 +69,36 @@ fn first_factor_matches_the_official_signer() {
         let kind = a["keyKind"].as_str().unwrap();
         let key = Arc::new(key_for(kind, &v));
         // Our SPKI PEM is the exact string the SDK derives from the same key.
-        assert_eq!(key.public_key().to_pem(), a["publicKeyPem"].as_str().unwrap(), "{kind}");
+        assert_eq!(
+            key.public_key().to_pem(),
+            a["publicKeyPem"].as_str().unwrap(),
+            "{kind}"
+        );
 
         let signer = CredentialSigner::new(cred_id, key.clone());
-        let ff = signer.assert(&challenge_listing(challenge, cred_id)).unwrap();
+        let ff = signer
+            .assert(&challenge_listing(challenge, cred_id))
+            .unwrap();
         let client_data = b64url_decode(&ff.credential_assertion.client_data).unwrap();
-        assert_eq!(client_data, a["clientDataUtf8"].as_str().unwrap().as_bytes(), "{kind}");
+        assert_eq!(
+            client_data,
+            a["clientDataUtf8"].as_str().unwrap().as_bytes(),
+            "{kind}"
+        );
         assert_eq!(client_data, client_data_bytes(challenge));
         let sig = b64url_decode(&ff.credential_assertion.signature).unwrap();
 
         if a["deterministic"].as_bool().unwrap() {
-            assert_eq!(ff.to_json(), a["firstFactorJson"].as_str().unwrap(), "{kind}: firstFactor JSON");
-            assert_eq!(hex::encode(&sig), a["signatureHex"].as_str().unwrap(), "{kind}");
+            assert_eq!(
+                ff.to_json(),
+                a["firstFactorJson"].as_str().unwrap(),
+                "{kind}: firstFactor JSON"
+            );
+            assert_eq!(
+                hex::encode(&sig),
+                a["signatureHex"].as_str().unwrap(),
+                "{kind}"
+            );
         } else {
             key.public_key().verify(&client_data, &sig).unwrap();
             assert_canonical_der(key.algorithm(), &sig);
@@ -70,7 +108,8 @@ fn first_factor_matches_the_official_signer() {
             pk.verify(&client_data, &theirs).unwrap();
             // Same JSON shape, field for field, apart from the signature.
             let mut ours: Value = serde_json::from_str(&ff.to_json()).unwrap();
-            let mut official: Value = serde_json::from_str(a["firstFactorJson"].as_str().unwrap()).unwrap();
+            let mut official: Value =
+                serde_json::from_str(a["firstFactorJson"].as_str().unwrap()).unwrap();
             ours["credentialAssertion"]["signature"] = Value::Null;
             official["credentialAssertion"]["signature"] = Value::Null;
             assert_eq!(ours, official, "{kind}");
@@ -91,18 +130,34 @@ fn payloads_and_init_bodies_match() {
         if let Some(expected) = p["utf8Hex"].as_str() {
             assert_eq!(hex::encode(text.as_bytes()), expected, "{name}");
         }
-        let payload = if text.is_empty() { Payload::empty() } else { Payload::raw_json(text).unwrap() };
-        assert_eq!(payload.as_str(), text, "{name}: raw payloads are sent as given");
+        let payload = if text.is_empty() {
+            Payload::empty()
+        } else {
+            Payload::raw_json(text).unwrap()
+        };
+        assert_eq!(
+            payload.as_str(),
+            text,
+            "{name}: raw payloads are sent as given"
+        );
         // Serializing the parsed JSON again gives the SDK's bytes (key order and escaping
         // included); numbers JavaScript spells `1e+21` are the one known difference, which is
         // why raw payloads exist.
         if !text.is_empty() && name != "numbers" {
             let parsed: Value = serde_json::from_str(text).unwrap();
-            assert_eq!(Payload::json(&parsed).unwrap().as_str(), text, "{name}: re-serialized");
+            assert_eq!(
+                Payload::json(&parsed).unwrap().as_str(),
+                text,
+                "{name}: re-serialized"
+            );
         }
         let init = UserActionInit::new(Method::Post, "/wallets", payload.as_str());
         if let Some(expected) = p["initBody"].as_str() {
-            assert_eq!(serde_json::to_string(&init).unwrap(), expected, "{name}: init body");
+            assert_eq!(
+                serde_json::to_string(&init).unwrap(),
+                expected,
+                "{name}: init body"
+            );
         }
     }
 }
@@ -116,17 +171,47 @@ fn key_credential_attestations_match() {
         let key = key_for(kind, &v);
         let cred_id = t["credId"].as_str().unwrap();
         let att = attest(&key, challenge, cred_id).unwrap();
-        assert_eq!(att.client_data, t["clientData"].as_str().unwrap().as_bytes(), "{kind}");
-        assert_eq!(att.client_data_hash, t["clientDataHash"].as_str().unwrap(), "{kind}");
-        assert_eq!(att.fingerprint, t["credInfoFingerprint"].as_str().unwrap(), "{kind}");
-        assert_eq!(att.credential_info.client_data, t["clientDataB64url"].as_str().unwrap(), "{kind}");
+        assert_eq!(
+            att.client_data,
+            t["clientData"].as_str().unwrap().as_bytes(),
+            "{kind}"
+        );
+        assert_eq!(
+            att.client_data_hash,
+            t["clientDataHash"].as_str().unwrap(),
+            "{kind}"
+        );
+        assert_eq!(
+            att.fingerprint,
+            t["credInfoFingerprint"].as_str().unwrap(),
+            "{kind}"
+        );
+        assert_eq!(
+            att.credential_info.client_data,
+            t["clientDataB64url"].as_str().unwrap(),
+            "{kind}"
+        );
         if t["deterministic"].as_bool().unwrap() {
-            assert_eq!(att.signature_hex, t["signatureHex"].as_str().unwrap(), "{kind}");
-            assert_eq!(att.attestation_data, t["attestationData"].as_str().unwrap(), "{kind}");
-            assert_eq!(serde_json::to_value(&att.credential_info).unwrap(), t["credentialInfo"], "{kind}");
+            assert_eq!(
+                att.signature_hex,
+                t["signatureHex"].as_str().unwrap(),
+                "{kind}"
+            );
+            assert_eq!(
+                att.attestation_data,
+                t["attestationData"].as_str().unwrap(),
+                "{kind}"
+            );
+            assert_eq!(
+                serde_json::to_value(&att.credential_info).unwrap(),
+                t["credentialInfo"],
+                "{kind}"
+            );
         } else {
             let sig = hex::decode(&att.signature_hex).unwrap();
-            key.public_key().verify(att.fingerprint.as_bytes(), &sig).unwrap();
+            key.public_key()
+                .verify(att.fingerprint.as_bytes(), &sig)
+                .unwrap();
             assert_canonical_der(key.algorithm(), &sig);
             assert_eq!(att.signature_hex, att.signature_hex.to_lowercase());
         }
@@ -138,9 +223,14 @@ fn signer_refuses_a_challenge_for_another_credential() {
     let v = vectors();
     let key = Arc::new(key_for("ed25519", &v));
     let signer = CredentialSigner::new("not-registered", key);
-    let err = signer.assert(&challenge_listing("YWJj", "Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA")).unwrap_err();
+    let err = signer
+        .assert(&challenge_listing("YWJj", "Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA"))
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("not-registered") && text.contains("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA"), "{text}");
+    assert!(
+        text.contains("not-registered") && text.contains("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -151,10 +241,17 @@ fn fixture_keys_load_in_every_pem_form() {
         ("ed25519", Algorithm::Ed25519),
         ("rsa2048", Algorithm::RsaPkcs1Sha256),
     ] {
-        let path = format!("{}/tests/fixtures/keys/{file}.pem", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/keys/{file}.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let key = SoftwareKey::from_pem_file(std::path::Path::new(&path)).unwrap();
         assert_eq!(key.algorithm(), alg);
         let public = std::fs::read_to_string(path.replace(".pem", ".pub.pem")).unwrap();
-        assert_eq!(key.public_key(), &PublicKey::from_pem(&public).unwrap(), "{file}");
+        assert_eq!(
+            key.public_key(),
+            &PublicKey::from_pem(&public).unwrap(),
+            "{file}"
+        );
     }
 }

@@ -13,7 +13,11 @@ use dfns_signer::{Algorithm, CredentialSigner, KeyBackend};
 use serde_json::{json, Value};
 
 fn ok(body: Value) -> Scripted {
-    Scripted { status: 200, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string().into_bytes() }
+    Scripted {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
 }
 
 #[tokio::test]
@@ -30,12 +34,20 @@ async fn official_rust_sdk_signs_with_our_key() {
         let client = dfns_sdk_rust::client::Client::new(dfns_sdk_rust::client::Options {
             base_url: server.base_url.clone(),
             auth_token: "token".into(),
-            signer: Some(Arc::new(SdkSigner::new(CredentialSigner::new("cred-sdk", key.clone())))),
+            signer: Some(Arc::new(SdkSigner::new(CredentialSigner::new(
+                "cred-sdk",
+                key.clone(),
+            )))),
             http: None,
         })
         .unwrap();
         let wallet: Value = client
-            .request(reqwest::Method::POST, "/wallets", Some(&json!({"network": "Bitcoin"})), true)
+            .request(
+                reqwest::Method::POST,
+                "/wallets",
+                Some(&json!({"network": "Bitcoin"})),
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(wallet["id"], "wa-sdk");
@@ -45,8 +57,16 @@ async fn official_rust_sdk_signs_with_our_key() {
         let a = &body["firstFactor"]["credentialAssertion"];
         assert_eq!(a["credId"], "cred-sdk");
         let client_data = b64url_decode(a["clientData"].as_str().unwrap()).unwrap();
-        assert_eq!(client_data, br#"{"type":"key.get","challenge":"c2RrLWNoYWxsZW5nZQ"}"#);
-        key.public_key().verify(&client_data, &b64url_decode(a["signature"].as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            client_data,
+            br#"{"type":"key.get","challenge":"c2RrLWNoYWxsZW5nZQ"}"#
+        );
+        key.public_key()
+            .verify(
+                &client_data,
+                &b64url_decode(a["signature"].as_str().unwrap()).unwrap(),
+            )
+            .unwrap();
         assert_eq!(sent[2].header("x-dfns-useraction"), Some("ua-sdk"));
     }
 }

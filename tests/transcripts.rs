@@ -19,39 +19,61 @@ use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::client::{CreateServiceAccount, ListWallets};
 use dfns_signer::protocol::encoding::b64url_decode;
 use dfns_signer::protocol::{Method, Payload};
-use dfns_signer::{ClientError, CredentialSigner, DfnsClient, Error, KeyBackend, Outcome, ProtocolError};
+use dfns_signer::{
+    ClientError, CredentialSigner, DfnsClient, Error, KeyBackend, Outcome, ProtocolError,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-const NOT_REPLAYABLE: &[&str] = &["signer_algorithm_sha512_p256", "error_org_mismatch", "user_action_replay_rejected"];
+const NOT_REPLAYABLE: &[&str] = &[
+    "signer_algorithm_sha512_p256",
+    "error_org_mismatch",
+    "user_action_replay_rejected",
+];
 
 fn load(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/transcripts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/transcripts/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The keys behind the transcripts, by credential id (the four create_wallet_* captures carry them).
 /// The registration captures add the keys they register.
 fn keys() -> Vec<(String, Arc<SoftwareKey>)> {
-    let existing = ["p256", "secp256k1", "ed25519", "rsa2048"].iter().map(|k| (format!("create_wallet_{k}"), "credId"));
-    let registered = ["p256", "ed25519", "rsa2048"].iter().map(|k| (format!("register_key_credential_{k}"), "newCredId"));
+    let existing = ["p256", "secp256k1", "ed25519", "rsa2048"]
+        .iter()
+        .map(|k| (format!("create_wallet_{k}"), "credId"));
+    let registered = ["p256", "ed25519", "rsa2048"]
+        .iter()
+        .map(|k| (format!("register_key_credential_{k}"), "newCredId"));
     existing
         .chain(registered)
         .map(|(name, id_field)| {
             let meta = &load(&name)["meta"];
-            let key = SoftwareKey::from_pem(meta["privateKeyPem"].as_str().unwrap(), &name).unwrap();
+            let key =
+                SoftwareKey::from_pem(meta["privateKeyPem"].as_str().unwrap(), &name).unwrap();
             (meta[id_field].as_str().unwrap().to_owned(), Arc::new(key))
         })
         .collect()
 }
 
 fn signer_for(cred_id: &str) -> CredentialSigner {
-    let (id, key) = keys().into_iter().find(|(id, _)| id == cred_id).expect("known credential");
+    let (id, key) = keys()
+        .into_iter()
+        .find(|(id, _)| id == cred_id)
+        .expect("known credential");
     CredentialSigner::new(id, key)
 }
 
 fn auth_token() -> SecretString {
-    SecretString::from(load("create_wallet_p256")["meta"]["authToken"].as_str().unwrap().to_owned())
+    SecretString::from(
+        load("create_wallet_p256")["meta"]["authToken"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
 }
 
 fn script(t: &Value) -> Vec<Scripted> {
@@ -63,15 +85,25 @@ fn script(t: &Value) -> Vec<Scripted> {
             let r = &e["response"];
             let headers: Vec<(String, String)> = r["headers"]
                 .as_object()
-                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let json = headers.iter().any(|(k, v)| k == "content-type" && v.contains("json"));
+            let json = headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v.contains("json"));
             let body = match &r["body"] {
                 Value::String(s) if !json => s.as_bytes().to_vec(),
                 Value::Null => Vec::new(),
                 other => serde_json::to_vec(other).unwrap(),
             };
-            Scripted { status: r["status"].as_u64().unwrap() as u16, headers, body }
+            Scripted {
+                status: r["status"].as_u64().unwrap() as u16,
+                headers,
+                body,
+            }
         })
         .collect()
 }
@@ -112,10 +144,22 @@ impl Replay {
     }
 
     fn final_request(&self) -> (Method, String, Payload) {
-        let r = &self.transcript["exchanges"].as_array().unwrap().last().unwrap()["request"];
+        let r = &self.transcript["exchanges"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["request"];
         let body = r["bodyUtf8"].as_str().unwrap_or("");
-        let payload = if body.is_empty() { Payload::empty() } else { Payload::raw_json(body).unwrap() };
-        (r["method"].as_str().unwrap().parse().unwrap(), r["url"].as_str().unwrap().to_owned(), payload)
+        let payload = if body.is_empty() {
+            Payload::empty()
+        } else {
+            Payload::raw_json(body).unwrap()
+        };
+        (
+            r["method"].as_str().unwrap().parse().unwrap(),
+            r["url"].as_str().unwrap().to_owned(),
+            payload,
+        )
     }
 
     /// Compares every recorded request with the transcript's.
@@ -129,9 +173,17 @@ impl Replay {
             let url = t["url"].as_str().unwrap();
             assert_eq!(o.method, t["method"].as_str().unwrap(), "{name} {url}");
             assert_eq!(o.target, format!("{url_prefix}{url}"), "{name}");
-            assert_eq!(dfns_headers_of_ours(o), dfns_headers_of_theirs(t), "{name} {url}: header set");
+            assert_eq!(
+                dfns_headers_of_ours(o),
+                dfns_headers_of_theirs(t),
+                "{name} {url}: header set"
+            );
             if let Some(auth) = o.header("authorization") {
-                assert_eq!(Some(auth), header_of_theirs(t, "authorization").as_deref(), "{name} {url}");
+                assert_eq!(
+                    Some(auth),
+                    header_of_theirs(t, "authorization").as_deref(),
+                    "{name} {url}"
+                );
             }
             let their_body = t["bodyUtf8"].as_str().unwrap_or("");
             match url {
@@ -144,9 +196,17 @@ impl Replay {
                     let mut t: Value = serde_json::from_str(their_body).unwrap();
                     let (op, tp) = (o["userActionPayload"].take(), t["userActionPayload"].take());
                     assert_eq!(o, t, "{name}: init fields");
-                    compare_registration(name, op.as_str().unwrap().as_bytes(), tp.as_str().unwrap());
+                    compare_registration(
+                        name,
+                        op.as_str().unwrap().as_bytes(),
+                        tp.as_str().unwrap(),
+                    );
                 }
-                _ => assert_eq!(String::from_utf8_lossy(&o.body), their_body, "{name} {url}: body bytes"),
+                _ => assert_eq!(
+                    String::from_utf8_lossy(&o.body),
+                    their_body,
+                    "{name} {url}: body bytes"
+                ),
             }
         }
     }
@@ -154,11 +214,17 @@ impl Replay {
 
 fn dfns_headers_of_ours(r: &Recorded) -> BTreeSet<String> {
     let names = r.headers.iter().map(|(k, _)| k.to_ascii_lowercase());
-    names.filter(|k| k == "authorization" || k == "content-type" || k.starts_with("x-dfns")).collect()
+    names
+        .filter(|k| k == "authorization" || k == "content-type" || k.starts_with("x-dfns"))
+        .collect()
 }
 
 fn dfns_headers_of_theirs(t: &Value) -> BTreeSet<String> {
-    let names = t["rawHeaders"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap().to_ascii_lowercase());
+    let names = t["rawHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_ascii_lowercase());
     // `x-dfns-sdk-version` identifies the TS SDK; other official SDKs do not send it either.
     names
         .filter(|k| k == "authorization" || k == "content-type" || k.starts_with("x-dfns"))
@@ -167,7 +233,12 @@ fn dfns_headers_of_theirs(t: &Value) -> BTreeSet<String> {
 }
 
 fn header_of_theirs(t: &Value, name: &str) -> Option<String> {
-    t["rawHeaders"].as_array().unwrap().iter().find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name)).map(|h| h[1].as_str().unwrap().to_owned())
+    t["rawHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap().to_owned())
 }
 
 /// `/auth/action` and `/auth/login` bodies: identical when the key signs deterministically,
@@ -179,8 +250,15 @@ fn compare_assertion(name: &str, ours: &[u8], theirs: &str) {
     let signer = signer_for(a["credId"].as_str().unwrap());
     let client_data = b64url_decode(a["clientData"].as_str().unwrap()).unwrap();
     let sig = b64url_decode(a["signature"].as_str().unwrap()).unwrap();
-    signer.backend().public_key().verify(&client_data, &sig).unwrap();
-    if matches!(signer.backend().algorithm(), dfns_signer::Algorithm::Ed25519 | dfns_signer::Algorithm::RsaPkcs1Sha256) {
+    signer
+        .backend()
+        .public_key()
+        .verify(&client_data, &sig)
+        .unwrap();
+    if matches!(
+        signer.backend().algorithm(),
+        dfns_signer::Algorithm::Ed25519 | dfns_signer::Algorithm::RsaPkcs1Sha256
+    ) {
         assert_eq!(ours_text, theirs, "{name}: deterministic assertion bytes");
     } else {
         let strip = |s: &str| s.replace(|_: char| false, "");
@@ -200,7 +278,11 @@ fn compare_assertion(name: &str, ours: &[u8], theirs: &str) {
 /// from the attestation signature, which must verify over the fingerprint.
 fn compare_registration(name: &str, ours: &[u8], theirs: &str) {
     if name.ends_with("ed25519") || name.ends_with("rsa2048") {
-        assert_eq!(String::from_utf8_lossy(ours), theirs, "{name}: registration bytes");
+        assert_eq!(
+            String::from_utf8_lossy(ours),
+            theirs,
+            "{name}: registration bytes"
+        );
         return;
     }
     let o: Value = serde_json::from_slice(ours).unwrap();
@@ -227,7 +309,10 @@ async fn replay_request(name: &str) -> (Replay, Result<Outcome<dfns_signer::RawR
 }
 
 fn cred_of(t: &Value) -> String {
-    t["meta"]["credId"].as_str().unwrap_or("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA").to_owned()
+    t["meta"]["credId"]
+        .as_str()
+        .unwrap_or("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -280,7 +365,14 @@ async fn typed_calls_match_the_official_sdk() {
         .unwrap();
     assert!(created.access_token.expose_secret().starts_with("eyJ"));
     assert!(!format!("{created:?}").contains(created.access_token.expose_secret()));
-    assert!(created.body.pointer("/accessTokens/0/accessToken").unwrap().is_null(), "token removed from body");
+    assert!(
+        created
+            .body
+            .pointer("/accessTokens/0/accessToken")
+            .unwrap()
+            .is_null(),
+        "token removed from body"
+    );
     replay.check("");
 
     // Personal access token.
@@ -308,7 +400,10 @@ async fn typed_calls_match_the_official_sdk() {
     // GET with a query that needs encoding.
     let replay = Replay::start("list_wallets_get_query").await;
     let client = replay.client(None, true);
-    let query = ListWallets { limit: Some(2), pagination_token: Some("a b/c".into()) };
+    let query = ListWallets {
+        limit: Some(2),
+        pagination_token: Some("a b/c".into()),
+    };
     let list = client.list_wallets(&query).await.unwrap();
     assert_eq!(list["items"], serde_json::json!([]));
     replay.check("");
@@ -318,7 +413,10 @@ async fn typed_calls_match_the_official_sdk() {
 async fn login_with_a_key_credential() {
     let replay = Replay::start("login_key_credential").await;
     let client = replay.client(Some(signer_for("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA")), false);
-    let token = client.login("svc@example.com", "or-30tnh-itmjs-s235s5ontr3r23h2").await.unwrap();
+    let token = client
+        .login("svc@example.com", "or-30tnh-itmjs-s235s5ontr3r23h2")
+        .await
+        .unwrap();
     assert!(token.expose_secret().starts_with("eyJ"));
     replay.check("");
 }
@@ -332,39 +430,77 @@ async fn key_credential_registration_for_every_key_type() {
         let new_key = SoftwareKey::from_pem(meta["privateKeyPem"].as_str().unwrap(), kind).unwrap();
         let client = replay.client(Some(signer_for("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA")), true);
         let created = client
-            .register_key_credential(&new_key, &format!("hw-key-{kind}"), Some(meta["newCredId"].as_str().unwrap()))
+            .register_key_credential(
+                &new_key,
+                &format!("hw-key-{kind}"),
+                Some(meta["newCredId"].as_str().unwrap()),
+            )
             .await
             .unwrap();
         assert_eq!(created["credentialId"], meta["newCredId"]);
         // First use of the new credential, as in the capture.
-        let new_client = client.with_signer(CredentialSigner::new(meta["newCredId"].as_str().unwrap(), Arc::new(new_key)));
-        new_client.create_wallet(&serde_json::json!({"network": "Solana"})).await.unwrap().done().unwrap();
+        let new_client = client.with_signer(CredentialSigner::new(
+            meta["newCredId"].as_str().unwrap(),
+            Arc::new(new_key),
+        ));
+        new_client
+            .create_wallet(&serde_json::json!({"network": "Solana"}))
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
         replay.check("");
     }
 }
 
 #[tokio::test]
 async fn delegated_signing_init_sign_complete() {
-    for name in ["delegated_client_init_complete", "delegated_client_delete_webhook"] {
+    for name in [
+        "delegated_client_init_complete",
+        "delegated_client_delete_webhook",
+    ] {
         let replay = Replay::start(name).await;
         // The backend has the auth token but no key; the signer is elsewhere.
         let backend = replay.client(None, true);
         let (method, path, payload) = replay.final_request();
-        let challenge = backend.user_action_init(method, &path, &payload).await.unwrap();
+        let challenge = backend
+            .user_action_init(method, &path, &payload)
+            .await
+            .unwrap();
         let remote_signer = signer_for("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA");
         let first_factor = remote_signer.assert(&challenge).unwrap();
-        let token = backend.user_action_complete(&challenge.challenge_identifier, first_factor).await.unwrap();
-        let outcome = backend.request_with_user_action(method, &path, &payload, &token).await.unwrap();
+        let token = backend
+            .user_action_complete(&challenge.challenge_identifier, first_factor)
+            .await
+            .unwrap();
+        let outcome = backend
+            .request_with_user_action(method, &path, &payload, &token)
+            .await
+            .unwrap();
         assert!(matches!(outcome, Outcome::Done(_)));
         // The delegated TS client orders init fields differently: compare them as JSON.
         let ours = replay.server.recorded();
         let theirs = replay.transcript["exchanges"].as_array().unwrap();
         let o: Value = serde_json::from_slice(&ours[0].body).unwrap();
-        let t: Value = serde_json::from_str(theirs[0]["request"]["bodyUtf8"].as_str().unwrap()).unwrap();
+        let t: Value =
+            serde_json::from_str(theirs[0]["request"]["bodyUtf8"].as_str().unwrap()).unwrap();
         assert_eq!(o, t, "{name}: init body");
-        compare_assertion(name, &ours[1].body, theirs[1]["request"]["bodyUtf8"].as_str().unwrap());
-        assert_eq!(ours[2].body, theirs[2]["request"]["bodyUtf8"].as_str().unwrap().as_bytes());
-        assert_eq!(ours[2].target, theirs[2]["request"]["url"].as_str().unwrap());
+        compare_assertion(
+            name,
+            &ours[1].body,
+            theirs[1]["request"]["bodyUtf8"].as_str().unwrap(),
+        );
+        assert_eq!(
+            ours[2].body,
+            theirs[2]["request"]["bodyUtf8"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+        );
+        assert_eq!(
+            ours[2].target,
+            theirs[2]["request"]["url"].as_str().unwrap()
+        );
         assert!(ours[2].header("x-dfns-useraction").is_some());
     }
 }
@@ -381,13 +517,19 @@ async fn error_answers_become_typed_outcomes() {
     let (replay, result) = replay_request("error_429_no_retry").await;
     let err = result.unwrap_err();
     let api = err.api().expect("an API error");
-    assert_eq!((api.status, api.message.as_str()), (429, "Too Many Requests"));
+    assert_eq!(
+        (api.status, api.message.as_str()),
+        (429, "Too Many Requests")
+    );
     assert_eq!(api.retry_after, Some(std::time::Duration::from_secs(1)));
     replay.check("");
 
     let (replay, result) = replay_request("error_non_json_500").await;
     let err = result.unwrap_err();
-    assert_eq!(err.api().map(|a| (a.status, a.message.as_str())), Some((500, "upstream exploded")));
+    assert_eq!(
+        err.api().map(|a| (a.status, a.message.as_str())),
+        Some((500, "upstream exploded"))
+    );
     replay.check("");
 }
 
@@ -395,17 +537,44 @@ async fn error_answers_become_typed_outcomes() {
 async fn no_signer_and_wrong_credential_fail_before_signing() {
     let replay = Replay::start("error_no_signer").await;
     let client = replay.client(None, true);
-    let err = client.request(Method::Post, "/wallets", Payload::json(&serde_json::json!({"network": "x"})).unwrap()).await.unwrap_err();
-    assert!(matches!(err, Error::Client(ClientError::SignerRequired { .. })), "{err}");
+    let err = client
+        .request(
+            Method::Post,
+            "/wallets",
+            Payload::json(&serde_json::json!({"network": "x"})).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Client(ClientError::SignerRequired { .. })),
+        "{err}"
+    );
     assert!(replay.server.recorded().is_empty(), "nothing may be sent");
 
     let replay = Replay::start("error_wrong_credential").await;
     let (_, key) = keys().remove(0);
     let client = replay.client(Some(CredentialSigner::new("not-registered", key)), true);
-    let err = client.request(Method::Post, "/wallets", Payload::json(&serde_json::json!({"network": "x"})).unwrap()).await.unwrap_err();
-    assert!(matches!(err, Error::Protocol(ProtocolError::CredentialNotAllowed { .. })), "{err}");
+    let err = client
+        .request(
+            Method::Post,
+            "/wallets",
+            Payload::json(&serde_json::json!({"network": "x"})).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Protocol(ProtocolError::CredentialNotAllowed { .. })
+        ),
+        "{err}"
+    );
     let sent = replay.server.recorded();
-    assert_eq!(sent.len(), 1, "only the init: no assertion for a credential the server did not list");
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the init: no assertion for a credential the server did not list"
+    );
     assert_eq!(sent[0].target, "/auth/action/init");
 }
 
@@ -430,9 +599,18 @@ fn every_transcript_is_covered() {
     let covered = include_str!("transcripts.rs");
     let dir = format!("{}/tests/fixtures/transcripts", env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap().replace(".json", "");
+        let name = entry
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap()
+            .replace(".json", "");
         let named = covered.matches(&format!("\"{name}\"")).count() > 0
-            || (name.starts_with("register_key_credential_") && covered.contains("register_key_credential_{kind}"));
-        assert!(named || NOT_REPLAYABLE.contains(&name.as_str()), "transcript {name} is neither replayed nor listed as not replayable");
+            || (name.starts_with("register_key_credential_")
+                && covered.contains("register_key_credential_{kind}"));
+        assert!(
+            named || NOT_REPLAYABLE.contains(&name.as_str()),
+            "transcript {name} is neither replayed nor listed as not replayable"
+        );
     }
 }

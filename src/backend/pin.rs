@@ -28,7 +28,10 @@ pub enum PinSource {
 impl PinSource {
     /// Parses `env:NAME`, `file:PATH` or `prompt`.
     pub fn parse(s: &str) -> Result<Self, BackendError> {
-        let bad = |reason: &str| BackendError::PinSource { source_name: s.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| BackendError::PinSource {
+            source_name: s.to_owned(),
+            reason: reason.to_owned(),
+        };
         if s == "prompt" {
             return Ok(PinSource::Prompt);
         }
@@ -41,11 +44,16 @@ impl PinSource {
 
     /// Reads the PIN. `what` names the device in the prompt (`PIN for token custody`).
     pub fn read(&self, what: &str) -> Result<SecretString, BackendError> {
-        let fail = |reason: String| BackendError::PinSource { source_name: self.to_string(), reason };
+        let fail = |reason: String| BackendError::PinSource {
+            source_name: self.to_string(),
+            reason,
+        };
         let pin: String = match self {
             PinSource::Value(pin) => return Ok(pin.clone()),
             PinSource::Env(name) => std::env::var(name).map_err(|_| {
-                fail(format!("environment variable `{name}` is not set (or not UTF-8)"))
+                fail(format!(
+                    "environment variable `{name}` is not set (or not UTF-8)"
+                ))
             })?,
             PinSource::File(path) => {
                 let text = zeroize::Zeroizing::new(
@@ -93,12 +101,18 @@ mod tests {
 
     #[test]
     fn parses_sources_and_reads_env_and_file() {
-        assert!(matches!(PinSource::parse("prompt").unwrap(), PinSource::Prompt));
+        assert!(matches!(
+            PinSource::parse("prompt").unwrap(),
+            PinSource::Prompt
+        ));
         assert!(PinSource::parse("env:").is_err());
         assert!(PinSource::parse("123456").is_err());
 
         std::env::set_var("DFNS_SIGNER_TEST_PIN_A", "246810");
-        let pin = PinSource::parse("env:DFNS_SIGNER_TEST_PIN_A").unwrap().read("PIN").unwrap();
+        let pin = PinSource::parse("env:DFNS_SIGNER_TEST_PIN_A")
+            .unwrap()
+            .read("PIN")
+            .unwrap();
         assert_eq!(pin.expose_secret(), "246810");
 
         let dir = std::env::temp_dir().join(format!("dfns-pin-{}", std::process::id()));
@@ -113,7 +127,12 @@ mod tests {
     fn secrets_stay_out_of_debug_and_errors() {
         let src = PinSource::Value(SecretString::from("314159".to_owned()));
         assert!(!format!("{src:?} {src}").contains("314159"));
-        let err = PinSource::Env("DFNS_SIGNER_TEST_PIN_UNSET".into()).read("PIN").unwrap_err();
-        assert!(err.to_string().contains("DFNS_SIGNER_TEST_PIN_UNSET"), "{err}");
+        let err = PinSource::Env("DFNS_SIGNER_TEST_PIN_UNSET".into())
+            .read("PIN")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("DFNS_SIGNER_TEST_PIN_UNSET"),
+            "{err}"
+        );
     }
 }

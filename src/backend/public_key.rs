@@ -53,9 +53,16 @@ impl PublicKey {
             }
             OID_ED25519 => Algorithm::Ed25519,
             OID_RSA => Algorithm::RsaPkcs1Sha256,
-            other => return Err(bad(format!("key algorithm {other} is not accepted by Dfns"))),
+            other => {
+                return Err(bad(format!(
+                    "key algorithm {other} is not accepted by Dfns"
+                )))
+            }
         };
-        let key = PublicKey { algorithm, spki_der: der.to_vec() };
+        let key = PublicKey {
+            algorithm,
+            spki_der: der.to_vec(),
+        };
         // Parse once with the real crypto type, so a corrupt point or modulus fails here.
         key.check_parses()?;
         Ok(key)
@@ -75,7 +82,8 @@ impl PublicKey {
 
     /// Builds a key from an uncompressed or compressed SEC1 EC point.
     pub fn from_ec_point(algorithm: Algorithm, sec1_point: &[u8]) -> Result<Self, BackendError> {
-        let bad = |e: String| BackendError::UnsupportedKey(format!("invalid {algorithm} point: {e}"));
+        let bad =
+            |e: String| BackendError::UnsupportedKey(format!("invalid {algorithm} point: {e}"));
         let der = match algorithm {
             Algorithm::EcdsaP256 => p256::PublicKey::from_sec1_bytes(sec1_point)
                 .map_err(|e| bad(e.to_string()))?
@@ -92,8 +100,11 @@ impl PublicKey {
     /// Builds an Ed25519 key from its 32 raw bytes.
     pub fn from_ed25519_bytes(raw: &[u8]) -> Result<Self, BackendError> {
         let bad = |e: String| BackendError::UnsupportedKey(format!("invalid Ed25519 key: {e}"));
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| bad(format!("{} bytes, expected 32", raw.len())))?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| bad(format!("{} bytes, expected 32", raw.len())))?;
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
         let der = key.to_public_key_der().map_err(|e| bad(e.to_string()))?;
         Self::from_spki_der(der.as_bytes())
     }
@@ -121,7 +132,8 @@ impl PublicKey {
     /// The SPKI as PEM: `-----BEGIN PUBLIC KEY-----`, 64-character lines, `\n` line ends and a
     /// final newline — the exact string Dfns' SDKs put in attestations.
     pub fn to_pem(&self) -> String {
-        let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.spki_der);
+        let body =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.spki_der);
         let mut pem = String::with_capacity(body.len() + body.len() / 64 + 60);
         pem.push_str("-----BEGIN PUBLIC KEY-----\n");
         for line in body.as_bytes().chunks(64) {
@@ -136,12 +148,14 @@ impl PublicKey {
     /// Checks `signature` (wire encoding) over the unhashed `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), BackendError> {
         use signature::Verifier;
-        let refused = |what: &str| BackendError::Crypto(format!("{what} signature does not verify"));
+        let refused =
+            |what: &str| BackendError::Crypto(format!("{what} signature does not verify"));
         match self.algorithm {
             Algorithm::EcdsaP256 => {
                 let key = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
                     .map_err(|_| refused("P-256"))?;
-                let sig = p256::ecdsa::DerSignature::from_bytes(signature).map_err(|_| refused("P-256 DER"))?;
+                let sig = p256::ecdsa::DerSignature::from_bytes(signature)
+                    .map_err(|_| refused("P-256 DER"))?;
                 key.verify(message, &sig).map_err(|_| refused("P-256"))
             }
             Algorithm::EcdsaSecp256k1 => {
@@ -154,26 +168,34 @@ impl PublicKey {
             Algorithm::Ed25519 => {
                 let key = ed25519_dalek::VerifyingKey::from_public_key_der(&self.spki_der)
                     .map_err(|_| refused("Ed25519"))?;
-                let sig = ed25519_dalek::Signature::from_slice(signature).map_err(|_| refused("Ed25519"))?;
-                key.verify_strict(message, &sig).map_err(|_| refused("Ed25519"))
+                let sig = ed25519_dalek::Signature::from_slice(signature)
+                    .map_err(|_| refused("Ed25519"))?;
+                key.verify_strict(message, &sig)
+                    .map_err(|_| refused("Ed25519"))
             }
             Algorithm::RsaPkcs1Sha256 => {
-                let key = rsa::RsaPublicKey::from_public_key_der(&self.spki_der).map_err(|_| refused("RSA"))?;
+                let key = rsa::RsaPublicKey::from_public_key_der(&self.spki_der)
+                    .map_err(|_| refused("RSA"))?;
                 let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
-                let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused("RSA"))?;
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused("RSA"))?;
                 key.verify(message, &sig).map_err(|_| refused("RSA"))
             }
         }
     }
 
     fn check_parses(&self) -> Result<(), BackendError> {
-        let bad = |e: String| BackendError::UnsupportedKey(format!("invalid {} public key: {e}", self.algorithm));
+        let bad = |e: String| {
+            BackendError::UnsupportedKey(format!("invalid {} public key: {e}", self.algorithm))
+        };
         match self.algorithm {
             Algorithm::EcdsaP256 => {
-                p256::PublicKey::from_public_key_der(&self.spki_der).map_err(|e| bad(e.to_string()))?;
+                p256::PublicKey::from_public_key_der(&self.spki_der)
+                    .map_err(|e| bad(e.to_string()))?;
             }
             Algorithm::EcdsaSecp256k1 => {
-                k256::PublicKey::from_public_key_der(&self.spki_der).map_err(|e| bad(e.to_string()))?;
+                k256::PublicKey::from_public_key_der(&self.spki_der)
+                    .map_err(|e| bad(e.to_string()))?;
             }
             Algorithm::Ed25519 => {
                 ed25519_dalek::VerifyingKey::from_public_key_der(&self.spki_der)
@@ -184,7 +206,9 @@ impl PublicKey {
                     .map_err(|e| bad(e.to_string()))?;
                 let bits = rsa::traits::PublicKeyParts::n_bits_precision(&key);
                 if bits < 2048 {
-                    return Err(bad(format!("{bits}-bit modulus; Dfns needs 2048 bits or more")));
+                    return Err(bad(format!(
+                        "{bits}-bit modulus; Dfns needs 2048 bits or more"
+                    )));
                 }
             }
         }

@@ -44,8 +44,12 @@ impl SoftwareKey {
         use p256::elliptic_curve::Generate;
         let mut rng = os_rng();
         let key = match algorithm {
-            Algorithm::EcdsaP256 => Inner::P256(p256::ecdsa::SigningKey::generate_from_rng(&mut rng)),
-            Algorithm::EcdsaSecp256k1 => Inner::K256(k256::ecdsa::SigningKey::generate_from_rng(&mut rng)),
+            Algorithm::EcdsaP256 => {
+                Inner::P256(p256::ecdsa::SigningKey::generate_from_rng(&mut rng))
+            }
+            Algorithm::EcdsaSecp256k1 => {
+                Inner::K256(k256::ecdsa::SigningKey::generate_from_rng(&mut rng))
+            }
             Algorithm::Ed25519 => Inner::Ed25519(ed25519_dalek::SigningKey::generate(&mut rng)),
             Algorithm::RsaPkcs1Sha256 => Inner::Rsa(Box::new(
                 rsa::pkcs1v15::SigningKey::random(&mut rng, RSA_BITS)
@@ -58,21 +62,32 @@ impl SoftwareKey {
     /// Reads a key from a PEM file (PKCS#8, SEC1 or PKCS#1).
     pub fn from_pem_file(path: &Path) -> Result<Self, BackendError> {
         let what = format!("file {}", path.display());
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| BackendError::KeyLoad {
-            what: what.clone(),
-            reason: format!("{e}; give the path of a PEM private key"),
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|e| BackendError::KeyLoad {
+                    what: what.clone(),
+                    reason: format!("{e}; give the path of a PEM private key"),
+                })?,
+            );
         Self::from_pem(&text, &what)
     }
 
     /// Reads a key from PEM text. `origin` names it in logs and errors (a path, say).
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self, BackendError> {
-        let fail = |reason: String| BackendError::KeyLoad { what: origin.to_owned(), reason };
+        let fail = |reason: String| BackendError::KeyLoad {
+            what: origin.to_owned(),
+            reason,
+        };
         let label = pem
             .lines()
             .map(str::trim)
-            .find_map(|l| l.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")))
-            .ok_or_else(|| fail("no PEM block found (expected `-----BEGIN PRIVATE KEY-----`)".into()))?;
+            .find_map(|l| {
+                l.strip_prefix("-----BEGIN ")
+                    .and_then(|l| l.strip_suffix("-----"))
+            })
+            .ok_or_else(|| {
+                fail("no PEM block found (expected `-----BEGIN PRIVATE KEY-----`)".into())
+            })?;
         let key = match label {
             "PRIVATE KEY" => Self::from_pkcs8_pem(pem).map_err(fail)?,
             "EC PRIVATE KEY" => {
@@ -99,7 +114,11 @@ impl SoftwareKey {
                         .into(),
                 ))
             }
-            "PUBLIC KEY" => return Err(fail("this is a public key; a private key is needed to sign".into())),
+            "PUBLIC KEY" => {
+                return Err(fail(
+                    "this is a public key; a private key is needed to sign".into(),
+                ))
+            }
             other => return Err(fail(format!("unsupported PEM block `{other}`"))),
         };
         Self::from_inner(key, origin.to_owned())
@@ -118,7 +137,10 @@ impl SoftwareKey {
         }
         match rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
             Ok(k) => Ok(Inner::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k)))),
-            Err(_) => Err("PKCS#8 key is not P-256, secp256k1, Ed25519 or RSA (the algorithms Dfns accepts)".into()),
+            Err(_) => Err(
+                "PKCS#8 key is not P-256, secp256k1, Ed25519 or RSA (the algorithms Dfns accepts)"
+                    .into(),
+            ),
         }
     }
 
@@ -129,11 +151,21 @@ impl SoftwareKey {
             Inner::Ed25519(k) => k.verifying_key().to_public_key_der(),
             Inner::Rsa(k) => k.verifying_key().to_public_key_der(),
         }
-        .map_err(|e| BackendError::KeyLoad { what: origin.clone(), reason: e.to_string() })?;
+        .map_err(|e| BackendError::KeyLoad {
+            what: origin.clone(),
+            reason: e.to_string(),
+        })?;
         // `from_spki_der` also refuses RSA keys under 2048 bits.
-        let public = PublicKey::from_spki_der(der.as_bytes())
-            .map_err(|e| BackendError::KeyLoad { what: origin.clone(), reason: e.to_string() })?;
-        Ok(SoftwareKey { key, public, origin })
+        let public =
+            PublicKey::from_spki_der(der.as_bytes()).map_err(|e| BackendError::KeyLoad {
+                what: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(SoftwareKey {
+            key,
+            public,
+            origin,
+        })
     }
 
     /// The private key as PKCS#8 PEM, for saving a generated key (zeroized when dropped).
@@ -207,7 +239,9 @@ impl From<WireSignature> for Vec<u8> {
 /// RustCrypto `Signer`: plug a software key into code written against the `signature` traits.
 impl Signer<WireSignature> for SoftwareKey {
     fn try_sign(&self, msg: &[u8]) -> Result<WireSignature, signature::Error> {
-        KeyBackend::sign(self, msg).map(WireSignature).map_err(signature::Error::from_source)
+        KeyBackend::sign(self, msg)
+            .map(WireSignature)
+            .map_err(signature::Error::from_source)
     }
 }
 
@@ -225,12 +259,20 @@ mod tests {
 
     #[test]
     fn every_algorithm_generates_signs_and_verifies() {
-        for alg in [Algorithm::EcdsaP256, Algorithm::EcdsaSecp256k1, Algorithm::Ed25519, Algorithm::RsaPkcs1Sha256] {
+        for alg in [
+            Algorithm::EcdsaP256,
+            Algorithm::EcdsaSecp256k1,
+            Algorithm::Ed25519,
+            Algorithm::RsaPkcs1Sha256,
+        ] {
             let key = SoftwareKey::generate(alg).unwrap();
             assert_eq!(key.algorithm(), alg);
             let sig = KeyBackend::sign(&key, b"hello dfns").unwrap();
             key.public_key().verify(b"hello dfns", &sig).unwrap();
-            assert!(key.public_key().verify(b"hello dfnS", &sig).is_err(), "{alg}");
+            assert!(
+                key.public_key().verify(b"hello dfnS", &sig).is_err(),
+                "{alg}"
+            );
             // Round trip through PKCS#8 gives the same public key.
             let pem = key.to_pkcs8_pem().unwrap();
             let again = SoftwareKey::from_pem(&pem, "round trip").unwrap();
@@ -250,8 +292,11 @@ mod tests {
 
     #[test]
     fn refuses_public_keys_and_garbage() {
-        let err = SoftwareKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "t")
-            .unwrap_err();
+        let err = SoftwareKey::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+            "t",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("private key is needed"), "{err}");
         assert!(SoftwareKey::from_pem("nonsense", "t").is_err());
         let err = SoftwareKey::from_pem_file(Path::new("/nonexistent/key.pem")).unwrap_err();

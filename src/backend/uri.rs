@@ -41,12 +41,18 @@ pub struct UriAttributes {
 impl UriAttributes {
     /// A path attribute (`token`, `object`, `id`, `slot`…).
     pub fn path_attr(&self, name: &str) -> Option<&str> {
-        self.path.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.path
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A query attribute (`module-path`, `pin-source`, `serial`…).
     pub fn query_attr(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The URI as written.
@@ -56,7 +62,11 @@ impl UriAttributes {
 
     /// Fails when an attribute outside `path_names` / `query_names` is present, so that a typo
     /// (`objct=`) is an error rather than a silently ignored filter.
-    pub fn expect_only(&self, path_names: &[&str], query_names: &[&str]) -> Result<(), BackendError> {
+    pub fn expect_only(
+        &self,
+        path_names: &[&str],
+        query_names: &[&str],
+    ) -> Result<(), BackendError> {
         for (k, _) in &self.path {
             if !path_names.contains(&k.as_str()) {
                 return Err(self.invalid(format!(
@@ -78,11 +88,17 @@ impl UriAttributes {
 
     /// An [`BackendError::InvalidUri`] for this URI.
     pub fn invalid(&self, reason: impl Into<String>) -> BackendError {
-        BackendError::InvalidUri { uri: self.raw.clone(), reason: reason.into() }
+        BackendError::InvalidUri {
+            uri: self.raw.clone(),
+            reason: reason.into(),
+        }
     }
 
     fn parse(raw: &str, body: &str) -> Result<Self, BackendError> {
-        let invalid = |reason: String| BackendError::InvalidUri { uri: raw.to_owned(), reason };
+        let invalid = |reason: String| BackendError::InvalidUri {
+            uri: redact_pin_value(raw),
+            reason,
+        };
         let (path_part, query_part) = match body.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (body, None),
@@ -122,6 +138,20 @@ impl UriAttributes {
     }
 }
 
+/// Hides the value of any `pin-value=` attribute, so that a refused URI can be quoted in an error.
+fn redact_pin_value(uri: &str) -> String {
+    let mut out = String::with_capacity(uri.len());
+    let mut rest = uri;
+    while let Some(at) = rest.find("pin-value=") {
+        let (before, after) = rest.split_at(at + "pin-value=".len());
+        out.push_str(before);
+        out.push_str("[REDACTED]");
+        rest = after.find([';', '&', '?']).map_or("", |end| &after[end..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for UriAttributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
@@ -131,10 +161,13 @@ impl fmt::Debug for UriAttributes {
 impl KeyUri {
     /// Parses a key URI.
     pub fn parse(s: &str) -> Result<Self, BackendError> {
-        let invalid = |reason: &str| BackendError::InvalidUri { uri: s.to_owned(), reason: reason.to_owned() };
-        let (scheme, body) = s.split_once(':').ok_or_else(|| {
-            invalid("expected `file:PATH`, `pkcs11:…` or `piv:slot=…`")
-        })?;
+        let invalid = |reason: &str| BackendError::InvalidUri {
+            uri: redact_pin_value(s),
+            reason: reason.to_owned(),
+        };
+        let (scheme, body) = s
+            .split_once(':')
+            .ok_or_else(|| invalid("expected `file:PATH`, `pkcs11:…` or `piv:slot=…`"))?;
         match scheme {
             "file" => {
                 // Accept both `file:/abs/path` and `file:///abs/path`.
@@ -142,11 +175,15 @@ impl KeyUri {
                 if path.is_empty() {
                     return Err(invalid("the file path is empty"));
                 }
-                Ok(KeyUri::File { path: PathBuf::from(path) })
+                Ok(KeyUri::File {
+                    path: PathBuf::from(path),
+                })
             }
             "pkcs11" => Ok(KeyUri::Pkcs11(UriAttributes::parse(s, body)?)),
             "piv" => Ok(KeyUri::Piv(UriAttributes::parse(s, body)?)),
-            _ => Err(invalid("unknown scheme; expected `file:`, `pkcs11:` or `piv:`")),
+            _ => Err(invalid(
+                "unknown scheme; expected `file:`, `pkcs11:` or `piv:`",
+            )),
         }
     }
 
@@ -192,21 +229,39 @@ mod tests {
             "pkcs11:token=my%20token;object=dfns-1;id=%01%02?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN",
         )
         .unwrap();
-        let KeyUri::Pkcs11(a) = &uri else { panic!("not pkcs11: {uri:?}") };
+        let KeyUri::Pkcs11(a) = &uri else {
+            panic!("not pkcs11: {uri:?}")
+        };
         assert_eq!(a.path_attr("token"), Some("my token"));
         assert_eq!(a.path_attr("object"), Some("dfns-1"));
         assert_eq!(a.path_attr("id"), Some("\u{1}\u{2}"));
-        assert_eq!(a.query_attr("module-path"), Some("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(
+            a.query_attr("module-path"),
+            Some("/usr/lib/softhsm/libsofthsm2.so")
+        );
         assert_eq!(a.query_attr("pin-source"), Some("env:HSM_PIN"));
-        assert!(a.expect_only(&["token", "object", "id"], &["module-path", "pin-source"]).is_ok());
-        let err = a.expect_only(&["token"], &["module-path", "pin-source"]).unwrap_err();
-        assert!(err.to_string().contains("unknown attribute `object`"), "{err}");
+        assert!(a
+            .expect_only(&["token", "object", "id"], &["module-path", "pin-source"])
+            .is_ok());
+        let err = a
+            .expect_only(&["token"], &["module-path", "pin-source"])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown attribute `object`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn pin_value_is_refused_and_not_echoed_as_a_value() {
-        let err = KeyUri::parse("pkcs11:token=t?pin-value=123456").unwrap_err();
+        let err = KeyUri::parse("pkcs11:token=t?pin-value=123456&module-path=/m.so").unwrap_err();
         assert!(err.to_string().contains("pin-source=env:NAME"), "{err}");
+        assert!(!err.to_string().contains("123456"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("pin-value=[REDACTED]&module-path=/m.so"),
+            "{err}"
+        );
         let err = KeyUri::parse("piv:slot=9a;pin-value=1234").unwrap_err();
         assert!(matches!(err, BackendError::InvalidUri { .. }));
     }
@@ -215,14 +270,24 @@ mod tests {
     fn file_uris_and_bad_schemes() {
         assert_eq!(
             KeyUri::parse("file:///tmp/k.pem").unwrap(),
-            KeyUri::File { path: "/tmp/k.pem".into() }
+            KeyUri::File {
+                path: "/tmp/k.pem".into()
+            }
         );
-        assert_eq!(KeyUri::parse("file:k.pem").unwrap(), KeyUri::File { path: "k.pem".into() });
+        assert_eq!(
+            KeyUri::parse("file:k.pem").unwrap(),
+            KeyUri::File {
+                path: "k.pem".into()
+            }
+        );
         assert!(KeyUri::parse("file:").is_err());
         assert!(KeyUri::parse("/tmp/k.pem").is_err());
         assert!(KeyUri::parse("http:x").is_err());
         assert!(KeyUri::parse("piv:slot=9a;slot=9c").is_err());
         assert!(KeyUri::parse("piv:slot").is_err());
-        assert_eq!(KeyUri::parse("piv:slot=9a?serial=5").unwrap().to_string(), "piv:slot=9a?serial=5");
+        assert_eq!(
+            KeyUri::parse("piv:slot=9a?serial=5").unwrap().to_string(),
+            "piv:slot=9a?serial=5"
+        );
     }
 }

@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::{DfnsClient, Outcome};
 use crate::backend::KeyBackend;
 use crate::error::{ClientError, Error};
-use crate::protocol::{attest, encode_segment, FirstFactor, KeyCredentialInfo, Method, Payload, UserActionChallenge};
+use crate::protocol::{
+    attest, encode_segment, FirstFactor, KeyCredentialInfo, Method, Payload, UserActionChallenge,
+};
 
 /// The challenge of `POST /auth/credentials/init` (or `/auth/credentials/code/init`).
 #[derive(Debug, Clone, Deserialize)]
@@ -92,11 +94,21 @@ struct KeyRegistration<'a> {
 }
 
 impl DfnsClient {
-    async fn call(&self, method: Method, path: &str, payload: Payload) -> Result<Outcome<Value>, Error> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+    ) -> Result<Outcome<Value>, Error> {
         self.request_json(method, path, payload).await
     }
 
-    async fn call_done(&self, method: Method, path: &str, payload: Payload) -> Result<Value, Error> {
+    async fn call_done(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+    ) -> Result<Value, Error> {
         match self.call(method, path, payload).await? {
             Outcome::Done(v) => Ok(v),
             Outcome::PolicyPending(p) => Err(ClientError::Decode {
@@ -112,7 +124,13 @@ impl DfnsClient {
 
     /// `POST /auth/credentials/init` `{"kind":"Key"}`: a registration challenge.
     pub async fn credential_challenge(&self) -> Result<CredentialChallenge, Error> {
-        let v = self.call_done(Method::Post, "/auth/credentials/init", Payload::json(&serde_json::json!({"kind": "Key"}))?).await?;
+        let v = self
+            .call_done(
+                Method::Post,
+                "/auth/credentials/init",
+                Payload::json(&serde_json::json!({"kind": "Key"}))?,
+            )
+            .await?;
         decode(v, "/auth/credentials/init")
     }
 
@@ -127,14 +145,19 @@ impl DfnsClient {
     ) -> Result<Value, Error> {
         let challenge = self.credential_challenge().await?;
         let payload = registration_payload(new_key, &challenge, name, cred_id)?;
-        self.call_done(Method::Post, "/auth/credentials", payload).await
+        self.call_done(Method::Post, "/auth/credentials", payload)
+            .await
     }
 
     /// `POST /auth/credentials/code` (user action): a one-minute code to register a credential
     /// from somewhere without one.
     pub async fn create_credential_code(&self) -> Result<Value, Error> {
-        self.call_done(Method::Post, "/auth/credentials/code", Payload::json(&serde_json::json!({"expiration": null}))?)
-            .await
+        self.call_done(
+            Method::Post,
+            "/auth/credentials/code",
+            Payload::json(&serde_json::json!({"expiration": null}))?,
+        )
+        .await
     }
 
     /// Registers `new_key` with a code from [`DfnsClient::create_credential_code`]: no existing
@@ -147,32 +170,53 @@ impl DfnsClient {
         cred_id: Option<&str>,
     ) -> Result<Value, Error> {
         let body = serde_json::json!({"credentialKind": "Key", "code": code});
-        let v = self.call_done(Method::Post, "/auth/credentials/code/init", Payload::json(&body)?).await?;
+        let v = self
+            .call_done(
+                Method::Post,
+                "/auth/credentials/code/init",
+                Payload::json(&body)?,
+            )
+            .await?;
         let challenge: CredentialChallenge = decode(v, "/auth/credentials/code/init")?;
         let payload = registration_payload(new_key, &challenge, name, cred_id)?;
-        self.call_done(Method::Post, "/auth/credentials/code/verify", payload).await
+        self.call_done(Method::Post, "/auth/credentials/code/verify", payload)
+            .await
     }
 
     /// `GET /auth/credentials`.
     pub async fn list_credentials(&self) -> Result<Value, Error> {
-        self.call_done(Method::Get, "/auth/credentials", Payload::empty()).await
+        self.call_done(Method::Get, "/auth/credentials", Payload::empty())
+            .await
     }
 
     // ---- service accounts and tokens -----------------------------------------------------
 
     /// `POST /auth/service-accounts` (user action).
-    pub async fn create_service_account(&self, body: &CreateServiceAccount) -> Result<CreatedServiceAccount, Error> {
+    pub async fn create_service_account(
+        &self,
+        body: &CreateServiceAccount,
+    ) -> Result<CreatedServiceAccount, Error> {
         let path = "/auth/service-accounts";
-        let mut v = self.call_done(Method::Post, path, Payload::json(body)?).await?;
+        let mut v = self
+            .call_done(Method::Post, path, Payload::json(body)?)
+            .await?;
         let token = v
             .pointer_mut("/accessTokens/0/accessToken")
             .map(Value::take)
             .and_then(|t| t.as_str().map(str::to_owned))
             .ok_or_else(|| missing(path, "accessTokens[0].accessToken"))?;
-        let credential_id = ["/accessTokens/0/credId", "/userInfo/credentialId", "/credentialId"]
-            .iter()
-            .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned));
-        Ok(CreatedServiceAccount { access_token: SecretString::from(token), credential_id, body: v })
+        let credential_id = [
+            "/accessTokens/0/credId",
+            "/userInfo/credentialId",
+            "/credentialId",
+        ]
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned));
+        Ok(CreatedServiceAccount {
+            access_token: SecretString::from(token),
+            credential_id,
+            body: v,
+        })
     }
 
     /// `POST /auth/pats` (user action): a personal access token. Returns the token and the
@@ -188,7 +232,9 @@ impl DfnsClient {
         if let Some(s) = seconds_valid {
             body["secondsValid"] = s.into();
         }
-        let mut v = self.call_done(Method::Post, path, Payload::json(&body)?).await?;
+        let mut v = self
+            .call_done(Method::Post, path, Payload::json(&body)?)
+            .await?;
         let token = v
             .get_mut("accessToken")
             .map(Value::take)
@@ -200,27 +246,49 @@ impl DfnsClient {
     // ---- login -----------------------------------------------------------------------
 
     /// `POST /auth/login/init` (no auth token needed): the login challenge.
-    pub async fn login_init(&self, username: &str, org_id: &str) -> Result<UserActionChallenge, Error> {
+    pub async fn login_init(
+        &self,
+        username: &str,
+        org_id: &str,
+    ) -> Result<UserActionChallenge, Error> {
         let body = serde_json::json!({"username": username, "orgId": org_id});
-        let raw = self.send(Method::Post, "/auth/login/init", Payload::json(&body)?.as_str(), None).await?;
-        let raw = raw.done().map_err(|p| pending_error("/auth/login/init", p))?;
+        let raw = self
+            .send(
+                Method::Post,
+                "/auth/login/init",
+                Payload::json(&body)?.as_str(),
+                None,
+            )
+            .await?;
+        let raw = raw
+            .done()
+            .map_err(|p| pending_error("/auth/login/init", p))?;
         Ok(UserActionChallenge::from_json(&raw.body)?)
     }
 
     /// `POST /auth/login` with a signed login challenge: returns the login token.
-    pub async fn login_complete(&self, challenge_identifier: &str, first_factor: FirstFactor) -> Result<SecretString, Error> {
+    pub async fn login_complete(
+        &self,
+        challenge_identifier: &str,
+        first_factor: FirstFactor,
+    ) -> Result<SecretString, Error> {
         let body = serde_json::json!({"challengeIdentifier": challenge_identifier, "firstFactor": first_factor});
-        let v = self.call_done(Method::Post, "/auth/login", Payload::json(&body)?).await?;
+        let v = self
+            .call_done(Method::Post, "/auth/login", Payload::json(&body)?)
+            .await?;
         let answer: TokenAnswer = decode(v, "/auth/login")?;
         Ok(SecretString::from(answer.token))
     }
 
     /// Logs in as `username` with this client's credential: init, sign, complete.
     pub async fn login(&self, username: &str, org_id: &str) -> Result<SecretString, Error> {
-        let signer = self.signer().cloned().ok_or_else(|| ClientError::SignerRequired {
-            method: "POST".to_owned(),
-            path: "/auth/login".to_owned(),
-        })?;
+        let signer = self
+            .signer()
+            .cloned()
+            .ok_or_else(|| ClientError::SignerRequired {
+                method: "POST".to_owned(),
+                path: "/auth/login".to_owned(),
+            })?;
         let challenge = self.login_init(username, org_id).await?;
         let identifier = challenge.challenge_identifier.clone();
         let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
@@ -232,7 +300,9 @@ impl DfnsClient {
     /// `POST /auth/login/delegated` (user action): a login token for an end user.
     pub async fn delegated_login(&self, username: &str) -> Result<SecretString, Error> {
         let body = serde_json::json!({"username": username});
-        let v = self.call_done(Method::Post, "/auth/login/delegated", Payload::json(&body)?).await?;
+        let v = self
+            .call_done(Method::Post, "/auth/login/delegated", Payload::json(&body)?)
+            .await?;
         let answer: TokenAnswer = decode(v, "/auth/login/delegated")?;
         Ok(SecretString::from(answer.token))
     }
@@ -241,7 +311,8 @@ impl DfnsClient {
 
     /// `POST /wallets` (user action). `body` is e.g. `{"network":"EthereumSepolia","name":"…"}`.
     pub async fn create_wallet(&self, body: &Value) -> Result<Outcome<Value>, Error> {
-        self.call(Method::Post, "/wallets", Payload::json(body)?).await
+        self.call(Method::Post, "/wallets", Payload::json(body)?)
+            .await
     }
 
     /// `GET /wallets`.
@@ -254,25 +325,42 @@ impl DfnsClient {
             pairs.append_pair("paginationToken", token);
         }
         let q = pairs.finish().replace('+', "%20");
-        let path = if q.is_empty() { "/wallets".to_owned() } else { format!("/wallets?{q}") };
+        let path = if q.is_empty() {
+            "/wallets".to_owned()
+        } else {
+            format!("/wallets?{q}")
+        };
         self.call_done(Method::Get, &path, Payload::empty()).await
     }
 
     /// `GET /wallets/{walletId}`.
     pub async fn get_wallet(&self, wallet_id: &str) -> Result<Value, Error> {
-        self.call_done(Method::Get, &format!("/wallets/{}", encode_segment(wallet_id)), Payload::empty()).await
+        self.call_done(
+            Method::Get,
+            &format!("/wallets/{}", encode_segment(wallet_id)),
+            Payload::empty(),
+        )
+        .await
     }
 
     /// `POST /wallets/{walletId}/signatures` (user action): asks the wallet to sign, e.g.
     /// `{"kind":"Hash","hash":"0x…"}`. Use `externalId` to make retries safe.
-    pub async fn generate_signature(&self, wallet_id: &str, body: &Value) -> Result<Outcome<Value>, Error> {
+    pub async fn generate_signature(
+        &self,
+        wallet_id: &str,
+        body: &Value,
+    ) -> Result<Outcome<Value>, Error> {
         let path = format!("/wallets/{}/signatures", encode_segment(wallet_id));
         self.call(Method::Post, &path, Payload::json(body)?).await
     }
 
     /// `GET /wallets/{walletId}/signatures/{signatureId}`.
     pub async fn get_signature(&self, wallet_id: &str, signature_id: &str) -> Result<Value, Error> {
-        let path = format!("/wallets/{}/signatures/{}", encode_segment(wallet_id), encode_segment(signature_id));
+        let path = format!(
+            "/wallets/{}/signatures/{}",
+            encode_segment(wallet_id),
+            encode_segment(signature_id)
+        );
         self.call_done(Method::Get, &path, Payload::empty()).await
     }
 }
@@ -297,15 +385,29 @@ fn registration_payload(
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value, path: &str) -> Result<T, Error> {
     serde_json::from_value(v).map_err(|e| {
-        ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: e.to_string() }.into()
+        ClientError::Decode {
+            method: "POST".to_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+        .into()
     })
 }
 
 fn missing(path: &str, field: &str) -> Error {
-    ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: format!("no `{field}` in the answer") }
-        .into()
+    ClientError::Decode {
+        method: "POST".to_owned(),
+        path: path.to_owned(),
+        reason: format!("no `{field}` in the answer"),
+    }
+    .into()
 }
 
 fn pending_error(path: &str, p: super::PolicyPending) -> Error {
-    ClientError::Decode { method: "POST".to_owned(), path: path.to_owned(), reason: format!("unexpected: {p}") }.into()
+    ClientError::Decode {
+        method: "POST".to_owned(),
+        path: path.to_owned(),
+        reason: format!("unexpected: {p}"),
+    }
+    .into()
 }

@@ -99,9 +99,18 @@ pub struct RawResponse {
 impl RawResponse {
     /// Decodes the body as JSON (`null` for an empty body).
     pub fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, Error> {
-        let body: &[u8] = if self.body.is_empty() { b"null" } else { &self.body };
+        let body: &[u8] = if self.body.is_empty() {
+            b"null"
+        } else {
+            &self.body
+        };
         serde_json::from_slice(body).map_err(|e| {
-            ClientError::Decode { method: method.to_string(), path: path.to_owned(), reason: e.to_string() }.into()
+            ClientError::Decode {
+                method: method.to_string(),
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+            .into()
         })
     }
 }
@@ -187,10 +196,14 @@ impl DfnsClientBuilder {
             other => return Err(config(format!("base URL scheme `{other}` is not http(s)"))),
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(config("base URL must not carry a query or fragment".to_owned()));
+            return Err(config(
+                "base URL must not carry a query or fragment".to_owned(),
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(config("base URL must not carry credentials; use auth_token".to_owned()));
+            return Err(config(
+                "base URL must not carry credentials; use auth_token".to_owned(),
+            ));
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
@@ -243,7 +256,10 @@ impl fmt::Debug for DfnsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DfnsClient")
             .field("base_url", &self.inner.base)
-            .field("auth_token", &self.inner.auth_token.as_ref().map(|_| "[REDACTED]"))
+            .field(
+                "auth_token",
+                &self.inner.auth_token.as_ref().map(|_| "[REDACTED]"),
+            )
             .field("signer", &self.inner.signer)
             .field("timeout", &self.inner.timeout)
             .finish()
@@ -286,14 +302,21 @@ impl DfnsClient {
             retry: self.inner.retry.clone(),
         };
         change(&mut inner);
-        DfnsClient { inner: Arc::new(inner) }
+        DfnsClient {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Sends any request, with a user action when the endpoint needs one.
     ///
     /// `path` is the API path (ids percent-encoded with [`crate::protocol::encode_segment`]),
     /// optionally with a query string. The payload is signed and sent byte for byte.
-    pub async fn request(&self, method: Method, path: &str, payload: Payload) -> Result<Outcome<RawResponse>, Error> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+    ) -> Result<Outcome<RawResponse>, Error> {
         let needs = crate::protocol::needs_user_action(method, path);
         self.request_with(method, path, payload, needs).await
     }
@@ -325,7 +348,9 @@ impl DfnsClient {
         let _enter = span.enter();
         let mut attempt = 1;
         loop {
-            let result = self.attempt(method, path, &payload, needs_user_action).await;
+            let result = self
+                .attempt(method, path, &payload, needs_user_action)
+                .await;
             match result {
                 Ok(outcome) => return Ok(outcome),
                 Err(err) => match self.inner.retry.retry_after(attempt, &err) {
@@ -349,26 +374,48 @@ impl DfnsClient {
         needs_user_action: bool,
     ) -> Result<Outcome<RawResponse>, Error> {
         let token = if needs_user_action {
-            let signer = self.inner.signer.clone().ok_or_else(|| ClientError::SignerRequired {
-                method: method.to_string(),
-                path: path.to_owned(),
-            })?;
-            Some(self.user_action_with(&signer, method, path, payload).await?)
+            let signer = self
+                .inner
+                .signer
+                .clone()
+                .ok_or_else(|| ClientError::SignerRequired {
+                    method: method.to_string(),
+                    path: path.to_owned(),
+                })?;
+            Some(
+                self.user_action_with(&signer, method, path, payload)
+                    .await?,
+            )
         } else {
             None
         };
         let started = Instant::now();
-        let result = self.send(method, path, payload.as_str(), token.as_ref()).await;
-        tracing::debug!(step = "send", elapsed_us = started.elapsed().as_micros() as u64, ok = result.is_ok());
+        let result = self
+            .send(method, path, payload.as_str(), token.as_ref())
+            .await;
+        tracing::debug!(
+            step = "send",
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = result.is_ok()
+        );
         result
     }
 
     /// Runs init → sign → complete and returns the single-use user action token.
-    pub async fn user_action(&self, method: Method, path: &str, payload: &Payload) -> Result<SecretString, Error> {
-        let signer = self.inner.signer.clone().ok_or_else(|| ClientError::SignerRequired {
-            method: method.to_string(),
-            path: path.to_owned(),
-        })?;
+    pub async fn user_action(
+        &self,
+        method: Method,
+        path: &str,
+        payload: &Payload,
+    ) -> Result<SecretString, Error> {
+        let signer = self
+            .inner
+            .signer
+            .clone()
+            .ok_or_else(|| ClientError::SignerRequired {
+                method: method.to_string(),
+                path: path.to_owned(),
+            })?;
         self.user_action_with(&signer, method, path, payload).await
     }
 
@@ -386,8 +433,13 @@ impl DfnsClient {
         let first_factor = sign_off_runtime(signer, challenge.clone()).await?;
         tracing::debug!(step = "sign", cred_id = %signer.credential_id(), elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
-        let token = self.user_action_complete(&challenge.challenge_identifier, first_factor).await?;
-        tracing::debug!(step = "complete", elapsed_us = t.elapsed().as_micros() as u64);
+        let token = self
+            .user_action_complete(&challenge.challenge_identifier, first_factor)
+            .await?;
+        tracing::debug!(
+            step = "complete",
+            elapsed_us = t.elapsed().as_micros() as u64
+        );
         Ok(token)
     }
 
@@ -401,7 +453,9 @@ impl DfnsClient {
     ) -> Result<UserActionChallenge, Error> {
         let init = crate::protocol::UserActionInit::new(method, path, payload.as_str());
         let body = Payload::json(&init)?;
-        let raw = self.send(Method::Post, "/auth/action/init", body.as_str(), None).await?;
+        let raw = self
+            .send(Method::Post, "/auth/action/init", body.as_str(), None)
+            .await?;
         let raw = expect_done(raw, "/auth/action/init")?;
         Ok(UserActionChallenge::from_json(&raw.body)?)
     }
@@ -418,7 +472,9 @@ impl DfnsClient {
             second_factor: None,
         };
         let body = Payload::json(&complete)?;
-        let raw = self.send(Method::Post, "/auth/action", body.as_str(), None).await?;
+        let raw = self
+            .send(Method::Post, "/auth/action", body.as_str(), None)
+            .await?;
         let raw = expect_done(raw, "/auth/action")?;
         let token: crate::protocol::UserActionToken = raw.json(Method::Post, "/auth/action")?;
         Ok(SecretString::from(token.user_action))
@@ -433,13 +489,17 @@ impl DfnsClient {
         user_action: &SecretString,
     ) -> Result<Outcome<RawResponse>, Error> {
         crate::protocol::endpoints::validate_path(path)?;
-        self.send(method, path, payload.as_str(), Some(user_action)).await
+        self.send(method, path, payload.as_str(), Some(user_action))
+            .await
     }
 }
 
 /// Signs on a blocking thread: device I/O (and a person touching a YubiKey) must not stall
 /// the async runtime's workers.
-async fn sign_off_runtime(signer: &CredentialSigner, challenge: UserActionChallenge) -> Result<FirstFactor, Error> {
+async fn sign_off_runtime(
+    signer: &CredentialSigner,
+    challenge: UserActionChallenge,
+) -> Result<FirstFactor, Error> {
     let signer = signer.clone();
     tokio::task::spawn_blocking(move || signer.assert(&challenge))
         .await

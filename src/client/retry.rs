@@ -42,7 +42,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { max_attempts: 3, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(10) }
+        Backoff {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
     }
 }
 
@@ -51,12 +55,16 @@ impl RetryPolicy for Backoff {
         if attempt >= self.max_attempts {
             return None;
         }
-        let exponential = self.base_delay.saturating_mul(1u32 << (attempt - 1).min(16));
+        let exponential = self
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(16));
         let delay = match error {
             Error::Client(ClientError::Api(api)) if matches!(api.status, 429 | 502 | 503 | 504) => {
                 api.retry_after.unwrap_or(exponential)
             }
-            Error::Client(ClientError::Transport { never_sent: true, .. }) => exponential,
+            Error::Client(ClientError::Transport {
+                never_sent: true, ..
+            }) => exponential,
             _ => return None,
         };
         Some(delay.min(self.max_delay))
@@ -69,22 +77,53 @@ mod tests {
     use crate::error::{ApiError, BackendError};
 
     fn api(status: u16, retry_after: Option<u64>) -> Error {
-        ApiError { status, message: "m".into(), id: None, details: None, retry_after: retry_after.map(Duration::from_secs) }
-            .into()
+        ApiError {
+            status,
+            message: "m".into(),
+            id: None,
+            details: None,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+        .into()
     }
 
     #[test]
     fn backoff_retries_only_what_is_safe() {
         let p = Backoff::default();
-        assert_eq!(p.retry_after(1, &api(429, Some(2))), Some(Duration::from_secs(2)));
-        assert_eq!(p.retry_after(1, &api(503, None)), Some(Duration::from_millis(200)));
-        assert_eq!(p.retry_after(2, &api(502, None)), Some(Duration::from_millis(400)));
-        assert_eq!(p.retry_after(3, &api(502, None)), None, "attempts are bounded");
-        assert_eq!(p.retry_after(1, &api(500, None)), None, "a 500 may have run");
+        assert_eq!(
+            p.retry_after(1, &api(429, Some(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.retry_after(1, &api(503, None)),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            p.retry_after(2, &api(502, None)),
+            Some(Duration::from_millis(400))
+        );
+        assert_eq!(
+            p.retry_after(3, &api(502, None)),
+            None,
+            "attempts are bounded"
+        );
+        assert_eq!(
+            p.retry_after(1, &api(500, None)),
+            None,
+            "a 500 may have run"
+        );
         assert_eq!(p.retry_after(1, &api(400, None)), None);
-        let pin: Error = BackendError::PinIncorrect { device: "d".into(), tries_left: Some(2) }.into();
+        let pin: Error = BackendError::PinIncorrect {
+            device: "d".into(),
+            tries_left: Some(2),
+        }
+        .into();
         assert_eq!(p.retry_after(1, &pin), None, "a wrong PIN is never retried");
-        assert_eq!(p.retry_after(1, &api(429, Some(3600))), Some(Duration::from_secs(10)), "capped");
+        assert_eq!(
+            p.retry_after(1, &api(429, Some(3600))),
+            Some(Duration::from_secs(10)),
+            "capped"
+        );
         assert_eq!(NoRetry.retry_after(1, &api(429, None)), None);
     }
 }

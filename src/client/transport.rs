@@ -33,15 +33,23 @@ impl DfnsClient {
         };
         let mut request = self.inner.http.request(reqwest_method, &url);
         if let Some(token) = &self.inner.auth_token {
-            request = request.header(AUTHORIZATION, secret_header(&format!("Bearer {}", token.expose_secret()))?);
+            request = request.header(
+                AUTHORIZATION,
+                secret_header(&format!("Bearer {}", token.expose_secret()))?,
+            );
         }
         if let Some(token) = user_action {
             request = request.header(USER_ACTION_HEADER, secret_header(token.expose_secret())?);
         }
         if !body.is_empty() {
-            request = request.header(CONTENT_TYPE, "application/json").body(body.to_owned());
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_owned());
         }
-        let response = request.send().await.map_err(|e| self.transport_error(method, path, &url, e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(method, path, &url, e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -49,13 +57,19 @@ impl DfnsClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(method, path, &url, e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(method, path, &url, e))?;
         tracing::debug!(status, bytes = bytes.len(), "response");
         match status {
             202 => Ok(Outcome::PolicyPending(PolicyPending {
                 body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             })),
-            200..=299 => Ok(Outcome::Done(RawResponse { status, body: bytes.to_vec() })),
+            200..=299 => Ok(Outcome::Done(RawResponse {
+                status,
+                body: bytes.to_vec(),
+            })),
             _ => {
                 let mut error = parse_error_body(status, &bytes);
                 error.retry_after = retry_after;
@@ -84,14 +98,21 @@ impl DfnsClient {
             reason.push_str(&s.to_string());
             source = s.source();
         }
-        ClientError::Transport { url: url.to_owned(), reason, never_sent }.into()
+        ClientError::Transport {
+            url: url.to_owned(),
+            reason,
+            never_sent,
+        }
+        .into()
     }
 }
 
 /// A header value marked sensitive, so `reqwest`/`http` never print it in `Debug`.
 fn secret_header(value: &str) -> Result<HeaderValue, Error> {
     let mut header = HeaderValue::from_str(value).map_err(|_| {
-        Error::from(ClientError::Config("a token contains characters not allowed in an HTTP header".to_owned()))
+        Error::from(ClientError::Config(
+            "a token contains characters not allowed in an HTTP header".to_owned(),
+        ))
     })?;
     header.set_sensitive(true);
     Ok(header)

@@ -57,19 +57,36 @@ pub struct Attestation {
 }
 
 /// Has `key` attest to a registration `challenge` under credential id `cred_id`.
-pub fn attest(key: &dyn KeyBackend, challenge: &str, cred_id: &str) -> Result<Attestation, BackendError> {
+pub fn attest(
+    key: &dyn KeyBackend,
+    challenge: &str,
+    cred_id: &str,
+) -> Result<Attestation, BackendError> {
     let data = client_data(ClientDataType::Create, challenge);
     let client_data_hash = hex::encode(Sha256::digest(&data));
     let pem = key.public_key().to_pem();
-    let fingerprint = serde_json::to_string(&Fingerprint { client_data_hash: &client_data_hash, public_key: &pem })
-        .expect("strings serialize");
+    let fingerprint = serde_json::to_string(&Fingerprint {
+        client_data_hash: &client_data_hash,
+        public_key: &pem,
+    })
+    .expect("strings serialize");
     let signature_hex = hex::encode(key.sign(fingerprint.as_bytes())?);
-    let attestation_data = serde_json::to_string(&AttestationData { public_key: &pem, signature: &signature_hex })
-        .expect("strings serialize");
+    let attestation_data = serde_json::to_string(&AttestationData {
+        public_key: &pem,
+        signature: &signature_hex,
+    })
+    .expect("strings serialize");
     let credential_info = KeyCredentialInfo {
         cred_id: cred_id.to_owned(),
         client_data: b64url(&data),
         attestation_data: b64url(attestation_data.as_bytes()),
     };
-    Ok(Attestation { client_data: data, client_data_hash, fingerprint, signature_hex, attestation_data, credential_info })
+    Ok(Attestation {
+        client_data: data,
+        client_data_hash,
+        fingerprint,
+        signature_hex,
+        attestation_data,
+        credential_info,
+    })
 }

@@ -82,9 +82,11 @@ pub struct AllowedCredential {
 impl UserActionChallenge {
     /// Parses an init response and checks the challenge is well formed.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let challenge: UserActionChallenge = serde_json::from_slice(bytes).map_err(|e| {
-            ProtocolError::Malformed { what: "user action challenge", reason: e.to_string() }
-        })?;
+        let challenge: UserActionChallenge =
+            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed {
+                what: "user action challenge",
+                reason: e.to_string(),
+            })?;
         challenge.validate()?;
         Ok(challenge)
     }
@@ -92,11 +94,18 @@ impl UserActionChallenge {
     /// Checks the fields the signer relies on: a non-empty base64url challenge (it is embedded
     /// in signed JSON, so anything else is refused rather than signed) and an identifier.
     pub fn validate(&self) -> Result<(), ProtocolError> {
-        let malformed = |reason: &str| ProtocolError::Malformed { what: "user action challenge", reason: reason.to_owned() };
+        let malformed = |reason: &str| ProtocolError::Malformed {
+            what: "user action challenge",
+            reason: reason.to_owned(),
+        };
         if self.challenge.is_empty() {
             return Err(malformed("`challenge` is empty"));
         }
-        if !self.challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !self
+            .challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(malformed("`challenge` is not base64url"));
         }
         if self.challenge_identifier.is_empty() {

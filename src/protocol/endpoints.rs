@@ -60,7 +60,8 @@ impl FromStr for Method {
             _ => {
                 return Err(ProtocolError::InvalidPath {
                     path: s.to_owned(),
-                    reason: "unknown HTTP method; expected GET, POST, PUT, PATCH or DELETE".to_owned(),
+                    reason: "unknown HTTP method; expected GET, POST, PUT, PATCH or DELETE"
+                        .to_owned(),
                 })
             }
         })
@@ -90,8 +91,14 @@ pub fn lookup(method: Method, path: &str) -> EndpointInfo {
         })
         .max_by_key(|(literal, _, _)| *literal);
     match best {
-        Some((_, template, ua)) => EndpointInfo { needs_user_action: ua, template: Some(template) },
-        None => EndpointInfo { needs_user_action: method != Method::Get, template: None },
+        Some((_, template, ua)) => EndpointInfo {
+            needs_user_action: ua,
+            template: Some(template),
+        },
+        None => EndpointInfo {
+            needs_user_action: method != Method::Get,
+            template: None,
+        },
     }
 }
 
@@ -147,15 +154,27 @@ pub fn encode_segment(segment: &str) -> String {
 /// Checks that a path is one the client can send: starts with `/`, holds no fragment, no
 /// whitespace or control characters, and no unencoded non-ASCII.
 pub fn validate_path(path: &str) -> Result<(), ProtocolError> {
-    let bad = |reason: &str| ProtocolError::InvalidPath { path: path.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| ProtocolError::InvalidPath {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
     if !path.starts_with('/') {
-        return Err(bad("must start with `/` (give the path only, not the base URL)"));
+        return Err(bad(
+            "must start with `/` (give the path only, not the base URL)",
+        ));
     }
     if path.contains('#') {
-        return Err(bad("`#` must be percent-encoded (%23); encode ids with encode_segment"));
+        return Err(bad(
+            "`#` must be percent-encoded (%23); encode ids with encode_segment",
+        ));
     }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii()) {
-        return Err(bad("spaces, control and non-ASCII characters must be percent-encoded"));
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err(bad(
+            "spaces, control and non-ASCII characters must be percent-encoded",
+        ));
     }
     Ok(())
 }
@@ -168,7 +187,10 @@ mod tests {
     fn exempt_and_signed_endpoints() {
         assert!(!needs_user_action(Method::Post, "/auth/action/init"));
         assert!(!needs_user_action(Method::Put, "/auth/logout"));
-        assert!(!needs_user_action(Method::Post, "/networks/EthereumSepolia/call-function"));
+        assert!(!needs_user_action(
+            Method::Post,
+            "/networks/EthereumSepolia/call-function"
+        ));
         assert!(needs_user_action(Method::Post, "/wallets"));
         assert!(needs_user_action(Method::Delete, "/webhooks/wh-1"));
         assert!(needs_user_action(Method::Put, "/wallets/wa-a%2Fb/tags"));
@@ -182,7 +204,10 @@ mod tests {
 
     #[test]
     fn query_is_stripped_and_segments_encoded() {
-        assert_eq!(strip_query("/wallets?limit=2&paginationToken=a%20b"), "/wallets");
+        assert_eq!(
+            strip_query("/wallets?limit=2&paginationToken=a%20b"),
+            "/wallets"
+        );
         assert_eq!(strip_query("/wallets"), "/wallets");
         assert_eq!(encode_segment("wa-a/b c?d#é"), "wa-a%2Fb%20c%3Fd%23%C3%A9");
         assert_eq!(encode_segment("wa-1_x.y~(z)*'!"), "wa-1_x.y~(z)*'!");

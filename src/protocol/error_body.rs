@@ -48,11 +48,20 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
             let message = if text.is_empty() {
                 "(empty body)".to_owned()
             } else if text.chars().count() > MAX_RAW_MESSAGE {
-                format!("{}…", text.chars().take(MAX_RAW_MESSAGE).collect::<String>())
+                format!(
+                    "{}…",
+                    text.chars().take(MAX_RAW_MESSAGE).collect::<String>()
+                )
             } else {
                 text.to_owned()
             };
-            ApiError { status, message, id: None, details: None, retry_after: None }
+            ApiError {
+                status,
+                message,
+                id: None,
+                details: None,
+                retry_after: None,
+            }
         }
     }
 }
@@ -67,7 +76,10 @@ mod tests {
             429,
             br#"{"error":{"id":"1795480827223","status":429,"message":"Too Many Requests","details":{"a":1}}}"#,
         );
-        assert_eq!((e.status, e.message.as_str(), e.id.as_deref()), (429, "Too Many Requests", Some("1795480827223")));
+        assert_eq!(
+            (e.status, e.message.as_str(), e.id.as_deref()),
+            (429, "Too Many Requests", Some("1795480827223"))
+        );
         assert_eq!(e.details, Some(serde_json::json!({"a":1})));
 
         let e = parse_error_body(400, br#"{"message":"bad input","details":[1]}"#);

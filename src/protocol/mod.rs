@@ -15,8 +15,8 @@ pub mod signer;
 
 pub use attestation::{attest, Attestation, KeyCredentialInfo};
 pub use challenge::{
-    client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge, UserActionComplete,
-    UserActionInit, UserActionToken,
+    client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge,
+    UserActionComplete, UserActionInit, UserActionToken,
 };
 pub use endpoints::{encode_segment, needs_user_action, Method};
 pub use payload::Payload;

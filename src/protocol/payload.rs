@@ -21,7 +21,9 @@ impl Payload {
 
     /// Serializes a value as compact JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, ProtocolError> {
-        serde_json::to_string(value).map(Payload).map_err(|e| ProtocolError::Body(e.to_string()))
+        serde_json::to_string(value)
+            .map(Payload)
+            .map_err(|e| ProtocolError::Body(e.to_string()))
     }
 
     /// Takes JSON text as it is, byte for byte (after checking it is JSON), for callers whose

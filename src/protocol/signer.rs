@@ -8,7 +8,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::challenge::{client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge};
+use super::challenge::{
+    client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge,
+};
 use super::encoding::b64url;
 use crate::backend::KeyBackend;
 use crate::error::{Error, ProtocolError};
@@ -23,7 +25,10 @@ pub struct CredentialSigner {
 impl CredentialSigner {
     /// Pairs a credential id with the key registered under it.
     pub fn new(cred_id: impl Into<String>, backend: Arc<dyn KeyBackend>) -> Self {
-        CredentialSigner { cred_id: cred_id.into(), backend }
+        CredentialSigner {
+            cred_id: cred_id.into(),
+            backend,
+        }
     }
 
     /// The credential id.
@@ -43,9 +48,14 @@ impl CredentialSigner {
     pub fn assert(&self, challenge: &UserActionChallenge) -> Result<FirstFactor, Error> {
         challenge.validate()?;
         let allowed: Vec<String> = challenge.allowed_key_ids().map(str::to_owned).collect();
-        let listed = challenge.allow_credentials.key.is_empty() && challenge.allow_credentials.webauthn.is_empty();
-        if !listed && !allowed.iter().any(|id| *id == self.cred_id) {
-            return Err(ProtocolError::CredentialNotAllowed { cred_id: self.cred_id.clone(), allowed }.into());
+        let listed = challenge.allow_credentials.key.is_empty()
+            && challenge.allow_credentials.webauthn.is_empty();
+        if !listed && !allowed.contains(&self.cred_id) {
+            return Err(ProtocolError::CredentialNotAllowed {
+                cred_id: self.cred_id.clone(),
+                allowed,
+            }
+            .into());
         }
         self.sign_challenge(&challenge.challenge)
     }

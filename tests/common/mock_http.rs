@@ -20,7 +20,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -46,7 +49,9 @@ impl MockServer {
         let rec = recorded.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let rec = rec.clone();
                 let script = script.clone();
                 tokio::spawn(async move {
@@ -78,16 +83,27 @@ impl MockServer {
                             .unwrap_or(0);
                         let mut body = vec![0; len];
                         reader.read_exact(&mut body).await.unwrap();
-                        rec.lock().unwrap().push(Recorded { method, target, headers, body });
+                        rec.lock().unwrap().push(Recorded {
+                            method,
+                            target,
+                            headers,
+                            body,
+                        });
                         let next = script.lock().unwrap().next();
                         let resp = next.unwrap_or(Scripted {
                             status: 599,
                             headers: vec![],
                             body: b"mock server: script exhausted".to_vec(),
                         });
-                        let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", resp.status, resp.body.len());
+                        let mut out = format!(
+                            "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+                            resp.status,
+                            resp.body.len()
+                        );
                         for (k, v) in &resp.headers {
-                            if !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("transfer-encoding") {
+                            if !k.eq_ignore_ascii_case("content-length")
+                                && !k.eq_ignore_ascii_case("transfer-encoding")
+                            {
                                 out.push_str(&format!("{k}: {v}\r\n"));
                             }
                         }

@@ -1,0 +1,94 @@
+//! `call`: any Dfns endpoint, signed when it needs a user action.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::{DfnsClient, Outcome};
+use secrecy::SecretString;
+
+use super::{print_json, KeyArgs, Output};
+
+/// Exit status when a policy approval is pending (the call is neither done nor failed).
+pub const EXIT_POLICY_PENDING: u8 = 3;
+
+/// Arguments of `call`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// HTTP method: GET, POST, PUT, PATCH, DELETE.
+    method: String,
+    /// API path, ids percent-encoded, optionally with a query (`/wallets?limit=10`).
+    path: String,
+    /// JSON body, or `@FILE` to read it from a file (sent and signed byte for byte).
+    #[arg(long, value_name = "JSON|@FILE")]
+    data: Option<String>,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// API base URL.
+    #[arg(long, env = "DFNS_API_URL", default_value = dfns_signer::client::DEFAULT_BASE_URL)]
+    base_url: String,
+    /// Auth token (prefer the environment variable: arguments show in `ps`).
+    #[arg(long, env = "DFNS_AUTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Seconds allowed for each HTTP exchange.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Sends the request and prints the answer.
+pub async fn run(args: Args) -> Result<ExitCode, String> {
+    let method: Method = args
+        .method
+        .parse()
+        .map_err(|e: dfns_signer::ProtocolError| e.to_string())?;
+    let payload = match &args.data {
+        None => Payload::empty(),
+        Some(data) => {
+            let text = match data.strip_prefix('@') {
+                Some(file) => {
+                    std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
+                }
+                None => data.clone(),
+            };
+            Payload::raw_json(text.trim_end().to_owned()).map_err(|e| format!("--data: {e}"))?
+        }
+    };
+    let mut builder = DfnsClient::builder()
+        .base_url(&args.base_url)
+        .timeout(Duration::from_secs(args.timeout));
+    match args.token {
+        Some(token) => builder = builder.auth_token(SecretString::from(token)),
+        None if !args.path.starts_with("/auth/login") => {
+            return Err("no auth token: set DFNS_AUTH_TOKEN (or --token)".into());
+        }
+        None => {}
+    }
+    if let Some(signer) = args.key.signer()? {
+        builder = builder.signer(signer);
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    match client
+        .request(method, &args.path, payload)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Outcome::Done(raw) => {
+            if raw.body.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            match serde_json::from_slice::<serde_json::Value>(&raw.body) {
+                Ok(v) => print_json(&v, args.output),
+                Err(_) => println!("{}", String::from_utf8_lossy(&raw.body)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::PolicyPending(pending) => {
+            print_json(&pending.body, args.output);
+            eprintln!("pending: {pending}; the request runs once it is approved");
+            Ok(ExitCode::from(EXIT_POLICY_PENDING))
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Command-line arguments and the commands behind them.
+
+mod call;
+mod sign_challenge;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dfns_signer::{CredentialSigner, KeyUri};
+
+/// Sign Dfns user-action challenges with keys that never leave hardware.
+#[derive(Parser, Debug)]
+#[command(name = "dfns-signer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read a `/auth/action/init` response on stdin, print the `firstFactor` assertion.
+    SignChallenge(sign_challenge::Args),
+    /// Call any Dfns endpoint, with a user action when the endpoint needs one.
+    Call(call::Args),
+}
+
+/// How results are printed.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// Pretty-printed for people.
+    #[default]
+    Text,
+    /// One compact JSON document, for scripts.
+    Json,
+}
+
+/// The key and credential that sign user actions.
+#[derive(clap::Args, Debug)]
+pub struct KeyArgs {
+    /// The credential key: `file:/path/key.pem`, `pkcs11:token=…;object=…?module-path=…&pin-source=env:PIN`
+    /// or `piv:slot=9a?serial=…&pin-source=prompt`.
+    #[arg(long, value_name = "URI")]
+    key: Option<String>,
+    /// The Dfns credential id registered for this key.
+    #[arg(long, value_name = "ID")]
+    cred_id: Option<String>,
+}
+
+impl KeyArgs {
+    /// Opens the key; `None` when no key was given.
+    fn signer(&self) -> Result<Option<CredentialSigner>, String> {
+        match (&self.key, &self.cred_id) {
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                Err("--key needs --cred-id (the credential id Dfns knows this key by)".into())
+            }
+            (None, Some(_)) => {
+                Err("--cred-id needs --key (the key registered under that id)".into())
+            }
+            (Some(uri), Some(id)) => {
+                let uri = KeyUri::parse(uri).map_err(|e| e.to_string())?;
+                let backend = dfns_signer::open(&uri).map_err(|e| e.to_string())?;
+                Ok(Some(CredentialSigner::new(id.clone(), backend)))
+            }
+        }
+    }
+}
+
+/// Prints a JSON value as the output format asks.
+fn print_json(value: &serde_json::Value, output: Output) {
+    let text = match output {
+        Output::Json => serde_json::to_string(value),
+        Output::Text => serde_json::to_string_pretty(value),
+    };
+    println!("{}", text.expect("a JSON value serializes"));
+}
+
+/// Logs go to stderr, at the level `DFNS_SIGNER_LOG` sets (default `warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DFNS_SIGNER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a command; `Err` is the one-line reason printed on stderr.
+pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::SignChallenge(args) => sign_challenge::run(args).await,
+        Command::Call(args) => call::run(args).await,
+    }
+}

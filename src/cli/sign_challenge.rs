@@ -1,0 +1,44 @@
+//! `sign-challenge`: the delegated-signing half a person runs at a desk.
+//!
+//! A backend calls `/auth/action/init` and hands over the response; this signs it with the
+//! credential key (refusing a challenge that does not list the credential) and prints the
+//! `firstFactor` assertion for the backend to complete with `/auth/action`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use dfns_signer::protocol::UserActionChallenge;
+
+use super::{print_json, KeyArgs, Output};
+
+/// Arguments of `sign-challenge`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Reads the challenge from stdin, signs, prints.
+pub async fn run(args: Args) -> Result<ExitCode, String> {
+    let signer = args
+        .key
+        .signer()?
+        .ok_or("sign-challenge needs --key and --cred-id")?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the challenge from stdin: {e}"))?;
+    let challenge = UserActionChallenge::from_json(&input).map_err(|e| {
+        format!("{e} (expected the JSON answer of POST /auth/action/init on stdin)")
+    })?;
+    let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
+        .await
+        .map_err(|e| format!("signing task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+    let value = serde_json::to_value(&first_factor).map_err(|e| e.to_string())?;
+    print_json(&value, args.output);
+    Ok(ExitCode::SUCCESS)
+}

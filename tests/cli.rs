@@ -1,0 +1,258 @@
+//! The `dfns-signer` binary, run as a user runs it.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::mock_http::{MockServer, Scripted};
+use serde_json::{json, Value};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+}
+
+fn fixture(path: &str) -> String {
+    format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vectors() -> Value {
+    serde_json::from_str(include_str!("fixtures/fixed_vectors.json")).unwrap()
+}
+
+/// Runs `sign-challenge` with `stdin`; returns (status code, stdout, stderr).
+fn sign_challenge(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = bin()
+        .arg("sign-challenge")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn sign_challenge_prints_the_official_first_factor() {
+    let v = vectors();
+    let cred = v["credId"].as_str().unwrap();
+    let init = json!({"challenge": v["challenge"], "challengeIdentifier": "ci",
+                      "allowCredentials": {"key": [{"type": "public-key", "id": cred}], "webauthn": []}});
+    let key = format!("file:{}", fixture("keys/ed25519.pem"));
+    let (code, out, err) = sign_challenge(
+        &["--key", &key, "--cred-id", cred, "--output", "json"],
+        &init.to_string(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let expected = v["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["keyKind"] == "ed25519")
+        .unwrap();
+    assert_eq!(
+        out.trim_end(),
+        expected["firstFactorJson"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn sign_challenge_errors_are_one_clear_line() {
+    let key = format!("file:{}", fixture("keys/p256.pem"));
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            vec!["--key".into(), key.clone(), "--cred-id".into(), "c".into()],
+            "not json",
+            "expected the JSON answer",
+        ),
+        (
+            vec![
+                "--key".into(),
+                key.clone(),
+                "--cred-id".into(),
+                "mine".into(),
+            ],
+            r#"{"challenge":"YWJj","challengeIdentifier":"x","allowCredentials":{"key":[{"type":"public-key","id":"theirs"}]}}"#,
+            "not allowed to sign",
+        ),
+        (
+            vec![
+                "--key".into(),
+                "file:/nonexistent.pem".into(),
+                "--cred-id".into(),
+                "c".into(),
+            ],
+            "{}",
+            "/nonexistent.pem",
+        ),
+        (
+            vec![
+                "--key".into(),
+                "pkcs11:token=x?pin-value=1234".into(),
+                "--cred-id".into(),
+                "c".into(),
+            ],
+            "{}",
+            "pin-source",
+        ),
+        (
+            vec!["--key".into(), key, "--output".into(), "json".into()],
+            "{}",
+            "--cred-id",
+        ),
+    ];
+    for (args, stdin, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = sign_challenge(&args, stdin);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(out.is_empty(), "{args:?}: nothing on stdout on failure");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line: {err}"
+        );
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("1234"), "a PIN never reaches an error");
+    }
+}
+
+fn ok(body: Value) -> Scripted {
+    Scripted {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn call_signs_sends_and_prints() {
+    let server = MockServer::start(vec![
+        ok(json!({"challenge": "YWJj", "challengeIdentifier": "ci",
+                  "allowCredentials": {"key": [{"type": "public-key", "id": "cred-cli"}], "webauthn": []}})),
+        ok(json!({"userAction": "ua-cli"})),
+        ok(json!({"id": "wa-cli", "network": "Bitcoin"})),
+        Scripted {
+            status: 202,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"id":"ap-1","status":"Pending"}"#.to_vec(),
+        },
+    ])
+    .await;
+    let data_file = std::env::temp_dir().join(format!("dfns-cli-body-{}.json", std::process::id()));
+    std::fs::write(&data_file, "{\"network\":\"Bitcoin\"}\n").unwrap();
+    let key = format!("file:{}", fixture("keys/secp256k1.pem"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args([
+            "call",
+            "POST",
+            "/wallets",
+            "--data",
+            &format!("@{}", data_file.display()),
+        ])
+        .args(["--key", &key, "--cred-id", "cred-cli", "--output", "json"])
+        .env("DFNS_API_URL", &server.base_url)
+        .env("DFNS_AUTH_TOKEN", "tok-cli-secret")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"id":"wa-cli","network":"Bitcoin"}"#
+    );
+    let sent = server.recorded();
+    assert_eq!(
+        sent[2].body, br#"{"network":"Bitcoin"}"#,
+        "file body sent byte for byte, trailing newline trimmed"
+    );
+    assert_eq!(
+        sent[2].header("authorization"),
+        Some("Bearer tok-cli-secret")
+    );
+
+    // A GET needs no key; a 202 exits with status 3.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args([
+            "call",
+            "GET",
+            "/wallets/wa-cli",
+            "--base-url",
+            &server.base_url,
+        ])
+        .env("DFNS_AUTH_TOKEN", "tok-cli-secret")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ap-1"));
+}
+
+#[test]
+fn call_refuses_what_it_cannot_do_safely() {
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut c = bin();
+        c.arg("call")
+            .args(args)
+            .env_remove("DFNS_AUTH_TOKEN")
+            .env_remove("DFNS_API_URL");
+        if let Some(t) = token {
+            c.env("DFNS_AUTH_TOKEN", t);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, err) = run(&["GET", "/wallets"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("DFNS_AUTH_TOKEN"), "{err}");
+    let (code, err) = run(
+        &[
+            "POST",
+            "/wallets",
+            "--data",
+            "{}",
+            "--base-url",
+            "http://127.0.0.1:9",
+        ],
+        Some("t0ken-value"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("needs a user action") && err.contains("configure a key"),
+        "{err}"
+    );
+    let (code, err) = run(
+        &["GET", "/wallets", "--base-url", "http://dfns.example"],
+        Some("t0ken-value"),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("https"), "{err}");
+    assert!(!err.contains("t0ken-value"));
+    let (code, err) = run(&["POST", "/wallets", "--data", "{not json"], Some("t"));
+    assert_eq!(code, 1);
+    assert!(err.contains("--data"), "{err}");
+}
