@@ -25,7 +25,9 @@ fn ts_dir() -> PathBuf {
 /// `Some(version)` when `tool --version` runs.
 fn tool_version(tool: &str) -> Option<String> {
     let out = Command::new(tool).arg("--version").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Makes sure node, npm and the pinned SDK are there; `false` means skip (explicitly asked).
@@ -36,12 +38,24 @@ fn prepare_node() -> bool {
     }
     let install_hint = "install Node.js 20+ with npm (Debian: `apt-get install -y nodejs npm`), \
                         or set DFNS_SIGNER_SKIP_NODE=1 to skip this test";
-    let node = tool_version("node").unwrap_or_else(|| panic!("`node` is not on PATH: {install_hint}"));
+    let node =
+        tool_version("node").unwrap_or_else(|| panic!("`node` is not on PATH: {install_hint}"));
     tool_version("npm").unwrap_or_else(|| panic!("`npm` is not on PATH: {install_hint}"));
-    let major: u32 = node.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    assert!(major >= 18, "Node.js {node} is too old for @dfns/sdk: {install_hint}");
+    let major: u32 = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        major >= 18,
+        "Node.js {node} is too old for @dfns/sdk: {install_hint}"
+    );
 
-    if !ts_dir().join("node_modules/@dfns/sdk/package.json").exists() {
+    if !ts_dir()
+        .join("node_modules/@dfns/sdk/package.json")
+        .exists()
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(ts_dir())
@@ -58,7 +72,10 @@ fn prepare_node() -> bool {
 
 fn result<'a>(out: &'a Value, step: &str) -> &'a Value {
     let r = &out["results"][step];
-    assert!(r.is_object(), "step {step} missing from the script output: {out:#}");
+    assert!(
+        r.is_object(),
+        "step {step} missing from the script output: {out:#}"
+    );
     r
 }
 
@@ -70,7 +87,10 @@ fn assert_ok<'a>(out: &'a Value, step: &str) -> &'a Value {
 
 fn assert_refused(out: &Value, step: &str, status: u64, message: &str) {
     let r = result(out, step);
-    assert_eq!(r["ok"], false, "step {step} should have been refused: {r:#}");
+    assert_eq!(
+        r["ok"], false,
+        "step {step} should have been refused: {r:#}"
+    );
     assert_eq!(r["status"], status, "step {step}: {r:#}");
     assert_eq!(r["message"], message, "step {step}: {r:#}");
 }
@@ -79,7 +99,8 @@ fn assert_refused(out: &Value, step: &str, status: u64, message: &str) {
 fn verify_wallet_signature(public_key_hex: &str, hash_hex: &str, r_hex: &str, s_hex: &str) {
     use k256::ecdsa::signature::hazmat::PrehashVerifier;
     let strip = |s: &str| s.trim_start_matches("0x").to_owned();
-    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
+    let key =
+        k256::ecdsa::VerifyingKey::from_sec1_bytes(&hex::decode(public_key_hex).unwrap()).unwrap();
     let r = hex::decode(strip(r_hex)).unwrap();
     let s = hex::decode(strip(s_hex)).unwrap();
     let sig = k256::ecdsa::Signature::from_slice(&[r, s].concat()).unwrap();
@@ -92,9 +113,15 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     if !prepare_node() {
         return;
     }
-    let pem = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/p256.pub.pem"))
+    let pem = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/p256.pub.pem"),
+    )
+    .unwrap();
+    let sim = Simulator::builder()
+        .root_public_key_pem(pem)
+        .start()
+        .await
         .unwrap();
-    let sim = Simulator::builder().root_public_key_pem(pem).start().await.unwrap();
 
     let child = tokio::process::Command::new("node")
         .arg("conformance.mjs")
@@ -111,7 +138,11 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "node failed: {}\nstdout: {stdout}\nstderr: {stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "node failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
     let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}\nstderr: {stderr}"));
     // The script prints ids and statuses only (no tokens), so showing it is safe and helps.
@@ -123,13 +154,24 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     let wallet_id = created["walletId"].as_str().unwrap().to_owned();
     assert!(wallet_id.starts_with("wa-"), "{created}");
     assert_eq!(created["name"], "Trésorerie ✓ \"q\" / <tag>");
-    assert_eq!(created["idempotentId"], wallet_id.as_str(), "same externalId and body: same wallet");
+    assert_eq!(
+        created["idempotentId"],
+        wallet_id.as_str(),
+        "same externalId and body: same wallet"
+    );
 
     let read = assert_ok(&out, "readWallets");
     assert_eq!(read["gotId"], wallet_id.as_str());
-    assert!(read["listed"].as_array().unwrap().iter().any(|id| id == wallet_id.as_str()));
+    assert!(read["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|id| id == wallet_id.as_str()));
 
-    assert_eq!(assert_ok(&out, "tagWallet")["tags"], serde_json::json!(["ü"]));
+    assert_eq!(
+        assert_ok(&out, "tagWallet")["tags"],
+        serde_json::json!(["ü"])
+    );
 
     let sig = assert_ok(&out, "generateSignature");
     assert_eq!(sig["status"], "Signed");
@@ -144,15 +186,33 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     let reg = assert_ok(&out, "registerKeyCredential");
     assert_eq!(reg["credentialId"], reg["newCredId"]);
     assert!(reg["walletWithNewKey"].as_str().unwrap().starts_with("wa-"));
-    assert_eq!(reg["walletCurve"], "ed25519", "Solana wallets get an Ed25519 key");
+    assert_eq!(
+        reg["walletCurve"], "ed25519",
+        "Solana wallets get an Ed25519 key"
+    );
     let listed = reg["listed"].as_array().unwrap();
-    assert!(listed.iter().any(|c| *c == reg["newCredId"]) && listed.iter().any(|c| c == sim.credential_id()));
-    assert_refused(&out, "registerBadAttestation", 400, "attestation signature is invalid");
+    assert!(
+        listed.iter().any(|c| *c == reg["newCredId"])
+            && listed.iter().any(|c| c == sim.credential_id())
+    );
+    assert_refused(
+        &out,
+        "registerBadAttestation",
+        400,
+        "attestation signature is invalid",
+    );
 
     let sa = assert_ok(&out, "serviceAccount");
     assert_eq!(sa["isServiceAccount"], true);
-    assert!(sa["walletBySa"].as_str().unwrap().starts_with("wa-"), "the new token and credential work");
-    assert!(sa["listed"].as_array().unwrap().iter().any(|id| *id == sa["userId"]));
+    assert!(
+        sa["walletBySa"].as_str().unwrap().starts_with("wa-"),
+        "the new token and credential work"
+    );
+    assert!(sa["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|id| *id == sa["userId"]));
 
     let pat = assert_ok(&out, "personalAccessToken");
     assert_eq!(pat["kind"], "Pat");
@@ -166,17 +226,56 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     assert_eq!(login["afterLogout"], 401, "a logged-out token is refused");
 
     // Refusals, as the real service answers them.
-    assert_refused(&out, "replayedUserAction", 400, "user action has already been used");
-    assert_refused(&out, "tamperedBody", 403, "user action signature is missing or invalid");
-    assert_refused(&out, "wrongKeyForCredential", 401, "user action signature is missing or invalid");
+    assert_refused(
+        &out,
+        "replayedUserAction",
+        400,
+        "user action has already been used",
+    );
+    assert_refused(
+        &out,
+        "tamperedBody",
+        403,
+        "user action signature is missing or invalid",
+    );
+    assert_refused(
+        &out,
+        "wrongKeyForCredential",
+        401,
+        "user action signature is missing or invalid",
+    );
     let names = assert_ok(&out, "afterRefusals")["names"].clone();
-    let names: Vec<&str> = names.as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert_eq!(names.iter().filter(|n| **n == "first").count(), 1, "the replay created nothing: {names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("tampered")), "the tampered request created nothing: {names:?}");
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "first").count(),
+        1,
+        "the replay created nothing: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("tampered")),
+        "the tampered request created nothing: {names:?}"
+    );
 
     let stats = sim.stats();
-    assert_eq!(stats.rejections.get("400 user action has already been used"), Some(&1), "{stats:?}");
-    assert_eq!(stats.rejections.get("403 user action signature is missing or invalid"), Some(&1), "{stats:?}");
+    assert_eq!(
+        stats
+            .rejections
+            .get("400 user action has already been used"),
+        Some(&1),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats
+            .rejections
+            .get("403 user action signature is missing or invalid"),
+        Some(&1),
+        "{stats:?}"
+    );
     assert!(stats.user_actions_used >= 12, "{stats:?}");
     sim.shutdown().await;
 }

@@ -32,7 +32,11 @@ fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str) -> Reply
             "credential kind {kind:?} is not supported by the simulator (only \"Key\")"
         )));
     }
-    let username = inner.users.get(user_id).map(|u| u.username.clone()).unwrap_or_default();
+    let username = inner
+        .users
+        .get(user_id)
+        .map(|u| u.username.clone())
+        .unwrap_or_default();
     let (challenge, identifier) = inner.issue_challenge(user_id, ChallengeKind::Credential);
     ok(json!({
         "kind": "Key",
@@ -77,7 +81,9 @@ fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>) -> Reply {
         )));
     }
     let identifier = nonempty_field(&body, "challengeIdentifier")?;
-    let name = opt_str_field(&body, "credentialName")?.unwrap_or("").to_owned();
+    let name = opt_str_field(&body, "credentialName")?
+        .unwrap_or("")
+        .to_owned();
     let info = body
         .get("credentialInfo")
         .ok_or_else(|| ApiError::bad_request("`credentialInfo` is required"))?;
@@ -87,28 +93,41 @@ fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>) -> Reply {
 
     let challenge = inner.take_challenge(identifier)?;
     if challenge.user_id != user_id || challenge.kind != ChallengeKind::Credential {
-        return Err(ApiError::challenge_invalid("not a credential challenge of this user"));
+        return Err(ApiError::challenge_invalid(
+            "not a credential challenge of this user",
+        ));
     }
-    if !cred_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !cred_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(ApiError::bad_request("`credId` must be a base64url string"));
     }
     if inner.credentials.contains_key(&cred_id) {
-        return Err(ApiError::conflict("a credential with this credId already exists"));
+        return Err(ApiError::conflict(
+            "a credential with this credId already exists",
+        ));
     }
 
     let client_data = b64url_decode(client_data_b64)
         .ok_or_else(|| ApiError::bad_request("`clientData` is not base64url without padding"))?;
-    check_client_data(&client_data, "key.create", &challenge.challenge)?;
-    let attestation_bytes = b64url_decode(attestation_b64)
-        .ok_or_else(|| ApiError::bad_request("`attestationData` is not base64url without padding"))?;
-    let attestation: Value = serde_json::from_slice(&attestation_bytes)
-        .map_err(|e| ApiError::bad_request("`attestationData` is not JSON").because(e.to_string()))?;
+    check_client_data(&client_data, "key.create", &challenge.challenge)
+        .map_err(|e| ApiError::bad_request("invalid clientData").because(e))?;
+    let attestation_bytes = b64url_decode(attestation_b64).ok_or_else(|| {
+        ApiError::bad_request("`attestationData` is not base64url without padding")
+    })?;
+    let attestation: Value = serde_json::from_slice(&attestation_bytes).map_err(|e| {
+        ApiError::bad_request("`attestationData` is not JSON").because(e.to_string())
+    })?;
     let pem = str_field(&attestation, "publicKey")?;
     let signature_hex = str_field(&attestation, "signature")?;
-    let key = CredentialKey::from_pem(pem)
-        .map_err(|e| ApiError::bad_request("attestationData.publicKey is not a usable public key").because(e))?;
+    let key = CredentialKey::from_pem(pem).map_err(|e| {
+        ApiError::bad_request("attestationData.publicKey is not a usable public key").because(e)
+    })?;
     if signature_hex.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::bad_request("attestationData.signature must be lowercase hex"));
+        return Err(ApiError::bad_request(
+            "attestationData.signature must be lowercase hex",
+        ));
     }
     let signature = hex::decode(signature_hex)
         .map_err(|_| ApiError::bad_request("attestationData.signature is not hex"))?;
@@ -117,10 +136,11 @@ fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>) -> Reply {
         "publicKey": pem,
     })
     .to_string();
-    key.verify(fingerprint.as_bytes(), &signature).map_err(|e| {
-        ApiError::bad_request("attestation signature is invalid")
-            .because(format!("{e}; signed text must be {fingerprint}"))
-    })?;
+    key.verify(fingerprint.as_bytes(), &signature)
+        .map_err(|e| {
+            ApiError::bad_request("attestation signature is invalid")
+                .because(format!("{e}; signed text must be {fingerprint}"))
+        })?;
 
     let credential = inner.add_credential(user_id, &cred_id, &name, pem, key);
     ok(credential_entity(credential))
@@ -161,13 +181,21 @@ pub(crate) fn create_code(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .enumerate()
         .map(|(i, b)| {
             let c = alphabet[usize::from(*b) % alphabet.len()] as char;
-            if i == 2 || i == 5 { format!("{c}-") } else { c.to_string() }
+            if i == 2 || i == 5 {
+                format!("{c}-")
+            } else {
+                c.to_string()
+            }
         })
         .collect();
     let lifetime = Duration::from_secs(60);
-    inner
-        .credential_codes
-        .insert(code.clone(), CredentialCode { user_id, expires: Instant::now() + lifetime });
+    inner.credential_codes.insert(
+        code.clone(),
+        CredentialCode {
+            user_id,
+            expires: Instant::now() + lifetime,
+        },
+    );
     ok(json!({ "code": code, "expiration": iso_from_unix(unix_now() + lifetime.as_secs(), 0) }))
 }
 
@@ -181,7 +209,10 @@ pub(crate) fn code_init(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .remove(code)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired code"))?;
     if entry.expires < Instant::now() {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or expired code"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid or expired code",
+        ));
     }
     registration_challenge(inner, &entry.user_id, &kind)
 }

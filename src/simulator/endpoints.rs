@@ -60,7 +60,9 @@ pub(crate) fn needs_auth_token(method: &str, path: &str) -> bool {
 }
 
 fn listed(table: &[(&str, &str)], method: &str, path: &str) -> bool {
-    table.iter().any(|(m, template)| *m == method && path_matches(template, path))
+    table
+        .iter()
+        .any(|(m, template)| *m == method && path_matches(template, path))
 }
 
 /// Matches a raw request path against a template where `{}` or `{name}` stands for exactly
@@ -85,7 +87,9 @@ pub(crate) fn path_matches(template: &str, path: &str) -> bool {
 /// Parses `"METHOD /path/{template}"` (fault and policy settings) and matches it.
 pub(crate) fn rule_matches(rule: &str, method: &str, path: &str) -> bool {
     match rule.trim().split_once(' ') {
-        Some((m, template)) => m.eq_ignore_ascii_case(method) && path_matches(template.trim(), path),
+        Some((m, template)) => {
+            m.eq_ignore_ascii_case(method) && path_matches(template.trim(), path)
+        }
         None => path_matches(rule.trim(), path),
     }
 }
@@ -96,11 +100,24 @@ mod tests {
 
     #[test]
     fn templates_match_one_segment() {
-        assert!(path_matches("/networks/{}/call-function", "/networks/Ethereum/call-function"));
-        assert!(!path_matches("/networks/{}/call-function", "/networks//call-function"));
-        assert!(!path_matches("/networks/{}/call-function", "/networks/a/b/call-function"));
+        assert!(path_matches(
+            "/networks/{}/call-function",
+            "/networks/Ethereum/call-function"
+        ));
+        assert!(!path_matches(
+            "/networks/{}/call-function",
+            "/networks//call-function"
+        ));
+        assert!(!path_matches(
+            "/networks/{}/call-function",
+            "/networks/a/b/call-function"
+        ));
         assert!(!path_matches("/wallets", "/wallets/"));
-        assert!(rule_matches("POST /wallets/{walletId}/signatures", "POST", "/wallets/wa-1/signatures"));
+        assert!(rule_matches(
+            "POST /wallets/{walletId}/signatures",
+            "POST",
+            "/wallets/wa-1/signatures"
+        ));
         assert!(!rule_matches("POST /wallets", "PUT", "/wallets"));
     }
 
@@ -109,14 +126,28 @@ mod tests {
     fn rule_agrees_with_all_sdks_on_every_endpoint() {
         let table = include_str!("../../tests/fixtures/endpoints_user_action.tsv");
         let mut checked = 0;
-        for line in table.lines().filter(|l| !l.starts_with('#') && !l.starts_with("method")) {
+        for line in table
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("method"))
+        {
             let cols: Vec<&str> = line.split('\t').collect();
             let (method, path) = (cols[0], cols[1].replace("{}", "x-1"));
-            let marks: Vec<&str> = cols[2..].iter().copied().filter(|c| !c.is_empty()).collect();
+            let marks: Vec<&str> = cols[2..]
+                .iter()
+                .copied()
+                .filter(|c| !c.is_empty())
+                .collect();
             assert!(!marks.is_empty(), "{line}");
             let expected = marks[0] == "UA";
-            assert!(marks.iter().all(|m| (*m == "UA") == expected), "SDKs disagree on {line}");
-            assert_eq!(needs_user_action(method, &path), expected, "{method} {path}");
+            assert!(
+                marks.iter().all(|m| (*m == "UA") == expected),
+                "SDKs disagree on {line}"
+            );
+            assert_eq!(
+                needs_user_action(method, &path),
+                expected,
+                "{method} {path}"
+            );
             checked += 1;
         }
         assert_eq!(checked, 273);

@@ -26,7 +26,11 @@ pub(crate) struct ApiError {
 impl ApiError {
     /// An error with a status and a message.
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), details: None }
+        ApiError {
+            status,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// Adds a human-readable explanation under `details.reason`.
@@ -94,8 +98,9 @@ impl ApiError {
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }

@@ -55,19 +55,28 @@ pub(crate) struct FaultState {
 impl FaultState {
     pub(crate) fn new(faults: Faults) -> Self {
         let seed = faults.seed.unwrap_or_else(super::util::random_u64);
-        FaultState { faults, rng: SplitMix64(seed) }
+        FaultState {
+            faults,
+            rng: SplitMix64(seed),
+        }
     }
 
     /// Rolls the dice for one request.
     pub(crate) fn decide(&mut self, method: &str, path: &str) -> Fault {
         let f = &self.faults;
-        let targeted = f.only_paths.is_empty() || f.only_paths.iter().any(|r| rule_matches(r, method, path));
+        let targeted =
+            f.only_paths.is_empty() || f.only_paths.iter().any(|r| rule_matches(r, method, path));
         if targeted {
             let roll = self.rng.next_f64();
             let mut edge = 0.0;
             for (rate, fault) in [
                 (f.drop_rate, Fault::Drop),
-                (f.rate_429, Fault::TooManyRequests { retry_after_secs: f.retry_after_secs }),
+                (
+                    f.rate_429,
+                    Fault::TooManyRequests {
+                        retry_after_secs: f.retry_after_secs,
+                    },
+                ),
                 (f.rate_500, Fault::InternalError),
                 (f.rate_502, Fault::BadGateway),
             ] {
@@ -77,7 +86,10 @@ impl FaultState {
                 }
             }
         }
-        if f.policy_pending_paths.iter().any(|r| rule_matches(r, method, path)) {
+        if f.policy_pending_paths
+            .iter()
+            .any(|r| rule_matches(r, method, path))
+        {
             return Fault::PolicyPending;
         }
         Fault::None
@@ -109,15 +121,24 @@ mod tests {
 
     #[test]
     fn rates_are_respected_and_seeds_reproduce() {
-        let faults = Faults { rate_429: 0.25, rate_500: 0.25, seed: Some(7), ..Faults::default() };
+        let faults = Faults {
+            rate_429: 0.25,
+            rate_500: 0.25,
+            seed: Some(7),
+            ..Faults::default()
+        };
         let run = || {
             let mut state = FaultState::new(faults.clone());
-            (0..4000).map(|_| state.decide("POST", "/wallets")).collect::<Vec<_>>()
+            (0..4000)
+                .map(|_| state.decide("POST", "/wallets"))
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run(), "same seed, same faults");
         let count = |f: Fault| a.iter().filter(|x| **x == f).count();
-        let n429 = count(Fault::TooManyRequests { retry_after_secs: 0 });
+        let n429 = count(Fault::TooManyRequests {
+            retry_after_secs: 0,
+        });
         let n500 = count(Fault::InternalError);
         assert!((800..1200).contains(&n429), "{n429}");
         assert!((800..1200).contains(&n500), "{n500}");
@@ -134,6 +155,9 @@ mod tests {
         });
         assert_eq!(state.decide("POST", "/wallets"), Fault::BadGateway);
         assert_eq!(state.decide("POST", "/auth/action/init"), Fault::None);
-        assert_eq!(state.decide("POST", "/wallets/wa-1/signatures"), Fault::PolicyPending);
+        assert_eq!(
+            state.decide("POST", "/wallets/wa-1/signatures"),
+            Fault::PolicyPending
+        );
     }
 }

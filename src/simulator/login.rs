@@ -16,7 +16,8 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let body = req.json()?;
     let username = nonempty_field(&body, "username")?;
     let org_id = nonempty_field(&body, "orgId")?;
-    let unknown = || ApiError::unauthorized("no active user with this username in this organisation");
+    let unknown =
+        || ApiError::unauthorized("no active user with this username in this organisation");
     if org_id != inner.org_id {
         return Err(unknown());
     }
@@ -27,7 +28,13 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .map(|u| u.id.clone())
         .ok_or_else(unknown)?;
     let (challenge, identifier) = inner.issue_challenge(&user_id, ChallengeKind::Login);
-    ok(challenge_body(inner, &user_id, &challenge, &identifier, false))
+    ok(challenge_body(
+        inner,
+        &user_id,
+        &challenge,
+        &identifier,
+        false,
+    ))
 }
 
 /// `POST /auth/login` `{"challengeIdentifier","firstFactor"}` → `{"token"}`.
@@ -42,7 +49,13 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .get("firstFactor")
         .ok_or_else(|| ApiError::bad_request("`firstFactor` is required"))?;
     let cred_id = verify_assertion(inner, &challenge.user_id, &challenge.challenge, factor)?;
-    let token = inner.issue_token(&challenge.user_id, "Temp", "login", Some(&cred_id), LOGIN_TOKEN_SECS);
+    let token = inner.issue_token(
+        &challenge.user_id,
+        "Temp",
+        "login",
+        Some(&cred_id),
+        LOGIN_TOKEN_SECS,
+    );
     ok(json!({ "token": token }))
 }
 
@@ -60,7 +73,11 @@ pub(crate) fn logout(inner: &mut Inner, req: &Req<'_>) -> Reply {
 pub(crate) fn delegated(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let body = req.json()?;
     let username = nonempty_field(&body, "username")?;
-    let existing = inner.users.values().find(|u| u.username == username).map(|u| (u.id.clone(), u.active));
+    let existing = inner
+        .users
+        .values()
+        .find(|u| u.username == username)
+        .map(|u| (u.id.clone(), u.active));
     let user_id = match existing {
         Some((_, false)) => return Err(ApiError::bad_request("this user is deactivated")),
         Some((id, true)) => id,

@@ -133,7 +133,9 @@ impl SimulatorBuilder {
 
     /// Starts listening on `addr` (e.g. `127.0.0.1:8080`, or port 0 for a free one).
     pub async fn start_on(self, addr: &str) -> Result<Simulator, SimulatorError> {
-        let pem = self.root_public_key_pem.ok_or(SimulatorError::MissingRootKey)?;
+        let pem = self
+            .root_public_key_pem
+            .ok_or(SimulatorError::MissingRootKey)?;
         let key = CredentialKey::from_pem(&pem).map_err(SimulatorError::InvalidRootKey)?;
         let cred_id = match self.root_credential_id {
             Some(id) => id,
@@ -141,10 +143,16 @@ impl SimulatorBuilder {
                 .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?
                 .default_credential_id(),
         };
-        if cred_id.is_empty() || !cred_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if cred_id.is_empty()
+            || !cred_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(SimulatorError::InvalidCredentialId(cred_id));
         }
-        let username = self.root_username.unwrap_or_else(|| "root@dfns-signer.simulator".to_owned());
+        let username = self
+            .root_username
+            .unwrap_or_else(|| "root@dfns-signer.simulator".to_owned());
 
         let mut inner = Inner::new(self.challenge_ttl.unwrap_or(DEFAULT_CHALLENGE_TTL));
         let user_id = inner.add_user(&username, "CustomerEmployee", true);
@@ -154,10 +162,16 @@ impl SimulatorBuilder {
 
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| SimulatorError::Bind { addr: addr.to_owned(), source })?;
+            .map_err(|source| SimulatorError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| SimulatorError::Bind { addr: addr.to_owned(), source })?;
+            .map_err(|source| SimulatorError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
             faults: Mutex::new(faults::FaultState::new(self.faults)),
@@ -294,7 +308,10 @@ impl Drop for Simulator {
 /// Once it listens it prints exactly one line on stdout,
 /// `{"baseUrl":…,"authToken":…,"credId":…,"orgId":…}` (see
 /// [`Simulator::connection_info_json`]), and flushes it, so a parent process can read it.
-pub async fn serve_until_signal(builder: SimulatorBuilder, listen_addr: &str) -> Result<(), SimulatorError> {
+pub async fn serve_until_signal(
+    builder: SimulatorBuilder,
+    listen_addr: &str,
+) -> Result<(), SimulatorError> {
     use std::io::Write;
     let sim = builder.start_on(listen_addr).await?;
     {

@@ -26,8 +26,9 @@ impl Req<'_> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Object(Default::default()));
         }
-        let value: Value = serde_json::from_slice(self.body)
-            .map_err(|e| ApiError::bad_request("request body is not valid JSON").because(e.to_string()))?;
+        let value: Value = serde_json::from_slice(self.body).map_err(|e| {
+            ApiError::bad_request("request body is not valid JSON").because(e.to_string())
+        })?;
         if !value.is_object() {
             return Err(ApiError::bad_request("request body must be a JSON object"));
         }
@@ -36,13 +37,17 @@ impl Req<'_> {
 
     /// The authenticated caller (every route that reaches a handler without one is public).
     pub(crate) fn caller(&self) -> Result<&Caller, ApiError> {
-        self.caller.as_ref().ok_or_else(|| ApiError::unauthorized("this endpoint needs an auth token"))
+        self.caller
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("this endpoint needs an auth token"))
     }
 
     /// A query parameter, percent-decoded.
     pub(crate) fn query_param(&self, name: &str) -> Option<String> {
         let query = self.query?;
-        url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 }
 

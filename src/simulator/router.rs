@@ -8,7 +8,12 @@ use super::{credentials, login, service_accounts, user_action, wallets};
 
 /// Runs the endpoint for `req` (auth and user action already checked).
 pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
-    let segments: Vec<&str> = req.path.strip_prefix('/').unwrap_or(req.path).split('/').collect();
+    let segments: Vec<&str> = req
+        .path
+        .strip_prefix('/')
+        .unwrap_or(req.path)
+        .split('/')
+        .collect();
     match (req.method, segments.as_slice()) {
         ("POST", ["auth", "action", "init"]) => user_action::init(inner, req),
         ("POST", ["auth", "action"]) => user_action::complete(inner, req),
@@ -23,13 +28,19 @@ pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
         ("GET", ["auth", "credentials"]) => credentials::list(inner, req),
         ("POST", ["auth", "credentials", "code"]) => credentials::create_code(inner, req),
         ("POST", ["auth", "credentials", "code", "init"]) => credentials::code_init(inner, req),
-        ("POST", ["auth", "credentials", "code", "verify"]) => credentials::create_with_code(inner, req),
+        ("POST", ["auth", "credentials", "code", "verify"]) => {
+            credentials::create_with_code(inner, req)
+        }
 
         ("POST", ["auth", "service-accounts"]) => service_accounts::create(inner, req),
         ("GET", ["auth", "service-accounts"]) => service_accounts::list(inner, req),
         ("GET", ["auth", "service-accounts", id]) => service_accounts::get(inner, id),
-        ("PUT", ["auth", "service-accounts", id, "activate"]) => service_accounts::set_active(inner, id, true),
-        ("PUT", ["auth", "service-accounts", id, "deactivate"]) => service_accounts::set_active(inner, id, false),
+        ("PUT", ["auth", "service-accounts", id, "activate"]) => {
+            service_accounts::set_active(inner, id, true)
+        }
+        ("PUT", ["auth", "service-accounts", id, "deactivate"]) => {
+            service_accounts::set_active(inner, id, false)
+        }
         ("POST", ["auth", "pats"]) => service_accounts::create_pat(inner, req),
         ("GET", ["auth", "pats"]) => service_accounts::list_pats(inner, req),
 

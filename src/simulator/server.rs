@@ -36,12 +36,16 @@ pub(crate) struct Shared {
 impl Shared {
     /// Locks the state; a panic in another request must not take the simulator down with it.
     pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Locks the fault settings.
     pub(crate) fn faults(&self) -> MutexGuard<'_, FaultState> {
-        self.faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -65,7 +69,11 @@ enum Outcome {
 
 /// Accepts connections until `shutdown` fires (or its sender is dropped); then every open
 /// connection is aborted with the `JoinSet`.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -90,13 +98,20 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut 
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, DropConnection> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
     let latency = {
         let mut inner = shared.inner();
-        *inner.stats.requests.entry(format!("{method} {path}")).or_default() += 1;
+        *inner
+            .stats
+            .requests
+            .entry(format!("{method} {path}"))
+            .or_default() += 1;
         drop(inner);
         shared.faults().faults.latency
     };
@@ -104,9 +119,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         tokio::time::sleep(latency).await;
     }
     let outcome = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
-        Ok(bytes) => process(&shared, &parts.headers, &method, &path, parts.uri.query(), &bytes),
+        Ok(bytes) => process(
+            &shared,
+            &parts.headers,
+            &method,
+            &path,
+            parts.uri.query(),
+            &bytes,
+        ),
         Err(_) => Outcome::Reply(
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable").into_response(),
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or unreadable",
+            )
+            .into_response(),
         ),
     };
     let mut inner = shared.inner();
@@ -116,16 +142,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             Err(DropConnection)
         }
         Outcome::Reply(response) => {
-            *inner.stats.statuses.entry(response.status().as_u16()).or_default() += 1;
+            *inner
+                .stats
+                .statuses
+                .entry(response.status().as_u16())
+                .or_default() += 1;
             Ok(response)
         }
     }
 }
 
 /// Auth token → user action → faults → endpoint.
-fn process(shared: &Shared, headers: &HeaderMap, method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Outcome {
+fn process(
+    shared: &Shared,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Outcome {
     let mut inner = shared.inner();
-    let mut req = Req { method, path, query, body, caller: None };
+    let mut req = Req {
+        method,
+        path,
+        query,
+        body,
+        caller: None,
+    };
     let refuse = |inner: &mut Inner, e: ApiError| {
         inner.reject(e.label());
         Outcome::Reply(e.into_response())
@@ -138,7 +181,9 @@ fn process(shared: &Shared, headers: &HeaderMap, method: &str, path: &str, query
         }
     }
     if needs_user_action(method, path) {
-        let header = headers.get("x-dfns-useraction").and_then(|v| v.to_str().ok());
+        let header = headers
+            .get("x-dfns-useraction")
+            .and_then(|v| v.to_str().ok());
         if let Err(e) = user_action::consume(&mut inner, &req, header) {
             return refuse(&mut inner, e);
         }
@@ -152,16 +197,25 @@ fn process(shared: &Shared, headers: &HeaderMap, method: &str, path: &str, query
         Fault::None => {}
         Fault::Drop => return Outcome::Drop,
         Fault::TooManyRequests { retry_after_secs } => {
-            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             return Outcome::Reply(response);
         }
         Fault::InternalError => {
-            return Outcome::Reply(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response())
+            return Outcome::Reply(
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                    .into_response(),
+            )
         }
         Fault::BadGateway => {
             // Gateways answer with a flat body, not Dfns' `{"error":{…}}` (PROTOCOL.md §5).
-            return Outcome::Reply(json_response(StatusCode::BAD_GATEWAY, &json!({ "message": "Bad Gateway" })));
+            return Outcome::Reply(json_response(
+                StatusCode::BAD_GATEWAY,
+                &json!({ "message": "Bad Gateway" }),
+            ));
         }
         Fault::PolicyPending => {
             let body = json!({
@@ -201,20 +255,30 @@ fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Caller, ApiError> 
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("Authorization header is missing"))?;
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not ASCII"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization header is not ASCII"))?;
     let token = value
         .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?;
     // Never echo the token: it is a secret, and errors end up in logs.
-    let record = inner.tokens.get(token).ok_or_else(|| ApiError::unauthorized("unknown auth token"))?;
+    let record = inner
+        .tokens
+        .get(token)
+        .ok_or_else(|| ApiError::unauthorized("unknown auth token"))?;
     if !record.active {
         return Err(ApiError::unauthorized("this auth token was revoked"));
     }
     let user_active = inner.users.get(&record.user_id).is_some_and(|u| u.active);
     if !user_active {
-        return Err(ApiError::unauthorized("the user or service account of this token is deactivated"));
+        return Err(ApiError::unauthorized(
+            "the user or service account of this token is deactivated",
+        ));
     }
-    Ok(Caller { user_id: record.user_id.clone(), token_id: record.token_id.clone() })
+    Ok(Caller {
+        user_id: record.user_id.clone(),
+        token_id: record.token_id.clone(),
+    })
 }

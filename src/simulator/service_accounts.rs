@@ -16,8 +16,9 @@ const MAX_DAYS_VALID: u64 = 730;
 /// Reads and checks `publicKey`; returns the key and a fresh credential id.
 fn new_credential(body: &Value) -> Result<(String, CredentialKey, String), ApiError> {
     let pem = nonempty_field(body, "publicKey")?;
-    let key = CredentialKey::from_pem(pem)
-        .map_err(|e| ApiError::bad_request("`publicKey` is not a usable SPKI PEM public key").because(e))?;
+    let key = CredentialKey::from_pem(pem).map_err(|e| {
+        ApiError::bad_request("`publicKey` is not a usable SPKI PEM public key").because(e)
+    })?;
     Ok((pem.to_owned(), key, b64url(&random_bytes(32))))
 }
 
@@ -26,7 +27,9 @@ fn lifetime_secs(body: &Value, field: &str, unit: u64, max: u64) -> Result<u64, 
         None | Some(Value::Null) => Ok(max * unit),
         Some(v) => match v.as_u64() {
             Some(n) if (1..=max).contains(&n) => Ok(n * unit),
-            _ => Err(ApiError::bad_request(format!("`{field}` must be an integer from 1 to {max}"))),
+            _ => Err(ApiError::bad_request(format!(
+                "`{field}` must be an integer from 1 to {max}"
+            ))),
         },
     }
 }
@@ -46,8 +49,11 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
 /// The service account as Dfns shows it; `token` is included only when just created.
 fn service_account_entity(inner: &Inner, user_id: &str, token: Option<&str>) -> Value {
     let user = &inner.users[user_id];
-    let mut tokens: Vec<(&String, &super::state::AuthToken)> =
-        inner.tokens.iter().filter(|(_, t)| t.user_id == user_id && t.kind == "Service").collect();
+    let mut tokens: Vec<(&String, &super::state::AuthToken)> = inner
+        .tokens
+        .iter()
+        .filter(|(_, t)| t.user_id == user_id && t.kind == "Service")
+        .collect();
     tokens.sort_by(|a, b| a.1.date_created.cmp(&b.1.date_created));
     let credential_uuid = tokens
         .first()
@@ -104,7 +110,10 @@ pub(crate) fn list(inner: &mut Inner, _req: &Req<'_>) -> Reply {
         .map(|u| (&u.date_created, &u.id))
         .collect();
     ids.sort();
-    let items: Vec<Value> = ids.iter().map(|(_, id)| service_account_entity(inner, id, None)).collect();
+    let items: Vec<Value> = ids
+        .iter()
+        .map(|(_, id)| service_account_entity(inner, id, None))
+        .collect();
     ok(json!({ "items": items }))
 }
 
@@ -183,4 +192,3 @@ pub(crate) fn list_pats(inner: &mut Inner, req: &Req<'_>) -> Reply {
     items.sort_by(|a, b| a["dateCreated"].as_str().cmp(&b["dateCreated"].as_str()));
     ok(json!({ "items": items }))
 }
-

@@ -55,7 +55,11 @@ pub(crate) struct AuthToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChallengeKind {
     /// A user action bound to this request.
-    Action { method: String, path: String, payload: String },
+    Action {
+        method: String,
+        path: String,
+        payload: String,
+    },
     /// A login for the user.
     Login,
     /// Registration of a new credential (`Key`).
@@ -189,7 +193,12 @@ impl Inner {
     }
 
     /// Adds a user and returns its id.
-    pub(crate) fn add_user(&mut self, username: &str, kind: &'static str, is_service_account: bool) -> String {
+    pub(crate) fn add_user(
+        &mut self,
+        username: &str,
+        kind: &'static str,
+        is_service_account: bool,
+    ) -> String {
         let id = dfns_id("us");
         self.users.insert(
             id.clone(),
@@ -264,7 +273,11 @@ impl Inner {
     }
 
     /// Issues a challenge for `user_id`; returns `(challenge, challengeIdentifier)`.
-    pub(crate) fn issue_challenge(&mut self, user_id: &str, kind: ChallengeKind) -> (String, String) {
+    pub(crate) fn issue_challenge(
+        &mut self,
+        user_id: &str,
+        kind: ChallengeKind,
+    ) -> (String, String) {
         let purpose = match kind {
             ChallengeKind::Action { .. } => Purpose::ActionChallenge,
             ChallengeKind::Login => Purpose::LoginChallenge,
@@ -286,14 +299,19 @@ impl Inner {
     }
 
     /// Takes a challenge for one attempt: it is spent whatever the attempt's outcome.
-    pub(crate) fn take_challenge(&mut self, identifier: &str) -> Result<Challenge, super::errors::ApiError> {
+    pub(crate) fn take_challenge(
+        &mut self,
+        identifier: &str,
+    ) -> Result<Challenge, super::errors::ApiError> {
         use super::errors::ApiError;
         let challenge = self
             .challenges
             .get_mut(identifier)
             .ok_or_else(|| ApiError::challenge_invalid("unknown challengeIdentifier"))?;
         if challenge.used {
-            return Err(ApiError::challenge_invalid("this challenge was already used"));
+            return Err(ApiError::challenge_invalid(
+                "this challenge was already used",
+            ));
         }
         challenge.used = true;
         if challenge.expires < Instant::now() {
@@ -318,7 +336,10 @@ impl Inner {
 
     /// The user's active credentials, in a stable order.
     pub(crate) fn active_credentials(&self, user_id: &str) -> Vec<&Credential> {
-        self.credentials.values().filter(|c| c.user_id == user_id && c.active).collect()
+        self.credentials
+            .values()
+            .filter(|c| c.user_id == user_id && c.active)
+            .collect()
     }
 
     /// Counts a refusal.

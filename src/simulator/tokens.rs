@@ -94,7 +94,10 @@ mod tests {
         let claims: Value = serde_json::from_slice(&b64url_decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["https://custom/app_metadata"]["orgId"], "or-1");
         assert_eq!(claims["https://custom/app_metadata"]["userId"], "us-1");
-        assert_eq!(claims["https://custom/app_metadata"]["tokenKind"], "Service");
+        assert_eq!(
+            claims["https://custom/app_metadata"]["tokenKind"],
+            "Service"
+        );
         let c = challenge();
         assert_eq!(b64url_decode(&c).unwrap().len(), 64);
     }

@@ -21,7 +21,9 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let method = nonempty_field(&body, "userActionHttpMethod")?.to_owned();
     let path = nonempty_field(&body, "userActionHttpPath")?.to_owned();
     if !matches!(method.as_str(), "POST" | "PUT" | "DELETE" | "PATCH") {
-        return Err(ApiError::bad_request("`userActionHttpMethod` must be POST, PUT, DELETE or PATCH"));
+        return Err(ApiError::bad_request(
+            "`userActionHttpMethod` must be POST, PUT, DELETE or PATCH",
+        ));
     }
     if !path.starts_with('/') || path.contains('?') {
         return Err(ApiError::bad_request(
@@ -36,12 +38,31 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
             )))
         }
     }
-    let (challenge, identifier) = inner.issue_challenge(&user_id, ChallengeKind::Action { method, path, payload });
-    ok(challenge_body(inner, &user_id, &challenge, &identifier, true))
+    let (challenge, identifier) = inner.issue_challenge(
+        &user_id,
+        ChallengeKind::Action {
+            method,
+            path,
+            payload,
+        },
+    );
+    ok(challenge_body(
+        inner,
+        &user_id,
+        &challenge,
+        &identifier,
+        true,
+    ))
 }
 
 /// The body of a user-action or login challenge, with the fields the transcripts show.
-pub(crate) fn challenge_body(inner: &Inner, user_id: &str, challenge: &str, identifier: &str, all_kinds: bool) -> Value {
+pub(crate) fn challenge_body(
+    inner: &Inner,
+    user_id: &str,
+    challenge: &str,
+    identifier: &str,
+    all_kinds: bool,
+) -> Value {
     let keys: Vec<Value> = inner
         .active_credentials(user_id)
         .iter()
@@ -71,9 +92,16 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let identifier = nonempty_field(&body, "challengeIdentifier")?;
     let challenge = inner.take_challenge(identifier)?;
     if challenge.user_id != user_id {
-        return Err(ApiError::challenge_invalid("the challenge was issued to another user"));
+        return Err(ApiError::challenge_invalid(
+            "the challenge was issued to another user",
+        ));
     }
-    let ChallengeKind::Action { method, path, payload } = challenge.kind else {
+    let ChallengeKind::Action {
+        method,
+        path,
+        payload,
+    } = challenge.kind
+    else {
         return Err(ApiError::challenge_invalid("not a user-action challenge"));
     };
     let first_factor = body
@@ -84,7 +112,14 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let expires = Instant::now() + inner.challenge_ttl;
     inner.user_actions.insert(
         token.clone(),
-        UserAction { user_id, method, path, payload, expires, used: false },
+        UserAction {
+            user_id,
+            method,
+            path,
+            payload,
+            expires,
+            used: false,
+        },
     );
     inner.stats.user_actions_issued += 1;
     ok(json!({ "userAction": token }))
@@ -92,7 +127,12 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
 
 /// Checks a `{"kind":"Key","credentialAssertion":{credId, clientData, signature}}` factor
 /// against `challenge` and the user's active credentials; returns the credential id used.
-pub(crate) fn verify_assertion(inner: &Inner, user_id: &str, challenge: &str, factor: &Value) -> Result<String, ApiError> {
+pub(crate) fn verify_assertion(
+    inner: &Inner,
+    user_id: &str,
+    challenge: &str,
+    factor: &Value,
+) -> Result<String, ApiError> {
     let kind = str_field(factor, "kind")?;
     if kind != "Key" {
         return Err(ApiError::bad_request(format!(
@@ -110,12 +150,14 @@ pub(crate) fn verify_assertion(inner: &Inner, user_id: &str, challenge: &str, fa
         .credentials
         .get(cred_id)
         .filter(|c| c.user_id == user_id && c.active)
-        .ok_or_else(|| ApiError::assertion_invalid("credId is not an active credential of the caller"))?;
+        .ok_or_else(|| {
+            ApiError::assertion_invalid("credId is not an active credential of the caller")
+        })?;
     let client_data = b64url_decode(client_data_b64)
         .ok_or_else(|| ApiError::bad_request("`clientData` is not base64url without padding"))?;
     let signature = b64url_decode(signature_b64)
         .ok_or_else(|| ApiError::bad_request("`signature` is not base64url without padding"))?;
-    check_client_data(&client_data, "key.get", challenge)?;
+    check_client_data(&client_data, "key.get", challenge).map_err(ApiError::assertion_invalid)?;
     credential
         .key
         .verify(&client_data, &signature)
@@ -124,32 +166,44 @@ pub(crate) fn verify_assertion(inner: &Inner, user_id: &str, challenge: &str, fa
 }
 
 /// Parses `clientData` (it must be a JSON object) and checks `type` and `challenge`. Other
-/// members (`origin`, `crossOrigin` from other SDKs) are allowed and ignored.
-pub(crate) fn check_client_data(client_data: &[u8], expected_type: &str, challenge: &str) -> Result<(), ApiError> {
-    let parsed: Value = serde_json::from_slice(client_data)
-        .map_err(|e| ApiError::bad_request("`clientData` is not JSON").because(e.to_string()))?;
+/// members (`origin`, `crossOrigin` from other SDKs) are allowed and ignored. The error says
+/// what is wrong; callers choose the status.
+pub(crate) fn check_client_data(
+    client_data: &[u8],
+    expected_type: &str,
+    challenge: &str,
+) -> Result<(), String> {
+    let parsed: Value =
+        serde_json::from_slice(client_data).map_err(|e| format!("clientData is not JSON: {e}"))?;
     let found_type = parsed.get("type").and_then(Value::as_str);
     if found_type != Some(expected_type) {
-        return Err(ApiError::assertion_invalid(format!(
+        return Err(format!(
             "clientData.type is {found_type:?}, expected {expected_type:?}"
-        )));
+        ));
     }
     if parsed.get("challenge").and_then(Value::as_str) != Some(challenge) {
-        return Err(ApiError::assertion_invalid("clientData.challenge is not the challenge that was issued"));
+        return Err("clientData.challenge is not the challenge that was issued".to_owned());
     }
     Ok(())
 }
 
 /// Checks and spends the `X-DFNS-USERACTION` token of a request that needs one.
-pub(crate) fn consume(inner: &mut Inner, req: &Req<'_>, header: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn consume(
+    inner: &mut Inner,
+    req: &Req<'_>,
+    header: Option<&str>,
+) -> Result<(), ApiError> {
     let user_id = &req.caller()?.user_id;
-    let token = header.ok_or_else(|| ApiError::user_action_invalid("X-DFNS-USERACTION header is missing"))?;
+    let token = header
+        .ok_or_else(|| ApiError::user_action_invalid("X-DFNS-USERACTION header is missing"))?;
     let action = inner
         .user_actions
         .get_mut(token)
         .ok_or_else(|| ApiError::user_action_invalid("unknown user action token"))?;
     if action.user_id != *user_id {
-        return Err(ApiError::user_action_invalid("the user action belongs to another user"));
+        return Err(ApiError::user_action_invalid(
+            "the user action belongs to another user",
+        ));
     }
     if action.used {
         return Err(ApiError::bad_request(USER_ACTION_USED));

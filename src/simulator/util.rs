@@ -25,7 +25,9 @@ pub(crate) fn b64url(bytes: &[u8]) -> String {
 
 /// Strict base64url decoding: no padding, no standard-alphabet characters.
 pub(crate) fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
 }
 
 /// A lowercase base-36 string of `len` random characters.
@@ -40,24 +42,35 @@ fn random_base36(len: usize) -> String {
 /// An id shaped like Dfns' (`wa-5pfuu-9euek-8a7c9d2e1f0b3c4d`): prefix, two 5-character groups
 /// and a 16-character group.
 pub(crate) fn dfns_id(prefix: &str) -> String {
-    format!("{prefix}-{}-{}-{}", random_base36(5), random_base36(5), random_base36(16))
+    format!(
+        "{prefix}-{}-{}-{}",
+        random_base36(5),
+        random_base36(5),
+        random_base36(16)
+    )
 }
 
 /// A numeric error id like the ones in Dfns' error bodies.
 pub(crate) fn error_id() -> String {
     let b = random_bytes(8);
-    let n = u64::from_le_bytes(b.try_into().expect("8 bytes")) % 9_000_000_000_000 + 1_000_000_000_000;
+    let n =
+        u64::from_le_bytes(b.try_into().expect("8 bytes")) % 9_000_000_000_000 + 1_000_000_000_000;
     n.to_string()
 }
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The current time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub(crate) fn now_iso() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     iso_from_unix(now.as_secs(), now.subsec_millis())
 }
 
@@ -85,7 +98,10 @@ pub(crate) fn iso_from_unix(secs: u64, millis: u32) -> String {
 /// Decodes `%XX` escapes in one path segment (for looking up ids; binding checks use the raw
 /// path). Returns `None` on a malformed escape or non-UTF-8 result.
 pub(crate) fn percent_decode(segment: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned())
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 #[cfg(test)]
@@ -104,7 +120,10 @@ mod tests {
         let id = dfns_id("wa");
         let parts: Vec<&str> = id.split('-').collect();
         assert_eq!(parts.len(), 4);
-        assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3].len()), ("wa", 5, 5, 16));
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len(), parts[3].len()),
+            ("wa", 5, 5, 16)
+        );
         assert_ne!(id, dfns_id("wa"));
     }
 

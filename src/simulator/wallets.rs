@@ -16,9 +16,29 @@ use super::util::{b64url, b64url_decode, dfns_id, now_iso, percent_decode, rando
 
 /// Networks whose wallets hold an Ed25519 key; every other network gets secp256k1.
 const EDDSA_NETWORKS: &[&str] = &[
-    "Solana", "SolanaDevnet", "Aptos", "AptosTestnet", "Algorand", "AlgorandTestnet", "Stellar",
-    "StellarTestnet", "Sui", "SuiTestnet", "Near", "NearTestnet", "Ton", "TonTestnet", "Cardano",
-    "CardanoPreprod", "Polkadot", "Kusama", "Westend", "Iota", "IotaTestnet", "Hedera", "HederaTestnet",
+    "Solana",
+    "SolanaDevnet",
+    "Aptos",
+    "AptosTestnet",
+    "Algorand",
+    "AlgorandTestnet",
+    "Stellar",
+    "StellarTestnet",
+    "Sui",
+    "SuiTestnet",
+    "Near",
+    "NearTestnet",
+    "Ton",
+    "TonTestnet",
+    "Cardano",
+    "CardanoPreprod",
+    "Polkadot",
+    "Kusama",
+    "Westend",
+    "Iota",
+    "IotaTestnet",
+    "Hedera",
+    "HederaTestnet",
 ];
 
 /// Largest page of `GET /wallets`.
@@ -61,7 +81,11 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let external_id = opt_str_field(&body, "externalId")?.map(str::to_owned);
     let tags = string_list(&body, "tags", false)?;
     if let Some(ext) = &external_id {
-        if let Some(existing) = inner.wallets.iter().find(|w| w.entity["externalId"] == *ext.as_str()) {
+        if let Some(existing) = inner
+            .wallets
+            .iter()
+            .find(|w| w.entity["externalId"] == *ext.as_str())
+        {
             return idempotent(&existing.request, &body, &existing.entity);
         }
     }
@@ -81,7 +105,11 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     if let Some(ext) = external_id {
         entity["externalId"] = Value::from(ext);
     }
-    inner.wallets.push(Wallet { entity: entity.clone(), key, request: body });
+    inner.wallets.push(Wallet {
+        entity: entity.clone(),
+        key,
+        request: body,
+    });
     ok(entity)
 }
 
@@ -89,7 +117,9 @@ fn idempotent(original: &Value, now: &Value, entity: &Value) -> Reply {
     if original == now {
         ok(entity.clone())
     } else {
-        Err(ApiError::conflict("externalId already used with a different request body"))
+        Err(ApiError::conflict(
+            "externalId already used with a different request body",
+        ))
     }
 }
 
@@ -102,7 +132,9 @@ fn string_list(body: &Value, field: &str, required: bool) -> Result<Vec<String>,
             .map(|v| v.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| ApiError::bad_request(format!("`{field}` must be a list of strings"))),
-        _ => Err(ApiError::bad_request(format!("`{field}` must be a list of strings"))),
+        _ => Err(ApiError::bad_request(format!(
+            "`{field}` must be a list of strings"
+        ))),
     }
 }
 
@@ -123,18 +155,28 @@ pub(crate) fn list(inner: &mut Inner, req: &Req<'_>) -> Reply {
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("`limit` must be an integer from 1 to {MAX_PAGE}"))
+            })?,
     };
     let start = match req.query_param("paginationToken").filter(|t| !t.is_empty()) {
         None => 0,
         Some(token) => b64url_decode(&token)
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("wallets:").and_then(|n| n.parse::<usize>().ok()))
+            .and_then(|s| {
+                s.strip_prefix("wallets:")
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
             .filter(|n| *n <= inner.wallets.len())
-            .ok_or_else(|| ApiError::bad_request("`paginationToken` is not one this server issued"))?,
+            .ok_or_else(|| {
+                ApiError::bad_request("`paginationToken` is not one this server issued")
+            })?,
     };
     let end = (start + limit).min(inner.wallets.len());
-    let items: Vec<Value> = inner.wallets[start..end].iter().map(|w| w.entity.clone()).collect();
+    let items: Vec<Value> = inner.wallets[start..end]
+        .iter()
+        .map(|w| w.entity.clone())
+        .collect();
     let next = (end < inner.wallets.len()).then(|| b64url(format!("wallets:{end}").as_bytes()));
     ok(json!({ "items": items, "nextPageToken": next }))
 }
@@ -178,7 +220,10 @@ pub(crate) fn generate_signature(inner: &mut Inner, req: &Req<'_>, raw_wallet_id
     let caller = req.caller()?.clone();
     let body = req.json()?;
     let i = wallet_index(inner, raw_wallet_id)?;
-    let wallet_id = inner.wallets[i].entity["id"].as_str().unwrap_or_default().to_owned();
+    let wallet_id = inner.wallets[i].entity["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let external_id = opt_str_field(&body, "externalId")?.map(str::to_owned);
     if let Some(ext) = &external_id {
         if let Some(existing) = inner
@@ -222,7 +267,11 @@ pub(crate) fn generate_signature(inner: &mut Inner, req: &Req<'_>, raw_wallet_id
     if let Some(ext) = external_id {
         entity["externalId"] = Value::from(ext);
     }
-    inner.signatures.push(SignatureRecord { entity: entity.clone(), wallet_id, request: body });
+    inner.signatures.push(SignatureRecord {
+        entity: entity.clone(),
+        wallet_id,
+        request: body,
+    });
     ok(entity)
 }
 
@@ -230,7 +279,11 @@ fn sign(key: &WalletKey, kind: &str, data: &[u8]) -> Result<Value, ApiError> {
     match key {
         WalletKey::Secp256k1(k) => {
             use sha2::Digest;
-            let digest = if kind == "Hash" { data.to_vec() } else { sha2::Sha256::digest(data).to_vec() };
+            let digest = if kind == "Hash" {
+                data.to_vec()
+            } else {
+                sha2::Sha256::digest(data).to_vec()
+            };
             let (sig, recid) = k.sign_prehash_recoverable(&digest);
             let (r, s) = sig.split_bytes();
             Ok(json!({
@@ -269,8 +322,12 @@ pub(crate) fn get_signature(inner: &mut Inner, raw_wallet_id: &str, raw_sig_id: 
 pub(crate) fn list_signatures(inner: &mut Inner, raw_wallet_id: &str) -> Reply {
     let i = wallet_index(inner, raw_wallet_id)?;
     let wallet_id = inner.wallets[i].entity["id"].clone();
-    let items: Vec<Value> =
-        inner.signatures.iter().filter(|s| s.entity["walletId"] == wallet_id).map(|s| s.entity.clone()).collect();
+    let items: Vec<Value> = inner
+        .signatures
+        .iter()
+        .filter(|s| s.entity["walletId"] == wallet_id)
+        .map(|s| s.entity.clone())
+        .collect();
     ok(json!({ "walletId": wallet_id, "items": items, "nextPageToken": null }))
 }
 
@@ -296,7 +353,11 @@ pub(crate) fn create_webhook(inner: &mut Inner, req: &Req<'_>) -> Reply {
 /// `GET /webhooks/{id}`.
 pub(crate) fn get_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
     let id = percent_decode(raw_id).unwrap_or_default();
-    let mut entity = inner.webhooks.get(&id).cloned().ok_or_else(|| ApiError::not_found("webhook not found"))?;
+    let mut entity = inner
+        .webhooks
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("webhook not found"))?;
     if let Some(map) = entity.as_object_mut() {
         map.remove("secret");
     }
@@ -306,6 +367,9 @@ pub(crate) fn get_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
 /// `DELETE /webhooks/{id}`.
 pub(crate) fn delete_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
     let id = percent_decode(raw_id).unwrap_or_default();
-    inner.webhooks.remove(&id).ok_or_else(|| ApiError::not_found("webhook not found"))?;
+    inner
+        .webhooks
+        .remove(&id)
+        .ok_or_else(|| ApiError::not_found("webhook not found"))?;
     ok(json!({ "deleted": true }))
 }
