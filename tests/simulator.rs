@@ -1521,3 +1521,88 @@ async fn the_builder_explains_bad_configuration_and_the_default_credential_id_is
     custom.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+// ---------------------------------------------------------------- the CLI entry point
+
+/// Not a test of its own: the child process of the test below (run with `--ignored`).
+#[cfg(unix)]
+#[tokio::test]
+#[ignore = "helper process for serve_until_signal_prints_one_line_and_stops_on_sigterm"]
+async fn serve_until_signal_child() {
+    if std::env::var("DFNS_SIGNER_SIM_CHILD").as_deref() != Ok("1") {
+        return;
+    }
+    let builder = Simulator::builder().root_public_key_pem(fixture("keys/p256.pub.pem"));
+    dfns_signer::simulator::serve_until_signal(builder, "127.0.0.1:0")
+        .await
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serve_until_signal_prints_one_line_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "serve_until_signal_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DFNS_SIGNER_SIM_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut info_lines = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            // libtest prints `test serve_until_signal_child ... ` without a newline first.
+            if let Some(start) = line.find("{\"baseUrl\"") {
+                info_lines.push(line[start..].to_owned());
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the JSON line comes");
+    let info: Value = serde_json::from_str(&info_lines[0]).unwrap();
+    let keys: Vec<&String> = info.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["baseUrl", "authToken", "credId", "orgId"]);
+
+    // It serves, with the printed token and credential.
+    let api = Api {
+        base: info["baseUrl"].as_str().unwrap().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let t = info["authToken"].as_str().unwrap();
+    let (key, _) = TestKey::load("p256");
+    let r = api
+        .signed(
+            t,
+            &key,
+            info["credId"].as_str().unwrap(),
+            "POST",
+            "/wallets",
+            WALLET,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let after = api.try_send("GET", "/wallets", "", Some(t), None).await;
+    assert!(after.is_err(), "nothing listens any more");
+}
