@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dfns_signer::simulator::Simulator;
+use dfns_signer::simulator::{Faults, Simulator};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
@@ -117,8 +117,17 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/p256.pub.pem"),
     )
     .unwrap();
+    // Two faults the SDK must surface: a pending policy approval and a rate limit.
+    let faults = Faults {
+        rate_429: 1.0,
+        retry_after_secs: 3,
+        only_paths: vec!["POST /webhooks/{id}/ping".into()],
+        policy_pending_paths: vec!["PUT /wallets/{id}".into()],
+        ..Faults::default()
+    };
     let sim = Simulator::builder()
         .root_public_key_pem(pem)
+        .faults(faults)
         .start()
         .await
         .unwrap();
@@ -224,6 +233,23 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     assert_eq!(login["sameOrg"], true);
     assert!(login["walletsSeen"].as_u64().unwrap() >= 1);
     assert_eq!(login["afterLogout"], 401, "a logged-out token is refused");
+
+    // Faults, as the official SDK surfaces them.
+    let pending = assert_ok(&out, "policyPending");
+    assert_eq!(pending["thrown"], true, "{pending}");
+    assert_eq!(pending["isPolicyPendingError"], true, "{pending}");
+    assert_eq!(
+        (&pending["httpStatus"], &pending["approvalStatus"]),
+        (&Value::from(202), &Value::from("Pending"))
+    );
+    let limited = assert_ok(&out, "rateLimited");
+    assert_eq!(
+        (&limited["thrown"], &limited["httpStatus"]),
+        (&Value::from(true), &Value::from(429)),
+        "{limited}"
+    );
+    assert_eq!(limited["retryAfter"], "3");
+    assert_eq!(limited["message"], "Too Many Requests");
 
     // Refusals, as the real service answers them.
     assert_refused(

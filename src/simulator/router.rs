@@ -47,6 +47,7 @@ pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
         ("POST", ["wallets"]) => wallets::create(inner, req),
         ("GET", ["wallets"]) => wallets::list(inner, req),
         ("GET", ["wallets", id]) => wallets::get(inner, id),
+        ("PUT", ["wallets", id]) => wallets::update(inner, req, id),
         ("PUT", ["wallets", id, "tags"]) => wallets::tags(inner, req, id, true),
         ("DELETE", ["wallets", id, "tags"]) => wallets::tags(inner, req, id, false),
         ("POST", ["wallets", id, "signatures"]) => wallets::generate_signature(inner, req, id),
@@ -56,6 +57,7 @@ pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
         ("POST", ["webhooks"]) => wallets::create_webhook(inner, req),
         ("GET", ["webhooks", id]) => wallets::get_webhook(inner, id),
         ("DELETE", ["webhooks", id]) => wallets::delete_webhook(inner, id),
+        ("POST", ["webhooks", id, "ping"]) => wallets::ping_webhook(inner, id),
 
         _ => Err(ApiError::not_found(format!(
             "{} {} is not served by the dfns-signer simulator",

@@ -283,6 +283,7 @@ impl Inner {
             ChallengeKind::Login => Purpose::LoginChallenge,
             ChallengeKind::Credential => Purpose::CredentialChallenge,
         };
+        self.prune();
         let identifier = self.mint_for(user_id, purpose);
         let challenge = tokens::challenge();
         self.challenges.insert(
@@ -296,6 +297,18 @@ impl Inner {
             },
         );
         (challenge, identifier)
+    }
+
+    /// Forgets expired challenges and user actions once there are many, so a long-running
+    /// simulator (the demo, a CI service) does not grow without bound. A forgotten one is
+    /// refused as unknown, which is still a refusal.
+    fn prune(&mut self) {
+        const KEEP: usize = 10_000;
+        if self.challenges.len() + self.user_actions.len() > KEEP {
+            let now = Instant::now();
+            self.challenges.retain(|_, c| c.expires > now);
+            self.user_actions.retain(|_, a| a.expires > now);
+        }
     }
 
     /// Takes a challenge for one attempt: it is spent whatever the attempt's outcome.

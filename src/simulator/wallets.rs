@@ -187,6 +187,17 @@ pub(crate) fn get(inner: &mut Inner, raw_id: &str) -> Reply {
     ok(inner.wallets[i].entity.clone())
 }
 
+/// `PUT /wallets/{id}` `{"name"?}`: renames the wallet.
+pub(crate) fn update(inner: &mut Inner, req: &Req<'_>, raw_id: &str) -> Reply {
+    let body = req.json()?;
+    let name = opt_str_field(&body, "name")?.map(str::to_owned);
+    let i = wallet_index(inner, raw_id)?;
+    if let Some(name) = name {
+        inner.wallets[i].entity["name"] = Value::from(name);
+    }
+    ok(inner.wallets[i].entity.clone())
+}
+
 /// `PUT /wallets/{id}/tags` (add) and `DELETE /wallets/{id}/tags` (remove), `{"tags":[…]}`.
 pub(crate) fn tags(inner: &mut Inner, req: &Req<'_>, raw_id: &str, add: bool) -> Reply {
     let body = req.json()?;
@@ -362,6 +373,17 @@ pub(crate) fn get_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
         map.remove("secret");
     }
     ok(entity)
+}
+
+/// `POST /webhooks/{id}/ping`: the simulator delivers nothing, and says so.
+pub(crate) fn ping_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
+    let id = percent_decode(raw_id).unwrap_or_default();
+    if !inner.webhooks.contains_key(&id) {
+        return Err(ApiError::not_found("webhook not found"));
+    }
+    ok(
+        json!({ "status": "200", "data": "", "error": "", "note": "the simulator does not deliver webhooks" }),
+    )
 }
 
 /// `DELETE /webhooks/{id}`.

@@ -201,6 +201,26 @@ if (username) {
   });
 }
 
+// ---- faults the Rust test configured: 202 on PUT /wallets/{id}, 429 on POST /webhooks/{id}/ping ----
+await step('policyPending', async () => {
+  try {
+    await root.wallets.updateWallet({ walletId, body: { name: 'renamed' } });
+    return { thrown: false };
+  } catch (e) {
+    return { thrown: true, isPolicyPendingError: e?.isPolicyPendingError ?? e?.constructor?.name === 'PolicyPendingError', httpStatus: e.httpStatus, approvalStatus: e.context?.status };
+  }
+});
+
+await step('rateLimited', async () => {
+  const hook = await root.webhooks.createWebhook({ body: { url: 'https://example.com/hook2', events: ['*'] } });
+  try {
+    await root.webhooks.pingWebhook({ webhookId: hook.id });
+    return { thrown: false };
+  } catch (e) {
+    return { thrown: true, httpStatus: e.httpStatus, message: e.message, retryAfter: e.context?.headers?.get?.('retry-after') ?? null };
+  }
+});
+
 // ---- refusals ----
 await step('replayedUserAction', async () => {
   await root.wallets.createWallet({ body: { network: 'EthereumSepolia', name: 'first' } });
