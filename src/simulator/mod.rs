@@ -14,6 +14,26 @@
 //! demand (latency, 429 with `Retry-After`, 500, 502, dropped connections, 202 policy pending).
 //! Everything is in memory.
 //!
+//! | endpoint | user action | notes |
+//! |---|---|---|
+//! | `POST /auth/action/init`, `POST /auth/action` | no | challenge single-use, 5 min (see [`SimulatorBuilder::challenge_ttl`]) |
+//! | `POST /auth/credentials/init`, `POST /auth/credentials`, `GET /auth/credentials` | on `POST /auth/credentials` | `Key` only; attestation verified |
+//! | `POST /auth/credentials/code`, `…/code/init`, `…/code/verify` | on `/code` | one-minute, one-use codes |
+//! | `POST /auth/service-accounts`, `GET …`, `GET …/{id}`, `PUT …/{id}/activate` and `/deactivate` | on writes | the response carries the token and credential id |
+//! | `POST /auth/pats`, `GET /auth/pats` | on `POST` | a `publicKey` becomes a credential of the caller |
+//! | `POST /auth/login/init`, `POST /auth/login` | no (and no token) | `username` is [`Simulator::username`] |
+//! | `POST /auth/login/delegated`, `PUT /auth/logout` | yes / no | logout revokes the token used |
+//! | `POST /wallets`, `GET /wallets`, `GET /wallets/{id}`, `PUT /wallets/{id}`, `PUT`/`DELETE /wallets/{id}/tags` | on writes | `externalId` idempotency; `limit` + `paginationToken` |
+//! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
+//! | `POST /webhooks`, `GET /webhooks/{id}`, `DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping` | on writes | nothing is delivered |
+//!
+//! Refusals use Dfns' statuses and messages: 401 for a missing, unknown or revoked token; 403
+//! `user action signature is missing or invalid` for a missing or mismatched user action; 400
+//! `user action has already been used` for a replay; 400 `Challenge token is not valid.` for a
+//! reused or expired challenge; 401 `user action signature is missing or invalid` for an
+//! assertion that does not verify. Each error body's `details.reason` says exactly what was
+//! wrong. The simulator speaks HTTP/1.1 without TLS: point clients at [`Simulator::base_url`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dfns_signer::simulator::SimulatorError> {
 //! use dfns_signer::simulator::{Faults, Simulator};
