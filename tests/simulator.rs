@@ -1606,3 +1606,47 @@ async fn serve_until_signal_prints_one_line_and_stops_on_sigterm() {
     let after = api.try_send("GET", "/wallets", "", Some(t), None).await;
     assert!(after.is_err(), "nothing listens any more");
 }
+
+// ---------------------------------------------------------------- concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signed_requests_are_each_checked_once() {
+    let (sim, api, key) = start("ed25519").await;
+    let api = std::sync::Arc::new(api);
+    let key = std::sync::Arc::new(key);
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (api, key, t, cred) = (api.clone(), key.clone(), t.clone(), cred.clone());
+        tasks.spawn(async move {
+            let body = format!(r#"{{"network":"Solana","name":"w{i}"}}"#);
+            let ua = api
+                .user_action(&t, &key, &cred, "POST", "/wallets", &body)
+                .await;
+            // Every task presents its token twice at once: exactly one may win.
+            let (a, b) = tokio::join!(
+                api.send("POST", "/wallets", &body, Some(&t), Some(&ua)),
+                api.send("POST", "/wallets", &body, Some(&t), Some(&ua)),
+            );
+            let mut statuses = [a.status, b.status];
+            statuses.sort();
+            statuses
+        });
+    }
+    while let Some(statuses) = tasks.join_next().await {
+        assert_eq!(statuses.unwrap(), [200, 400]);
+    }
+    let elapsed = started.elapsed();
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.user_actions_issued, stats.user_actions_used),
+        (64, 64)
+    );
+    let wallets = api
+        .send("GET", "/wallets?limit=100", "", Some(&t), None)
+        .await;
+    assert_eq!(wallets.body["items"].as_array().unwrap().len(), 64);
+    println!("64 signed flows (init, complete, 2 racing requests) in {elapsed:?}");
+}

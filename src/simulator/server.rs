@@ -26,8 +26,8 @@ use super::{router, user_action};
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-/// State shared by all connections. Lock order: `inner`, then `faults`.
-#[derive(Debug)]
+/// State shared by all connections. Lock order: `inner`, then `faults`. Not `Debug`: it holds
+/// live tokens.
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) faults: Mutex<FaultState>,

@@ -146,8 +146,7 @@ pub struct Stats {
     pub dropped: u64,
 }
 
-/// Everything the simulator knows.
-#[derive(Debug)]
+/// Everything the simulator knows. Deliberately not `Debug`: it holds live tokens.
 pub(crate) struct Inner {
     pub(crate) org_id: String,
     pub(crate) challenge_ttl: Duration,
