@@ -1,8 +1,10 @@
 //! Conformance with the official Dfns TypeScript SDK: `@dfns/sdk` 0.8.21 and
 //! `@dfns/sdk-keysigner` 0.8.3 (pinned in tests/ts-sdk/package-lock.json) run their own
-//! create-wallet, Key-credential registration, service-account, PAT, login and webhook flows
-//! against an in-process simulator, and are refused when a user action is replayed, a body is
-//! changed after signing, or the wrong key signs.
+//! create-wallet, signature, tag, Key-credential registration, service-account, PAT, webhook,
+//! delegated-signing and login/logout flows against an in-process simulator; they surface the
+//! simulator's 202 (policy pending) and 429 (with `Retry-After`) as they would Dfns'; and they
+//! are refused when a user action is replayed, a body is changed after signing, or the wrong
+//! key signs.
 //!
 //! Needs Node.js 20+ and npm. The test fails (with what to install) when they are missing,
 //! unless `DFNS_SIGNER_SKIP_NODE=1` is set. `npm ci` runs in tests/ts-sdk when its
@@ -228,6 +230,9 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     assert!(pat["walletByPat"].as_str().unwrap().starts_with("wa-"));
 
     assert_eq!(assert_ok(&out, "webhook")["deleted"]["deleted"], true);
+
+    let delegated = assert_ok(&out, "delegatedSigning");
+    assert_eq!(delegated["name"], "delegated", "{delegated}");
 
     let login = assert_ok(&out, "login");
     assert_eq!(login["sameOrg"], true);

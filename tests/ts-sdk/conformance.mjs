@@ -44,7 +44,7 @@ crossFetch.fetch = function wrappedFetch(resource, options = {}) {
   return realFetch.call(this, resource, { ...options, headers });
 };
 
-const { DfnsApiClient, DfnsAuthenticator, DfnsError } = require('@dfns/sdk');
+const { DfnsApiClient, DfnsAuthenticator, DfnsDelegatedApiClient, DfnsError } = require('@dfns/sdk');
 const { AsymmetricKeySigner } = require('@dfns/sdk-keysigner');
 
 const rootKeyPem = fs.readFileSync(new URL('../fixtures/keys/p256.pem', import.meta.url), 'utf8');
@@ -180,6 +180,20 @@ await step('webhook', async () => {
   const hook = await root.webhooks.createWebhook({ body: { url: 'https://example.com/hook', events: ['*'] } });
   const deleted = await root.webhooks.deleteWebhook({ webhookId: hook.id });
   return { deleted };
+});
+
+// Delegated signing: the challenge goes to a signer elsewhere (a person with a hardware key,
+// say), the signed challenge comes back, and the request completes.
+await step('delegatedSigning', async () => {
+  const delegated = new DfnsDelegatedApiClient({ baseUrl, authToken });
+  const request = { body: { network: 'EthereumSepolia', name: 'delegated' } };
+  const challenge = await delegated.wallets.createWalletInit(request);
+  const firstFactor = await rootSigner.sign(challenge);
+  const wallet = await delegated.wallets.createWalletComplete(request, {
+    challengeIdentifier: challenge.challengeIdentifier,
+    firstFactor,
+  });
+  return { walletId: wallet.id, name: wallet.name };
 });
 
 if (username) {
