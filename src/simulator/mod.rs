@@ -1,1 +1,368 @@
-//! A local Dfns API simulator (placeholder until its issue lands).
+//! A local Dfns API simulator, for tests, CI and the demo.
+//!
+//! It speaks the Dfns wire protocol as the official SDKs do (see `PROTOCOL.md`) and is strict
+//! where Dfns is: bearer tokens are checked, every mutating request outside the documented
+//! exempt list needs an `X-DFNS-USERACTION` token bound to its method, raw path and
+//! byte-identical body, tokens and challenges are single-use, and every signature is verified
+//! (ECDSA P-256/secp256k1 as canonical DER over SHA-256, pure Ed25519, RSA PKCS#1 v1.5
+//! SHA-256). It verifies what arrives by parsing it with its own code, never with this crate's
+//! client, so a bug in the client cannot make the simulator agree with it.
+//!
+//! It serves: the user-action flow, Key credential registration (with attestation check and the
+//! code variant), logins (Key, delegated, logout), service accounts, personal access tokens,
+//! wallets (real in-memory keys), signatures, tags and webhooks; and it injects faults on
+//! demand (latency, 429 with `Retry-After`, 500, 502, dropped connections, 202 policy pending).
+//! Everything is in memory.
+//!
+//! | endpoint | user action | notes |
+//! |---|---|---|
+//! | `POST /auth/action/init`, `POST /auth/action` | no | challenge single-use, 5 min (see [`SimulatorBuilder::challenge_ttl`]) |
+//! | `POST /auth/credentials/init`, `POST /auth/credentials`, `GET /auth/credentials` | on `POST /auth/credentials` | `Key` only; attestation verified |
+//! | `POST /auth/credentials/code`, `…/code/init`, `…/code/verify` | on `/code` | one-minute, one-use codes |
+//! | `POST /auth/service-accounts`, `GET …`, `GET …/{id}`, `PUT …/{id}/activate` and `/deactivate` | on writes | the response carries the token and credential id |
+//! | `POST /auth/pats`, `GET /auth/pats` | on `POST` | a `publicKey` becomes a credential of the caller |
+//! | `POST /auth/login/init`, `POST /auth/login` | no (and no token) | `username` is [`Simulator::username`] |
+//! | `POST /auth/login/delegated`, `PUT /auth/logout` | yes / no | logout revokes the token used |
+//! | `POST /wallets`, `GET /wallets`, `GET /wallets/{id}`, `PUT /wallets/{id}`, `PUT`/`DELETE /wallets/{id}/tags` | on writes | `externalId` idempotency; `limit` + `paginationToken` |
+//! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
+//! | `POST /webhooks`, `GET /webhooks/{id}`, `DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping` | on writes | nothing is delivered |
+//!
+//! Refusals use Dfns' statuses and messages: 401 for a missing, unknown or revoked token; 403
+//! `user action signature is missing or invalid` for a missing or mismatched user action; 400
+//! `user action has already been used` for a replay; 400 `Challenge token is not valid.` for a
+//! reused or expired challenge; 401 `user action signature is missing or invalid` for an
+//! assertion that does not verify. Each error body's `details.reason` says exactly what was
+//! wrong. The simulator speaks HTTP/1.1 without TLS: point clients at [`Simulator::base_url`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dfns_signer::simulator::SimulatorError> {
+//! use dfns_signer::simulator::{Faults, Simulator};
+//! let pem = std::fs::read_to_string("tests/fixtures/keys/p256.pub.pem").unwrap();
+//! let sim = Simulator::builder().root_public_key_pem(pem).start().await?;
+//! println!("{} as credential {}", sim.base_url(), sim.credential_id());
+//! sim.set_faults(Faults { rate_429: 0.2, retry_after_secs: 1, ..Faults::default() });
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod credentials;
+mod endpoints;
+mod errors;
+mod faults;
+mod login;
+mod request;
+mod router;
+mod server;
+mod service_accounts;
+mod state;
+mod tokens;
+mod user_action;
+mod util;
+mod verify;
+mod wallets;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use faults::Faults;
+pub use state::Stats;
+
+use server::Shared;
+use state::{Inner, DEFAULT_CHALLENGE_TTL};
+use verify::CredentialKey;
+
+/// Lifetime of the root auth token: Dfns' maximum for service accounts.
+const ROOT_TOKEN_SECS: u64 = 730 * 86_400;
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimulatorError {
+    /// No root public key was given to the builder.
+    #[error("the simulator needs the root credential's public key: call `root_public_key_pem` (an SPKI `-----BEGIN PUBLIC KEY-----` PEM)")]
+    MissingRootKey,
+    /// The root public key is not a key Dfns accepts.
+    #[error("the root public key cannot be used: {0}; give an SPKI PEM of a P-256, secp256k1, Ed25519 or RSA-2048+ key")]
+    InvalidRootKey(String),
+    /// The root credential id is not base64url.
+    #[error("root credential id {0:?} is not a base64url string (letters, digits, `-`, `_`)")]
+    InvalidCredentialId(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}; choose another address or port (port 0 picks a free one)")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Configures and starts a [`Simulator`].
+#[derive(Debug, Clone, Default)]
+pub struct SimulatorBuilder {
+    root_public_key_pem: Option<String>,
+    root_credential_id: Option<String>,
+    root_username: Option<String>,
+    faults: Faults,
+    challenge_ttl: Option<Duration>,
+}
+
+impl SimulatorBuilder {
+    /// The root credential's public key (SPKI PEM). The root is a service account allowed
+    /// everything; its bearer token is [`Simulator::auth_token`].
+    pub fn root_public_key_pem(mut self, pem: impl Into<String>) -> Self {
+        self.root_public_key_pem = Some(pem.into());
+        self
+    }
+
+    /// The root credential's id. Default: [`crate::PublicKey::default_credential_id`] of the
+    /// key, the id the CLI derives by default too.
+    pub fn root_credential_id(mut self, cred_id: impl Into<String>) -> Self {
+        self.root_credential_id = Some(cred_id.into());
+        self
+    }
+
+    /// The root user's username, for `/auth/login/init`. Default `root@dfns-signer.simulator`.
+    pub fn root_username(mut self, username: impl Into<String>) -> Self {
+        self.root_username = Some(username.into());
+        self
+    }
+
+    /// Faults to inject from the start (change them later with [`Simulator::set_faults`]).
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Lifetime of challenges and user-action tokens (default 5 minutes).
+    pub fn challenge_ttl(mut self, ttl: Duration) -> Self {
+        self.challenge_ttl = Some(ttl);
+        self
+    }
+
+    /// Starts on `127.0.0.1` with a free port.
+    pub async fn start(self) -> Result<Simulator, SimulatorError> {
+        self.start_on("127.0.0.1:0").await
+    }
+
+    /// Starts listening on `addr` (e.g. `127.0.0.1:8080`, or port 0 for a free one).
+    pub async fn start_on(self, addr: &str) -> Result<Simulator, SimulatorError> {
+        let pem = self
+            .root_public_key_pem
+            .ok_or(SimulatorError::MissingRootKey)?;
+        let key = CredentialKey::from_pem(&pem).map_err(SimulatorError::InvalidRootKey)?;
+        let cred_id = match self.root_credential_id {
+            Some(id) => id,
+            None => crate::backend::PublicKey::from_pem(&pem)
+                .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?
+                .default_credential_id(),
+        };
+        if cred_id.is_empty()
+            || !cred_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(SimulatorError::InvalidCredentialId(cred_id));
+        }
+        let username = self
+            .root_username
+            .unwrap_or_else(|| "root@dfns-signer.simulator".to_owned());
+
+        let mut inner = Inner::new(self.challenge_ttl.unwrap_or(DEFAULT_CHALLENGE_TTL));
+        let user_id = inner.add_user(&username, "CustomerEmployee", true);
+        inner.add_credential(&user_id, &cred_id, "root", &pem, key);
+        let token = inner.issue_token(&user_id, "Service", "root", Some(&cred_id), ROOT_TOKEN_SECS);
+        let org_id = inner.org_id.clone();
+
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimulatorError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SimulatorError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            faults: Mutex::new(faults::FaultState::new(self.faults)),
+        });
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), stopped));
+        Ok(Simulator {
+            base_url: format!("http://{local_addr}"),
+            local_addr,
+            auth_token: SecretString::from(token),
+            credential_id: cred_id,
+            org_id,
+            username,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops it (open connections are closed).
+pub struct Simulator {
+    base_url: String,
+    local_addr: SocketAddr,
+    auth_token: SecretString,
+    credential_id: String,
+    org_id: String,
+    username: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Simulator")
+            .field("base_url", &self.base_url)
+            .field("auth_token", &"[redacted]")
+            .field("credential_id", &self.credential_id)
+            .field("org_id", &self.org_id)
+            .finish()
+    }
+}
+
+impl Simulator {
+    /// A builder; [`SimulatorBuilder::root_public_key_pem`] is required.
+    pub fn builder() -> SimulatorBuilder {
+        SimulatorBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The address the simulator listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The root service account's bearer token (random for each simulator).
+    pub fn auth_token(&self) -> &SecretString {
+        &self.auth_token
+    }
+
+    /// The root credential's id, to sign user actions with.
+    pub fn credential_id(&self) -> &str {
+        &self.credential_id
+    }
+
+    /// The simulated organisation's id (`or-…`).
+    pub fn org_id(&self) -> &str {
+        &self.org_id
+    }
+
+    /// The root user's username (for `/auth/login/init`).
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Replaces the faults in force (the dice are re-seeded from `faults.seed`).
+    pub fn set_faults(&self, faults: Faults) {
+        *self.shared.faults() = faults::FaultState::new(faults);
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults().faults.clone()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.inner().stats.clone()
+    }
+
+    /// The one JSON line `dfns-signer simulator` prints:
+    /// `{"baseUrl","authToken","credId","orgId"}`. It contains the auth token in clear, on
+    /// purpose: it is how a parent process learns it. Do not log it.
+    pub fn connection_info_json(&self) -> String {
+        serde_json::json!({
+            "baseUrl": self.base_url,
+            "authToken": self.auth_token.expose_secret(),
+            "credId": self.credential_id,
+            "orgId": self.org_id,
+        })
+        .to_string()
+    }
+
+    /// Stops accepting, closes open connections and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // The task ends by itself once told; an abort error is not interesting here.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a simulator until Ctrl-C or SIGTERM, for `dfns-signer simulator`.
+///
+/// Once it listens it prints exactly one line on stdout,
+/// `{"baseUrl":…,"authToken":…,"credId":…,"orgId":…}` (see
+/// [`Simulator::connection_info_json`]), and flushes it, so a parent process can read it.
+pub async fn serve_until_signal(
+    builder: SimulatorBuilder,
+    listen_addr: &str,
+) -> Result<(), SimulatorError> {
+    use std::io::Write;
+    let sim = builder.start_on(listen_addr).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout only means nobody listens for the line; keep serving anyway.
+        let _ = writeln!(out, "{}", sim.connection_info_json());
+        let _ = out.flush();
+    }
+    wait_for_signal().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,194 @@
+//! Service accounts and personal access tokens: a public key in, a long-lived bearer token and
+//! a credential id to sign user actions with out (shapes from `create_service_account.json`
+//! and `create_pat.json`).
+
+use serde_json::{json, Value};
+
+use super::errors::ApiError;
+use super::request::{nonempty_field, ok, Reply, Req};
+use super::state::Inner;
+use super::util::{b64url, percent_decode, random_bytes};
+use super::verify::CredentialKey;
+
+/// Dfns' limit on `daysValid`.
+const MAX_DAYS_VALID: u64 = 730;
+
+/// Reads and checks `publicKey`; returns the key and a fresh credential id.
+fn new_credential(body: &Value) -> Result<(String, CredentialKey, String), ApiError> {
+    let pem = nonempty_field(body, "publicKey")?;
+    let key = CredentialKey::from_pem(pem).map_err(|e| {
+        ApiError::bad_request("`publicKey` is not a usable SPKI PEM public key").because(e)
+    })?;
+    Ok((pem.to_owned(), key, b64url(&random_bytes(32))))
+}
+
+fn lifetime_secs(body: &Value, field: &str, unit: u64, max: u64) -> Result<u64, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(max * unit),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=max).contains(&n) => Ok(n * unit),
+            _ => Err(ApiError::bad_request(format!(
+                "`{field}` must be an integer from 1 to {max}"
+            ))),
+        },
+    }
+}
+
+/// `POST /auth/service-accounts` `{name, publicKey, permissionId?, externalId?, daysValid?}`.
+pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
+    let body = req.json()?;
+    let name = nonempty_field(&body, "name")?.to_owned();
+    let secs = lifetime_secs(&body, "daysValid", 86_400, MAX_DAYS_VALID)?;
+    let (pem, key, cred_id) = new_credential(&body)?;
+    let user_id = inner.add_user(&name, "CustomerEmployee", true);
+    inner.add_credential(&user_id, &cred_id, &name, &pem, key);
+    let token = inner.issue_token(&user_id, "Service", &name, Some(&cred_id), secs);
+    ok(service_account_entity(inner, &user_id, Some(&token)))
+}
+
+/// The service account as Dfns shows it; `token` is included only when just created.
+fn service_account_entity(inner: &Inner, user_id: &str, token: Option<&str>) -> Value {
+    let user = &inner.users[user_id];
+    let mut tokens: Vec<(&String, &super::state::AuthToken)> = inner
+        .tokens
+        .iter()
+        .filter(|(_, t)| t.user_id == user_id && t.kind == "Service")
+        .collect();
+    tokens.sort_by(|a, b| a.1.date_created.cmp(&b.1.date_created));
+    let credential_uuid = tokens
+        .first()
+        .and_then(|(_, t)| t.cred_id.as_ref())
+        .and_then(|id| inner.credentials.get(id))
+        .map(|c| c.uuid.clone())
+        .unwrap_or_default();
+    let access_tokens: Vec<Value> = tokens
+        .iter()
+        .map(|(string, t)| {
+            let credential = t.cred_id.as_ref().and_then(|id| inner.credentials.get(id));
+            let mut entity = json!({
+                "dateCreated": t.date_created,
+                "credId": t.cred_id,
+                "isActive": t.active && user.active,
+                "kind": "ServiceAccount",
+                "linkedUserId": user_id,
+                "linkedAppId": format!("ap-{}", &t.token_id[3..]),
+                "name": t.name,
+                "orgId": inner.org_id,
+                "permissionAssignments": [],
+                "publicKey": credential.map(|c| c.public_key_pem.clone()),
+                "tokenId": t.token_id,
+            });
+            if token == Some(string.as_str()) {
+                entity["accessToken"] = Value::from(string.as_str());
+            }
+            entity
+        })
+        .collect();
+    json!({
+        "userInfo": {
+            "username": user.username,
+            "name": user.username,
+            "userId": user.id,
+            "kind": user.kind,
+            "credentialUuid": credential_uuid,
+            "orgId": inner.org_id,
+            "isActive": user.active,
+            "isServiceAccount": true,
+            "isRegistered": true,
+            "permissionAssignments": [],
+        },
+        "accessTokens": access_tokens,
+    })
+}
+
+/// `GET /auth/service-accounts`.
+pub(crate) fn list(inner: &mut Inner, _req: &Req<'_>) -> Reply {
+    let mut ids: Vec<(&String, &String)> = inner
+        .users
+        .values()
+        .filter(|u| u.is_service_account)
+        .map(|u| (&u.date_created, &u.id))
+        .collect();
+    ids.sort();
+    let items: Vec<Value> = ids
+        .iter()
+        .map(|(_, id)| service_account_entity(inner, id, None))
+        .collect();
+    ok(json!({ "items": items }))
+}
+
+fn find_service_account(inner: &Inner, raw_id: &str) -> Result<String, ApiError> {
+    let id = percent_decode(raw_id).unwrap_or_default();
+    match inner.users.get(&id) {
+        Some(user) if user.is_service_account => Ok(id),
+        _ => Err(ApiError::not_found("service account not found")),
+    }
+}
+
+/// `GET /auth/service-accounts/{id}`.
+pub(crate) fn get(inner: &mut Inner, raw_id: &str) -> Reply {
+    let id = find_service_account(inner, raw_id)?;
+    ok(service_account_entity(inner, &id, None))
+}
+
+/// `PUT /auth/service-accounts/{id}/activate` and `/deactivate`. A deactivated service
+/// account's tokens are refused (401) until it is activated again.
+pub(crate) fn set_active(inner: &mut Inner, raw_id: &str, active: bool) -> Reply {
+    let id = find_service_account(inner, raw_id)?;
+    if let Some(user) = inner.users.get_mut(&id) {
+        user.active = active;
+    }
+    ok(service_account_entity(inner, &id, None))
+}
+
+/// `POST /auth/pats` `{name, publicKey?, secondsValid?, permissionId?, externalId?}`: a token
+/// for the caller; a `publicKey` is registered as a credential of the caller.
+pub(crate) fn create_pat(inner: &mut Inner, req: &Req<'_>) -> Reply {
+    let user_id = req.caller()?.user_id.clone();
+    let body = req.json()?;
+    let name = nonempty_field(&body, "name")?.to_owned();
+    let secs = lifetime_secs(&body, "secondsValid", 1, MAX_DAYS_VALID * 86_400)?;
+    let credential = match body.get("publicKey") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(new_credential(&body)?),
+    };
+    let cred_id = credential.map(|(pem, key, cred_id)| {
+        inner.add_credential(&user_id, &cred_id, &name, &pem, key);
+        cred_id
+    });
+    let token = inner.issue_token(&user_id, "Pat", &name, cred_id.as_deref(), secs);
+    let mut entity = pat_entity(inner, &token);
+    entity["accessToken"] = Value::from(token);
+    ok(entity)
+}
+
+fn pat_entity(inner: &Inner, token: &str) -> Value {
+    let t = &inner.tokens[token];
+    let credential = t.cred_id.as_ref().and_then(|id| inner.credentials.get(id));
+    json!({
+        "dateCreated": t.date_created,
+        "credId": t.cred_id,
+        "isActive": t.active,
+        "kind": "Pat",
+        "linkedUserId": t.user_id,
+        "linkedAppId": format!("ap-{}", &t.token_id[3..]),
+        "name": t.name,
+        "orgId": inner.org_id,
+        "publicKey": credential.map(|c| c.public_key_pem.clone()),
+        "tokenId": t.token_id,
+        "permissionAssignments": [],
+    })
+}
+
+/// `GET /auth/pats`: the caller's personal access tokens (without the token strings).
+pub(crate) fn list_pats(inner: &mut Inner, req: &Req<'_>) -> Reply {
+    let user_id = &req.caller()?.user_id;
+    let mut items: Vec<Value> = inner
+        .tokens
+        .iter()
+        .filter(|(_, t)| t.kind == "Pat" && &t.user_id == user_id)
+        .map(|(s, _)| pat_entity(inner, s))
+        .collect();
+    items.sort_by(|a, b| a["dateCreated"].as_str().cmp(&b["dateCreated"].as_str()));
+    ok(json!({ "items": items }))
+}

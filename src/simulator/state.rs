@@ -1,0 +1,361 @@
+//! The simulator's memory: one organisation, its users, credentials, tokens, challenges, user
+//! actions, wallets and signatures. Everything lives behind one mutex and is lost on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::tokens::{self, Purpose, Subject};
+use super::util::{dfns_id, now_iso};
+use super::verify::CredentialKey;
+
+/// Default lifetime of challenges and user actions (Dfns' is unknown; 5 minutes is generous).
+pub(crate) const DEFAULT_CHALLENGE_TTL: Duration = Duration::from_secs(300);
+
+/// A user or service account.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) username: String,
+    /// `CustomerEmployee` or `EndUser`.
+    pub(crate) kind: &'static str,
+    pub(crate) is_service_account: bool,
+    pub(crate) active: bool,
+    pub(crate) date_created: String,
+}
+
+/// A registered `Key` credential.
+#[derive(Debug, Clone)]
+pub(crate) struct Credential {
+    pub(crate) cred_id: String,
+    pub(crate) uuid: String,
+    pub(crate) user_id: String,
+    pub(crate) name: String,
+    pub(crate) public_key_pem: String,
+    pub(crate) key: CredentialKey,
+    pub(crate) active: bool,
+    pub(crate) date_created: String,
+}
+
+/// A bearer token the simulator issued.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthToken {
+    pub(crate) token_id: String,
+    pub(crate) user_id: String,
+    /// `Service`, `Pat`, `Temp`.
+    pub(crate) kind: &'static str,
+    pub(crate) active: bool,
+    pub(crate) name: String,
+    pub(crate) cred_id: Option<String>,
+    pub(crate) date_created: String,
+}
+
+/// What a challenge was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChallengeKind {
+    /// A user action bound to this request.
+    Action {
+        method: String,
+        path: String,
+        payload: String,
+    },
+    /// A login for the user.
+    Login,
+    /// Registration of a new credential (`Key`).
+    Credential,
+}
+
+/// An issued challenge, single-use.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    pub(crate) challenge: String,
+    pub(crate) user_id: String,
+    pub(crate) kind: ChallengeKind,
+    pub(crate) expires: Instant,
+    pub(crate) used: bool,
+}
+
+/// An issued `X-DFNS-USERACTION` token and what it allows.
+#[derive(Debug, Clone)]
+pub(crate) struct UserAction {
+    pub(crate) user_id: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) payload: String,
+    pub(crate) expires: Instant,
+    pub(crate) used: bool,
+}
+
+/// A wallet and its in-memory signing key.
+#[derive(Debug, Clone)]
+pub(crate) struct Wallet {
+    pub(crate) entity: Value,
+    pub(crate) key: WalletKey,
+    /// The request body that created it, for `externalId` idempotency.
+    pub(crate) request: Value,
+}
+
+/// A wallet's key: real keys, so signatures verify.
+#[derive(Clone)]
+pub(crate) enum WalletKey {
+    Secp256k1(k256::ecdsa::SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl std::fmt::Debug for WalletKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WalletKey::Secp256k1(_) => "WalletKey::Secp256k1(..)",
+            WalletKey::Ed25519(_) => "WalletKey::Ed25519(..)",
+        })
+    }
+}
+
+/// A signature request and its result.
+#[derive(Debug, Clone)]
+pub(crate) struct SignatureRecord {
+    pub(crate) entity: Value,
+    pub(crate) wallet_id: String,
+    pub(crate) request: Value,
+}
+
+/// A one-minute code to register a credential without an existing one at hand.
+#[derive(Debug, Clone)]
+pub(crate) struct CredentialCode {
+    pub(crate) user_id: String,
+    pub(crate) expires: Instant,
+}
+
+/// Counters for tests and the demo. Requests are keyed `"METHOD /raw/path"` (no query).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests received, by `"METHOD /path"`.
+    pub requests: BTreeMap<String, u64>,
+    /// Responses sent, by HTTP status (dropped connections are not counted here).
+    pub statuses: BTreeMap<u16, u64>,
+    /// User-action tokens issued by `POST /auth/action`.
+    pub user_actions_issued: u64,
+    /// User-action tokens accepted on a request (each at most once).
+    pub user_actions_used: u64,
+    /// Refusals by `"STATUS message"` (e.g. `"400 user action has already been used"`).
+    pub rejections: BTreeMap<String, u64>,
+    /// Faults injected (429, 500, 502, 202, drops).
+    pub faults_injected: u64,
+    /// Connections closed without an answer.
+    pub dropped: u64,
+}
+
+/// Everything the simulator knows. Deliberately not `Debug`: it holds live tokens.
+pub(crate) struct Inner {
+    pub(crate) org_id: String,
+    pub(crate) challenge_ttl: Duration,
+    pub(crate) users: HashMap<String, User>,
+    /// Credentials by credential id.
+    pub(crate) credentials: BTreeMap<String, Credential>,
+    /// Bearer tokens by their full string.
+    pub(crate) tokens: HashMap<String, AuthToken>,
+    /// Challenges by `challengeIdentifier`.
+    pub(crate) challenges: HashMap<String, Challenge>,
+    /// User actions by token string.
+    pub(crate) user_actions: HashMap<String, UserAction>,
+    pub(crate) wallets: Vec<Wallet>,
+    pub(crate) signatures: Vec<SignatureRecord>,
+    pub(crate) webhooks: BTreeMap<String, Value>,
+    pub(crate) credential_codes: HashMap<String, CredentialCode>,
+    pub(crate) stats: Stats,
+}
+
+/// The caller of a request, from its bearer token.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) user_id: String,
+    pub(crate) token_id: String,
+}
+
+impl Inner {
+    pub(crate) fn new(challenge_ttl: Duration) -> Self {
+        Inner {
+            org_id: dfns_id("or"),
+            challenge_ttl,
+            users: HashMap::new(),
+            credentials: BTreeMap::new(),
+            tokens: HashMap::new(),
+            challenges: HashMap::new(),
+            user_actions: HashMap::new(),
+            wallets: Vec::new(),
+            signatures: Vec::new(),
+            webhooks: BTreeMap::new(),
+            credential_codes: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Adds a user and returns its id.
+    pub(crate) fn add_user(
+        &mut self,
+        username: &str,
+        kind: &'static str,
+        is_service_account: bool,
+    ) -> String {
+        let id = dfns_id("us");
+        self.users.insert(
+            id.clone(),
+            User {
+                id: id.clone(),
+                username: username.to_owned(),
+                kind,
+                is_service_account,
+                active: true,
+                date_created: now_iso(),
+            },
+        );
+        id
+    }
+
+    /// Registers a credential for `user_id`.
+    pub(crate) fn add_credential(
+        &mut self,
+        user_id: &str,
+        cred_id: &str,
+        name: &str,
+        public_key_pem: &str,
+        key: CredentialKey,
+    ) -> &Credential {
+        let credential = Credential {
+            cred_id: cred_id.to_owned(),
+            uuid: dfns_id("cr"),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            public_key_pem: public_key_pem.to_owned(),
+            key,
+            active: true,
+            date_created: now_iso(),
+        };
+        self.credentials.insert(cred_id.to_owned(), credential);
+        &self.credentials[cred_id]
+    }
+
+    /// Issues a bearer token for `user_id`; returns the token string.
+    pub(crate) fn issue_token(
+        &mut self,
+        user_id: &str,
+        kind: &'static str,
+        name: &str,
+        cred_id: Option<&str>,
+        lifetime_secs: u64,
+    ) -> String {
+        let token_id = dfns_id("to");
+        let token = tokens::mint(
+            &Subject {
+                org_id: &self.org_id,
+                user_id,
+                token_id: &token_id,
+                token_kind: kind,
+                lifetime_secs,
+            },
+            Purpose::Auth,
+        );
+        self.tokens.insert(
+            token.clone(),
+            AuthToken {
+                token_id,
+                user_id: user_id.to_owned(),
+                kind,
+                active: true,
+                name: name.to_owned(),
+                cred_id: cred_id.map(str::to_owned),
+                date_created: now_iso(),
+            },
+        );
+        token
+    }
+
+    /// Issues a challenge for `user_id`; returns `(challenge, challengeIdentifier)`.
+    pub(crate) fn issue_challenge(
+        &mut self,
+        user_id: &str,
+        kind: ChallengeKind,
+    ) -> (String, String) {
+        let purpose = match kind {
+            ChallengeKind::Action { .. } => Purpose::ActionChallenge,
+            ChallengeKind::Login => Purpose::LoginChallenge,
+            ChallengeKind::Credential => Purpose::CredentialChallenge,
+        };
+        self.prune();
+        let identifier = self.mint_for(user_id, purpose);
+        let challenge = tokens::challenge();
+        self.challenges.insert(
+            identifier.clone(),
+            Challenge {
+                challenge: challenge.clone(),
+                user_id: user_id.to_owned(),
+                kind,
+                expires: Instant::now() + self.challenge_ttl,
+                used: false,
+            },
+        );
+        (challenge, identifier)
+    }
+
+    /// Forgets expired challenges and user actions once there are many, so a long-running
+    /// simulator (the demo, a CI service) does not grow without bound. A forgotten one is
+    /// refused as unknown, which is still a refusal.
+    fn prune(&mut self) {
+        const KEEP: usize = 10_000;
+        if self.challenges.len() + self.user_actions.len() > KEEP {
+            let now = Instant::now();
+            self.challenges.retain(|_, c| c.expires > now);
+            self.user_actions.retain(|_, a| a.expires > now);
+        }
+    }
+
+    /// Takes a challenge for one attempt: it is spent whatever the attempt's outcome.
+    pub(crate) fn take_challenge(
+        &mut self,
+        identifier: &str,
+    ) -> Result<Challenge, super::errors::ApiError> {
+        use super::errors::ApiError;
+        let challenge = self
+            .challenges
+            .get_mut(identifier)
+            .ok_or_else(|| ApiError::challenge_invalid("unknown challengeIdentifier"))?;
+        if challenge.used {
+            return Err(ApiError::challenge_invalid(
+                "this challenge was already used",
+            ));
+        }
+        challenge.used = true;
+        if challenge.expires < Instant::now() {
+            return Err(ApiError::challenge_invalid("this challenge has expired"));
+        }
+        Ok(challenge.clone())
+    }
+
+    /// A JWT-shaped string for `user_id` (challenge identifiers, user actions).
+    pub(crate) fn mint_for(&self, user_id: &str, purpose: Purpose) -> String {
+        tokens::mint(
+            &Subject {
+                org_id: &self.org_id,
+                user_id,
+                token_id: &dfns_id("to"),
+                token_kind: "Service",
+                lifetime_secs: self.challenge_ttl.as_secs(),
+            },
+            purpose,
+        )
+    }
+
+    /// The user's active credentials, in a stable order.
+    pub(crate) fn active_credentials(&self, user_id: &str) -> Vec<&Credential> {
+        self.credentials
+            .values()
+            .filter(|c| c.user_id == user_id && c.active)
+            .collect()
+    }
+
+    /// Counts a refusal.
+    pub(crate) fn reject(&mut self, label: String) {
+        *self.stats.rejections.entry(label).or_default() += 1;
+    }
+}

@@ -1,0 +1,1652 @@
+//! The simulator is strict where Dfns is: driven here with plain HTTP and requests signed by
+//! hand (RustCrypto directly, not this crate's client or backends), so the checks do not
+//! depend on the code they will later judge.
+
+#![cfg(feature = "simulator")]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use dfns_signer::simulator::{Faults, Simulator, SimulatorBuilder};
+use pkcs8::DecodePrivateKey;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use sha2::Digest;
+use signature::{SignatureEncoding, Signer};
+
+// ---------------------------------------------------------------- keys, signed by hand
+
+/// A private key from tests/fixtures/keys, and how it signs the Dfns wire encoding.
+enum TestKey {
+    P256(p256::ecdsa::SigningKey),
+    Secp256k1(k256::ecdsa::SigningKey),
+    Ed25519(ed25519_dalek::SigningKey),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
+}
+
+const KEY_NAMES: [&str; 4] = ["p256", "secp256k1", "ed25519", "rsa2048"];
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+impl TestKey {
+    fn load(name: &str) -> (TestKey, String) {
+        let pem = fixture(&format!("keys/{name}.pem"));
+        let key = match name {
+            "p256" => TestKey::P256(p256::ecdsa::SigningKey::from_pkcs8_pem(&pem).unwrap()),
+            "secp256k1" => {
+                TestKey::Secp256k1(k256::ecdsa::SigningKey::from_pkcs8_pem(&pem).unwrap())
+            }
+            "ed25519" => TestKey::Ed25519(ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap()),
+            "rsa2048" => TestKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(
+                rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap(),
+            ))),
+            other => panic!("no fixture key {other}"),
+        };
+        (key, fixture(&format!("keys/{name}.pub.pem")))
+    }
+
+    /// DER ECDSA over SHA-256, pure Ed25519, or PKCS#1 v1.5 SHA-256.
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            TestKey::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(message);
+                sig.to_der().as_bytes().to_vec()
+            }
+            TestKey::Secp256k1(k) => {
+                let sig: k256::ecdsa::Signature = k.sign(message);
+                sig.to_der().as_bytes().to_vec()
+            }
+            TestKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            TestKey::Rsa(k) => k.sign(message).to_vec(),
+        }
+    }
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn client_data(kind: &str, challenge: &str) -> Vec<u8> {
+    format!(r#"{{"type":"{kind}","challenge":"{challenge}"}}"#).into_bytes()
+}
+
+// ---------------------------------------------------------------- plain HTTP
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+struct Resp {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Resp {
+    fn message(&self) -> &str {
+        self.body["error"]["message"]
+            .as_str()
+            .or(self.body["message"].as_str())
+            .unwrap_or("")
+    }
+}
+
+impl Api {
+    fn new(sim: &Simulator) -> Api {
+        Api {
+            base: sim.base_url().to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+        user_action: Option<&str>,
+    ) -> Resp {
+        self.try_send(method, path, body, token, user_action)
+            .await
+            .expect("request completes")
+    }
+
+    async fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+        user_action: Option<&str>,
+    ) -> Result<Resp, reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body.to_owned());
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(ua) = user_action {
+            req = req.header("x-dfns-useraction", ua);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `POST /auth/action/init` for this request.
+    async fn init(&self, token: &str, method: &str, path: &str, payload: &str) -> Value {
+        let body = json!({
+            "userActionPayload": payload,
+            "userActionHttpMethod": method,
+            "userActionHttpPath": path,
+            "userActionServerKind": "Api",
+        });
+        let r = self
+            .send(
+                "POST",
+                "/auth/action/init",
+                &body.to_string(),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// `POST /auth/action` with a hand-made assertion.
+    async fn complete(
+        &self,
+        token: &str,
+        identifier: &str,
+        cred_id: &str,
+        client_data: &[u8],
+        signature: &[u8],
+    ) -> Resp {
+        let body = json!({
+            "challengeIdentifier": identifier,
+            "firstFactor": { "kind": "Key", "credentialAssertion": {
+                "credId": cred_id, "clientData": b64url(client_data), "signature": b64url(signature),
+            }},
+        });
+        self.send("POST", "/auth/action", &body.to_string(), Some(token), None)
+            .await
+    }
+
+    /// The whole challenge flow; returns the user-action token.
+    async fn user_action(
+        &self,
+        token: &str,
+        key: &TestKey,
+        cred_id: &str,
+        method: &str,
+        path: &str,
+        payload: &str,
+    ) -> String {
+        let challenge = self.init(token, method, path, payload).await;
+        let data = client_data("key.get", challenge["challenge"].as_str().unwrap());
+        let r = self
+            .complete(
+                token,
+                challenge["challengeIdentifier"].as_str().unwrap(),
+                cred_id,
+                &data,
+                &key.sign(&data),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["userAction"].as_str().unwrap().to_owned()
+    }
+
+    /// A signed request: challenge flow, then the request with its user action.
+    async fn signed(
+        &self,
+        token: &str,
+        key: &TestKey,
+        cred_id: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Resp {
+        let ua = self
+            .user_action(token, key, cred_id, method, path, body)
+            .await;
+        self.send(method, path, body, Some(token), Some(&ua)).await
+    }
+}
+
+/// A simulator whose root credential is the fixture key `name`.
+async fn start(name: &str) -> (Simulator, Api, TestKey) {
+    start_with(name, |b| b).await
+}
+
+async fn start_with(
+    name: &str,
+    configure: impl FnOnce(SimulatorBuilder) -> SimulatorBuilder,
+) -> (Simulator, Api, TestKey) {
+    let (key, pem) = TestKey::load(name);
+    let sim = configure(Simulator::builder().root_public_key_pem(pem))
+        .start()
+        .await
+        .unwrap();
+    let api = Api::new(&sim);
+    (sim, api, key)
+}
+
+fn token(sim: &Simulator) -> String {
+    sim.auth_token().expose_secret().to_owned()
+}
+
+fn assert_dfns_error(r: &Resp, status: u16, message: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"]["status"], status, "{}", r.body);
+    assert_eq!(r.body["error"]["message"], message, "{}", r.body);
+    assert!(r.body["error"]["id"].is_string(), "{}", r.body);
+}
+
+const WALLET: &str = r#"{"network":"EthereumSepolia","name":"Trésorerie ✓ \"q\" / <tag> &  "}"#;
+
+// ---------------------------------------------------------------- auth token
+
+#[tokio::test]
+async fn requests_without_a_known_token_are_401() {
+    let (sim, api, _) = start("p256").await;
+    let (other, _, _) = start("p256").await;
+    assert_dfns_error(
+        &api.send("GET", "/wallets", "", None, None).await,
+        401,
+        "Unauthorized",
+    );
+    assert_dfns_error(
+        &api.send("GET", "/wallets", "", Some("not-a-token"), None)
+            .await,
+        401,
+        "Unauthorized",
+    );
+    // Same shape, same key, another simulator: unknown here.
+    let foreign = token(&other);
+    assert_dfns_error(
+        &api.send("GET", "/wallets", "", Some(&foreign), None).await,
+        401,
+        "Unauthorized",
+    );
+    let r = api
+        .send("POST", "/auth/action/init", "{}", None, None)
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&token(&sim)), None)
+            .await
+            .status,
+        200
+    );
+    // The token's claims are readable, as SDKs read them.
+    let claims = token(&sim)
+        .split('.')
+        .nth(1)
+        .map(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap()
+        })
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&claims).unwrap();
+    assert_eq!(claims["https://custom/app_metadata"]["orgId"], sim.org_id());
+    assert_eq!(
+        claims["https://custom/app_metadata"]["tokenKind"],
+        "Service"
+    );
+}
+
+// ---------------------------------------------------------------- the user-action flow
+
+#[tokio::test]
+async fn every_key_type_completes_the_user_action_flow() {
+    for name in KEY_NAMES {
+        let (sim, api, key) = start(name).await;
+        let t = token(&sim);
+        let cred = sim.credential_id().to_owned();
+        let challenge = api.init(&t, "POST", "/wallets", WALLET).await;
+        assert_eq!(
+            challenge["allowCredentials"]["key"],
+            json!([{ "type": "public-key", "id": cred }])
+        );
+        for field in [
+            "challenge",
+            "challengeIdentifier",
+            "supportedCredentialKinds",
+            "userVerification",
+            "attestation",
+            "externalAuthenticationUrl",
+        ] {
+            assert!(
+                challenge.get(field).is_some(),
+                "{name}: {field} missing in {challenge}"
+            );
+        }
+        assert_eq!(
+            challenge["challengeIdentifier"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .count(),
+            3
+        );
+
+        let created = api
+            .signed(&t, &key, &cred, "POST", "/wallets", WALLET)
+            .await;
+        assert_eq!(created.status, 200, "{name}: {}", created.body);
+        assert_eq!(created.body["name"], "Trésorerie ✓ \"q\" / <tag> &  ");
+        let hook = api
+            .signed(
+                &t,
+                &key,
+                &cred,
+                "POST",
+                "/webhooks",
+                r#"{"url":"https://example.com/h","events":["*"]}"#,
+            )
+            .await;
+        assert_eq!(hook.status, 200, "{name}: {}", hook.body);
+        let path = format!("/webhooks/{}", hook.body["id"].as_str().unwrap());
+        // Body-less DELETE: the payload is the empty string, as Python/Go/Rust send it.
+        let deleted = api.signed(&t, &key, &cred, "DELETE", &path, "").await;
+        assert_eq!(
+            (deleted.status, &deleted.body),
+            (200, &json!({ "deleted": true })),
+            "{name}"
+        );
+        let stats = sim.stats();
+        assert_eq!(
+            (stats.user_actions_issued, stats.user_actions_used),
+            (3, 3),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_action_is_single_use() {
+    let (sim, api, key) = start("p256").await;
+    let t = token(&sim);
+    let ua = api
+        .user_action(&t, &key, sim.credential_id(), "POST", "/wallets", WALLET)
+        .await;
+    assert_eq!(
+        api.send("POST", "/wallets", WALLET, Some(&t), Some(&ua))
+            .await
+            .status,
+        200
+    );
+    let replay = api
+        .send("POST", "/wallets", WALLET, Some(&t), Some(&ua))
+        .await;
+    assert_dfns_error(&replay, 400, "user action has already been used");
+    let wallets = api.send("GET", "/wallets", "", Some(&t), None).await;
+    assert_eq!(
+        wallets.body["items"].as_array().unwrap().len(),
+        1,
+        "the replay created nothing"
+    );
+    assert_eq!(
+        sim.stats()
+            .rejections
+            .get("400 user action has already been used"),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn a_user_action_is_bound_to_method_path_and_exact_body() {
+    let (sim, api, key) = start("secp256k1").await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "POST",
+            "/wallets",
+            r#"{"network":"EthereumSepolia","name":"Tr\u00e9sorerie ✓ \"q\" / <tag> &  "}"#,
+        ), // same JSON, other bytes
+        (
+            "POST",
+            "/wallets",
+            r#"{"network": "EthereumSepolia","name":"Trésorerie ✓ \"q\" / <tag> &  "}"#,
+        ),
+        (
+            "POST",
+            "/wallets",
+            r#"{"network":"Bitcoin","name":"Trésorerie ✓ \"q\" / <tag> &  "}"#,
+        ),
+        ("PUT", "/wallets", WALLET),
+        ("POST", "/webhooks", WALLET),
+    ];
+    for (method, path, body) in cases {
+        let ua = api
+            .user_action(&t, &key, &cred, "POST", "/wallets", WALLET)
+            .await;
+        let r = api.send(method, path, body, Some(&t), Some(&ua)).await;
+        assert_dfns_error(&r, 403, "user action signature is missing or invalid");
+    }
+    // Missing header, or a token that was never issued.
+    assert_dfns_error(
+        &api.send("POST", "/wallets", WALLET, Some(&t), None).await,
+        403,
+        "user action signature is missing or invalid",
+    );
+    assert_dfns_error(
+        &api.send("POST", "/wallets", WALLET, Some(&t), Some("eyJ.eyJ.sig"))
+            .await,
+        403,
+        "user action signature is missing or invalid",
+    );
+    // The path is compared raw (percent-encoded, as sent): an encoded slash is not a slash.
+    let ua = api
+        .user_action(
+            &t,
+            &key,
+            &cred,
+            "PUT",
+            "/wallets/wa-a%2Fb/tags",
+            r#"{"tags":["t"]}"#,
+        )
+        .await;
+    let r = api
+        .send(
+            "PUT",
+            "/wallets/wa-a/b/tags",
+            r#"{"tags":["t"]}"#,
+            Some(&t),
+            Some(&ua),
+        )
+        .await;
+    assert_dfns_error(&r, 403, "user action signature is missing or invalid");
+    let ua = api
+        .user_action(
+            &t,
+            &key,
+            &cred,
+            "PUT",
+            "/wallets/wa-a%2Fb/tags",
+            r#"{"tags":["t"]}"#,
+        )
+        .await;
+    let r = api
+        .send(
+            "PUT",
+            "/wallets/wa-a%2Fb/tags",
+            r#"{"tags":["t"]}"#,
+            Some(&t),
+            Some(&ua),
+        )
+        .await;
+    assert_dfns_error(&r, 404, "wallet not found");
+    // The query string is not part of the binding.
+    let ua = api
+        .user_action(&t, &key, &cred, "POST", "/wallets", WALLET)
+        .await;
+    assert_eq!(
+        api.send("POST", "/wallets?x=1", WALLET, Some(&t), Some(&ua))
+            .await
+            .status,
+        200
+    );
+    let wallets = api.send("GET", "/wallets", "", Some(&t), None).await;
+    assert_eq!(
+        wallets.body["items"].as_array().unwrap().len(),
+        1,
+        "only the matching request ran"
+    );
+}
+
+#[tokio::test]
+async fn empty_body_and_braces_are_different_payloads() {
+    let (sim, api, key) = start("ed25519").await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let (_, sa_pem) = TestKey::load("secp256k1");
+    let sa_body = json!({ "name": "sa", "publicKey": sa_pem }).to_string();
+    let sa = api
+        .signed(&t, &key, &cred, "POST", "/auth/service-accounts", &sa_body)
+        .await;
+    assert_eq!(sa.status, 200, "{}", sa.body);
+    let path = format!(
+        "/auth/service-accounts/{}/activate",
+        sa.body["userInfo"]["userId"].as_str().unwrap()
+    );
+    let ua = api.user_action(&t, &key, &cred, "PUT", &path, "").await;
+    assert_dfns_error(
+        &api.send("PUT", &path, "{}", Some(&t), Some(&ua)).await,
+        403,
+        "user action signature is missing or invalid",
+    );
+    let ua = api.user_action(&t, &key, &cred, "PUT", &path, "{}").await;
+    assert_eq!(
+        api.send("PUT", &path, "{}", Some(&t), Some(&ua))
+            .await
+            .status,
+        200,
+        "TS sends {{}} as body and payload"
+    );
+    let ua = api.user_action(&t, &key, &cred, "PUT", &path, "").await;
+    assert_eq!(
+        api.send("PUT", &path, "", Some(&t), Some(&ua)).await.status,
+        200,
+        "others send nothing"
+    );
+}
+
+// ---------------------------------------------------------------- challenges and assertions
+
+#[tokio::test]
+async fn a_challenge_is_single_use_and_expires() {
+    let (sim, api, key) = start_with("p256", |b| b.challenge_ttl(Duration::from_millis(300))).await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let challenge = api.init(&t, "POST", "/wallets", WALLET).await;
+    let id = challenge["challengeIdentifier"].as_str().unwrap();
+    let data = client_data("key.get", challenge["challenge"].as_str().unwrap());
+    let sig = key.sign(&data);
+    assert_eq!(api.complete(&t, id, &cred, &data, &sig).await.status, 200);
+    assert_dfns_error(
+        &api.complete(&t, id, &cred, &data, &sig).await,
+        400,
+        "Challenge token is not valid.",
+    );
+
+    // A failed attempt spends the challenge too.
+    let challenge = api.init(&t, "POST", "/wallets", WALLET).await;
+    let id = challenge["challengeIdentifier"].as_str().unwrap();
+    let data = client_data("key.get", challenge["challenge"].as_str().unwrap());
+    assert_eq!(
+        api.complete(&t, id, &cred, &data, &key.sign(b"other"))
+            .await
+            .status,
+        401
+    );
+    assert_dfns_error(
+        &api.complete(&t, id, &cred, &data, &key.sign(&data)).await,
+        400,
+        "Challenge token is not valid.",
+    );
+
+    let challenge = api.init(&t, "POST", "/wallets", WALLET).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let data = client_data("key.get", challenge["challenge"].as_str().unwrap());
+    let r = api
+        .complete(
+            &t,
+            challenge["challengeIdentifier"].as_str().unwrap(),
+            &cred,
+            &data,
+            &key.sign(&data),
+        )
+        .await;
+    assert_dfns_error(&r, 400, "Challenge token is not valid.");
+
+    // A user action expires too.
+    let ua = api
+        .user_action(&t, &key, &cred, "POST", "/wallets", WALLET)
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_dfns_error(
+        &api.send("POST", "/wallets", WALLET, Some(&t), Some(&ua))
+            .await,
+        403,
+        "user action signature is missing or invalid",
+    );
+}
+
+/// One `/auth/action` attempt whose clientData is `template` with `CHALLENGE` replaced by the
+/// issued challenge, signed by `key` for `cred_id`.
+async fn attempt(api: &Api, t: &str, key: &TestKey, cred_id: &str, template: &[u8]) -> Resp {
+    let challenge = api.init(t, "POST", "/wallets", WALLET).await;
+    let data = String::from_utf8(template.to_vec())
+        .unwrap()
+        .replace("CHALLENGE", challenge["challenge"].as_str().unwrap());
+    api.complete(
+        t,
+        challenge["challengeIdentifier"].as_str().unwrap(),
+        cred_id,
+        data.as_bytes(),
+        &key.sign(data.as_bytes()),
+    )
+    .await
+}
+
+/// One `/auth/action` attempt with a signature made by `make` over the right clientData.
+async fn attempt_with(
+    api: &Api,
+    t: &str,
+    key: &TestKey,
+    cred_id: &str,
+    make: fn(&TestKey, &[u8]) -> Vec<u8>,
+) -> Resp {
+    let challenge = api.init(t, "POST", "/wallets", WALLET).await;
+    let data = client_data("key.get", challenge["challenge"].as_str().unwrap());
+    api.complete(
+        t,
+        challenge["challengeIdentifier"].as_str().unwrap(),
+        cred_id,
+        &data,
+        &make(key, &data),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn wrong_credentials_and_bad_client_data_are_refused() {
+    let (sim, api, key) = start("p256").await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let (other_key, _) = TestKey::load("secp256k1");
+    let good = client_data("key.get", "CHALLENGE");
+    // Signed by another key than the credential's.
+    assert_dfns_error(
+        &attempt(&api, &t, &other_key, &cred, &good).await,
+        401,
+        "user action signature is missing or invalid",
+    );
+    // A credential that does not exist.
+    assert_dfns_error(
+        &attempt(&api, &t, &key, "bm90LWEtY3JlZA", &good).await,
+        401,
+        "user action signature is missing or invalid",
+    );
+    // Wrong type, wrong challenge.
+    assert_eq!(
+        attempt(
+            &api,
+            &t,
+            &key,
+            &cred,
+            &client_data("webauthn.get", "CHALLENGE")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        attempt(
+            &api,
+            &t,
+            &key,
+            &cred,
+            &client_data("key.create", "CHALLENGE")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        attempt(&api, &t, &key, &cred, &client_data("key.get", "b3RoZXI"))
+            .await
+            .status,
+        401
+    );
+    // Extra members other SDKs add are fine.
+    let python_style =
+        br#"{"type":"key.get","challenge":"CHALLENGE","origin":"","crossOrigin":false}"#.to_vec();
+    assert_eq!(
+        attempt(&api, &t, &key, &cred, &python_style).await.status,
+        200
+    );
+
+    // A credential of another user (a service account) cannot sign for root.
+    let (_, sa_pem) = TestKey::load("ed25519");
+    let sa = api
+        .signed(
+            &t,
+            &key,
+            &cred,
+            "POST",
+            "/auth/service-accounts",
+            &json!({"name":"sa","publicKey":sa_pem}).to_string(),
+        )
+        .await;
+    let sa_cred = sa.body["accessTokens"][0]["credId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ed_key, _) = TestKey::load("ed25519");
+    assert_dfns_error(
+        &attempt(&api, &t, &ed_key, &sa_cred, &good).await,
+        401,
+        "user action signature is missing or invalid",
+    );
+}
+
+/// Re-encodes an ECDSA DER signature with a leading zero added to `r` (non-minimal DER).
+fn non_minimal_der(der: &[u8]) -> Vec<u8> {
+    assert_eq!(der[0], 0x30);
+    let r_len = der[3] as usize;
+    let mut r = vec![0u8];
+    r.extend_from_slice(&der[4..4 + r_len]);
+    let rest = &der[4 + r_len..];
+    let mut out = vec![0x30, (2 + r.len() + rest.len()) as u8, 0x02, r.len() as u8];
+    out.extend_from_slice(&r);
+    out.extend_from_slice(rest);
+    out
+}
+
+#[tokio::test]
+async fn ecdsa_must_be_canonical_der_but_high_s_is_accepted() {
+    for name in ["p256", "secp256k1"] {
+        let (sim, api, key) = start(name).await;
+        let t = token(&sim);
+        let cred = sim.credential_id().to_owned();
+        // Raw r‖s (IEEE P1363), what PKCS#11 CKM_ECDSA returns: refused.
+        let raw = attempt_with(&api, &t, &key, &cred, |k, m| match k {
+            TestKey::P256(k) => Signer::<p256::ecdsa::Signature>::sign(k, m)
+                .to_bytes()
+                .to_vec(),
+            TestKey::Secp256k1(k) => Signer::<k256::ecdsa::Signature>::sign(k, m)
+                .to_bytes()
+                .to_vec(),
+            _ => unreachable!(),
+        })
+        .await;
+        assert_dfns_error(&raw, 401, "user action signature is missing or invalid");
+        // Valid signature, non-minimal DER integer: refused.
+        let padded = attempt_with(&api, &t, &key, &cred, |k, m| non_minimal_der(&k.sign(m))).await;
+        assert_dfns_error(&padded, 401, "user action signature is missing or invalid");
+        // Trailing garbage after the DER sequence: refused.
+        let trailing =
+            attempt_with(&api, &t, &key, &cred, |k, m| [k.sign(m), vec![0]].concat()).await;
+        assert_eq!(trailing.status, 401, "{name}");
+        // High S (n - s), which OpenSSL accepts: accepted.
+        let high_s = attempt_with(&api, &t, &key, &cred, |k, m| match k {
+            TestKey::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(m);
+                let (r, s) = sig.split_scalars();
+                p256::ecdsa::Signature::from_scalars(r, -*s)
+                    .unwrap()
+                    .to_der()
+                    .as_bytes()
+                    .to_vec()
+            }
+            TestKey::Secp256k1(k) => {
+                let sig: k256::ecdsa::Signature = k.sign(m);
+                let (r, s) = sig.split_scalars();
+                k256::ecdsa::Signature::from_scalars(r, -*s)
+                    .unwrap()
+                    .to_der()
+                    .as_bytes()
+                    .to_vec()
+            }
+            _ => unreachable!(),
+        })
+        .await;
+        assert_eq!(high_s.status, 200, "{name}: {}", high_s.body);
+    }
+}
+
+// ---------------------------------------------------------------- Key credential registration
+
+/// The attestation of PROTOCOL.md §4 for `new_key`, optionally spoiled by `spoil`.
+fn attestation(
+    challenge: &Value,
+    new_key: &TestKey,
+    new_pem: &str,
+    cred_id: &str,
+    spoil: &str,
+) -> String {
+    let kind = if spoil == "type" {
+        "key.get"
+    } else {
+        "key.create"
+    };
+    let data = client_data(kind, challenge["challenge"].as_str().unwrap());
+    let hash = hex::encode(sha2::Sha256::digest(&data));
+    let mut fingerprint = json!({ "clientDataHash": hash, "publicKey": new_pem }).to_string();
+    if spoil == "pretty" {
+        fingerprint =
+            serde_json::to_string_pretty(&json!({ "clientDataHash": hash, "publicKey": new_pem }))
+                .unwrap();
+    }
+    let mut signature = hex::encode(new_key.sign(fingerprint.as_bytes()));
+    if spoil == "uppercase" {
+        signature = signature.to_uppercase();
+    }
+    if spoil == "other-key" {
+        signature = hex::encode(TestKey::load("p256").0.sign(fingerprint.as_bytes()));
+    }
+    let attestation = json!({ "publicKey": new_pem, "signature": signature }).to_string();
+    json!({
+        "credentialKind": "Key",
+        "credentialInfo": { "credId": cred_id, "clientData": b64url(&data), "attestationData": b64url(attestation.as_bytes()) },
+        "credentialName": "hw-key",
+        "challengeIdentifier": challenge["challengeIdentifier"],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn key_credentials_are_registered_only_with_a_valid_attestation() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let new_challenge = || async {
+        let r = api
+            .send(
+                "POST",
+                "/auth/credentials/init",
+                r#"{"kind":"Key"}"#,
+                Some(&t),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["kind"], "Key");
+        r.body
+    };
+    for name in ["secp256k1", "ed25519", "rsa2048"] {
+        let (new_key, new_pem) = TestKey::load(name);
+        let cred_id = format!("cred-{name}");
+        for spoil in ["other-key", "pretty", "uppercase", "type"] {
+            let body = attestation(&new_challenge().await, &new_key, &new_pem, &cred_id, spoil);
+            let r = api
+                .signed(&t, &root_key, &root, "POST", "/auth/credentials", &body)
+                .await;
+            assert_eq!(r.status, 400, "{name} {spoil}: {}", r.body);
+        }
+        let challenge = new_challenge().await;
+        let body = attestation(&challenge, &new_key, &new_pem, &cred_id, "");
+        let r = api
+            .signed(&t, &root_key, &root, "POST", "/auth/credentials", &body)
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert_eq!(r.body["credentialId"], cred_id.as_str());
+        assert_eq!(r.body["publicKey"], new_pem.as_str());
+        // The challenge is spent; the credential now signs user actions.
+        let again = api
+            .signed(&t, &root_key, &root, "POST", "/auth/credentials", &body)
+            .await;
+        assert_dfns_error(&again, 400, "Challenge token is not valid.");
+        let w = api
+            .signed(
+                &t,
+                &new_key,
+                &cred_id,
+                "POST",
+                "/wallets",
+                r#"{"network":"Solana"}"#,
+            )
+            .await;
+        assert_eq!(w.status, 200, "{name}: {}", w.body);
+        // The same credId again: conflict.
+        let body = attestation(&new_challenge().await, &new_key, &new_pem, &cred_id, "");
+        assert_eq!(
+            api.signed(&t, &root_key, &root, "POST", "/auth/credentials", &body)
+                .await
+                .status,
+            409
+        );
+    }
+    let listed = api
+        .send("GET", "/auth/credentials", "", Some(&t), None)
+        .await;
+    let ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["credentialId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let challenge = api.init(&t, "POST", "/wallets", "{}").await;
+    assert_eq!(
+        challenge["allowCredentials"]["key"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_credential_code_registers_a_key_without_an_existing_credential() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let code = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/credentials/code",
+            r#"{"expiration":60}"#,
+        )
+        .await;
+    assert_eq!(code.status, 200, "{}", code.body);
+    let code = code.body["code"].as_str().unwrap().to_owned();
+    let init = api
+        .send(
+            "POST",
+            "/auth/credentials/code/init",
+            &json!({"credentialKind":"Key","code":code}).to_string(),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let (new_key, new_pem) = TestKey::load("ed25519");
+    let body = attestation(&init.body, &new_key, &new_pem, "cred-by-code", "");
+    let r = api
+        .send("POST", "/auth/credentials/code/verify", &body, None, None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        api.signed(
+            &t,
+            &new_key,
+            "cred-by-code",
+            "POST",
+            "/wallets",
+            "{\"network\":\"Solana\"}"
+        )
+        .await
+        .status,
+        200
+    );
+    // A code works once.
+    let again = api
+        .send(
+            "POST",
+            "/auth/credentials/code/init",
+            &json!({"credentialKind":"Key","code":code}).to_string(),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 401);
+}
+
+// ---------------------------------------------------------------- tokens: SA, PAT, logins
+
+#[tokio::test]
+async fn a_new_service_account_token_and_credential_work() {
+    let (sim, api, root_key) = start("rsa2048").await;
+    let t = token(&sim);
+    let (sa_key, sa_pem) = TestKey::load("secp256k1");
+    let body = json!({ "name": "backend-sa", "publicKey": sa_pem, "daysValid": 365 }).to_string();
+    let sa = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/service-accounts",
+            &body,
+        )
+        .await;
+    assert_eq!(sa.status, 200, "{}", sa.body);
+    assert_eq!(sa.body["userInfo"]["isServiceAccount"], true);
+    let access = &sa.body["accessTokens"][0];
+    let (sa_token, sa_cred) = (
+        access["accessToken"].as_str().unwrap(),
+        access["credId"].as_str().unwrap(),
+    );
+    assert_eq!(access["publicKey"], sa_pem.as_str());
+    let w = api
+        .signed(
+            sa_token,
+            &sa_key,
+            sa_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Bitcoin"}"#,
+        )
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    // Its challenges list only its own credential.
+    let challenge = api.init(sa_token, "POST", "/wallets", "{}").await;
+    assert_eq!(
+        challenge["allowCredentials"]["key"],
+        json!([{ "type": "public-key", "id": sa_cred }])
+    );
+    // The listing has it, without the token string.
+    let list = api
+        .send("GET", "/auth/service-accounts", "", Some(&t), None)
+        .await;
+    assert!(list
+        .body
+        .to_string()
+        .contains(sa.body["userInfo"]["userId"].as_str().unwrap()));
+    assert!(!list.body.to_string().contains(sa_token));
+    // Bad input: not a PEM, too many days.
+    let bad = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/service-accounts",
+            r#"{"name":"x","publicKey":"nope"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let bad = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/service-accounts",
+            &json!({"name":"x","publicKey":sa_pem,"daysValid":731}).to_string(),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    // Deactivated: its token is refused.
+    let path = format!(
+        "/auth/service-accounts/{}/deactivate",
+        sa.body["userInfo"]["userId"].as_str().unwrap()
+    );
+    assert_eq!(
+        api.signed(&t, &root_key, sim.credential_id(), "PUT", &path, "{}")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(sa_token), None)
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn pats_logins_delegated_login_and_logout() {
+    let (sim, api, root_key) = start("ed25519").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let (pat_key, pat_pem) = TestKey::load("p256");
+    let pat = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/pats",
+            &json!({"name":"my-pat","publicKey":pat_pem,"secondsValid":3600}).to_string(),
+        )
+        .await;
+    assert_eq!(pat.status, 200, "{}", pat.body);
+    assert_eq!(pat.body["kind"], "Pat");
+    let pat_token = pat.body["accessToken"].as_str().unwrap();
+    let pat_cred = pat.body["credId"].as_str().unwrap();
+    assert_eq!(
+        api.signed(
+            pat_token,
+            &pat_key,
+            pat_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Tron"}"#
+        )
+        .await
+        .status,
+        200
+    );
+
+    // Login with the root credential, no auth token.
+    let body = json!({ "username": sim.username(), "orgId": sim.org_id() }).to_string();
+    let init = api
+        .send("POST", "/auth/login/init", &body, None, None)
+        .await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let data = client_data("key.get", init.body["challenge"].as_str().unwrap());
+    let login = json!({
+        "challengeIdentifier": init.body["challengeIdentifier"],
+        "firstFactor": { "kind": "Key", "credentialAssertion": { "credId": root, "clientData": b64url(&data), "signature": b64url(&root_key.sign(&data)) } },
+    })
+    .to_string();
+    let r = api.send("POST", "/auth/login", &login, None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let user_token = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.send("POST", "/auth/login", &login, None, None)
+            .await
+            .status,
+        400,
+        "login challenge is single-use"
+    );
+    let wrong_org = json!({ "username": sim.username(), "orgId": "or-other" }).to_string();
+    assert_eq!(
+        api.send("POST", "/auth/login/init", &wrong_org, None, None)
+            .await
+            .status,
+        401
+    );
+
+    // Delegated login needs a user action.
+    let delegated = r#"{"username":"enduser@example.com"}"#;
+    assert_eq!(
+        api.send("POST", "/auth/login/delegated", delegated, Some(&t), None)
+            .await
+            .status,
+        403
+    );
+    let d = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/login/delegated",
+            delegated,
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.body);
+    assert_eq!(
+        api.send("GET", "/wallets", "", d.body["token"].as_str(), None)
+            .await
+            .status,
+        200
+    );
+
+    // Logout revokes the token used, and only that one; it needs no user action.
+    assert_eq!(
+        api.send("PUT", "/auth/logout", "", Some(&user_token), None)
+            .await
+            .body,
+        json!({"message":"success"})
+    );
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&user_token), None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&t), None).await.status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------- wallets
+
+#[tokio::test]
+async fn external_ids_make_wallets_and_signatures_idempotent() {
+    let (sim, api, key) = start("p256").await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let body = r#"{"network":"EthereumSepolia","externalId":"ext-1"}"#;
+    let first = api.signed(&t, &key, &cred, "POST", "/wallets", body).await;
+    let reordered = r#"{"externalId":"ext-1","network":"EthereumSepolia"}"#;
+    let second = api
+        .signed(&t, &key, &cred, "POST", "/wallets", reordered)
+        .await;
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(first.body, second.body, "same body: the original entity");
+    let other = api
+        .signed(
+            &t,
+            &key,
+            &cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Bitcoin","externalId":"ext-1"}"#,
+        )
+        .await;
+    assert_eq!(other.status, 409, "{}", other.body);
+
+    let wallet = first.body["id"].as_str().unwrap();
+    let path = format!("/wallets/{wallet}/signatures");
+    let hash = hex::encode(sha2::Sha256::digest(b"hello"));
+    let sig_body = format!(r#"{{"kind":"Hash","hash":"0x{hash}","externalId":"sig-1"}}"#);
+    let s1 = api.signed(&t, &key, &cred, "POST", &path, &sig_body).await;
+    let s2 = api.signed(&t, &key, &cred, "POST", &path, &sig_body).await;
+    assert_eq!(s1.status, 200, "{}", s1.body);
+    assert_eq!(s1.body, s2.body);
+    let s3 = api
+        .signed(
+            &t,
+            &key,
+            &cred,
+            "POST",
+            &path,
+            &format!(
+                r#"{{"kind":"Hash","hash":"0x{}","externalId":"sig-1"}}"#,
+                "00".repeat(32)
+            ),
+        )
+        .await;
+    assert_eq!(s3.status, 409);
+    // The signature is real: it verifies against the wallet's key.
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    let public = hex::decode(first.body["signingKey"]["publicKey"].as_str().unwrap()).unwrap();
+    let verifying = k256::ecdsa::VerifyingKey::from_sec1_bytes(&public).unwrap();
+    let rs = [&s1.body["signature"]["r"], &s1.body["signature"]["s"]]
+        .iter()
+        .map(|v| hex::decode(v.as_str().unwrap().trim_start_matches("0x")).unwrap())
+        .collect::<Vec<_>>()
+        .concat();
+    verifying
+        .verify_prehash(
+            &hex::decode(&hash).unwrap(),
+            &k256::ecdsa::Signature::from_slice(&rs).unwrap(),
+        )
+        .unwrap();
+    let got = api
+        .send(
+            "GET",
+            &format!("{path}/{}", s1.body["id"].as_str().unwrap()),
+            "",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(got.body, s1.body);
+}
+
+#[tokio::test]
+async fn wallets_are_listed_page_by_page() {
+    let (sim, api, key) = start("p256").await;
+    let t = token(&sim);
+    for i in 0..5 {
+        let body = format!(r#"{{"network":"Bitcoin","name":"w{i}"}}"#);
+        assert_eq!(
+            api.signed(&t, &key, sim.credential_id(), "POST", "/wallets", &body)
+                .await
+                .status,
+            200
+        );
+    }
+    let mut names = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let page = api
+            .send("GET", &format!("/wallets?{query}"), "", Some(&t), None)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let items = page.body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        names.extend(items.iter().map(|w| w["name"].as_str().unwrap().to_owned()));
+        match page.body["nextPageToken"].as_str() {
+            Some(next) => query = format!("limit=2&paginationToken={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["w0", "w1", "w2", "w3", "w4"]);
+    assert_eq!(
+        api.send("GET", "/wallets?limit=0", "", Some(&t), None)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        api.send(
+            "GET",
+            "/wallets?paginationToken=a%20b%2Fc",
+            "",
+            Some(&t),
+            None
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        api.send("GET", "/wallets/wa-nope", "", Some(&t), None)
+            .await
+            .status,
+        404
+    );
+}
+
+// ---------------------------------------------------------------- faults
+
+#[tokio::test]
+async fn faults_are_observable() {
+    let (sim, api, key) = start("p256").await;
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+
+    sim.set_faults(Faults {
+        rate_429: 1.0,
+        retry_after_secs: 7,
+        ..Faults::default()
+    });
+    let r = api.send("GET", "/wallets", "", Some(&t), None).await;
+    assert_dfns_error(&r, 429, "Too Many Requests");
+    assert_eq!(r.headers["retry-after"], "7");
+
+    sim.set_faults(Faults {
+        rate_500: 1.0,
+        ..Faults::default()
+    });
+    assert_dfns_error(
+        &api.send("GET", "/wallets", "", Some(&t), None).await,
+        500,
+        "Internal Server Error",
+    );
+
+    sim.set_faults(Faults {
+        rate_502: 1.0,
+        ..Faults::default()
+    });
+    let r = api.send("GET", "/wallets", "", Some(&t), None).await;
+    assert_eq!((r.status, r.message()), (502, "Bad Gateway"));
+    assert!(
+        r.body.get("error").is_none(),
+        "gateway errors are flat: {}",
+        r.body
+    );
+
+    sim.set_faults(Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    });
+    let dropped = api.try_send("GET", "/wallets", "", Some(&t), None).await;
+    assert!(
+        dropped.is_err(),
+        "the connection is closed without an answer"
+    );
+    assert_eq!(sim.stats().dropped, 1);
+
+    // Faults aimed at one endpoint leave the challenge flow alone; the user action presented
+    // with a faulted request is spent.
+    sim.set_faults(Faults {
+        rate_429: 1.0,
+        retry_after_secs: 1,
+        only_paths: vec!["POST /wallets".into()],
+        ..Faults::default()
+    });
+    let ua = api
+        .user_action(&t, &key, &cred, "POST", "/wallets", WALLET)
+        .await;
+    assert_eq!(
+        api.send("POST", "/wallets", WALLET, Some(&t), Some(&ua))
+            .await
+            .status,
+        429
+    );
+    sim.set_faults(Faults::default());
+    assert_dfns_error(
+        &api.send("POST", "/wallets", WALLET, Some(&t), Some(&ua))
+            .await,
+        400,
+        "user action has already been used",
+    );
+
+    // Policy pending: 202 with the approval, and nothing created.
+    sim.set_faults(Faults {
+        policy_pending_paths: vec!["POST /wallets".into()],
+        ..Faults::default()
+    });
+    let r = api
+        .signed(&t, &key, &cred, "POST", "/wallets", WALLET)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["status"], "Pending");
+    assert!(r.body["id"].as_str().unwrap().starts_with("ap-"));
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&t), None).await.body["items"],
+        json!([])
+    );
+
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(200),
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&t), None).await.status,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // A seeded mixture is reproducible.
+    let run = |seed| {
+        let (api, t, sim) = (&api, t.clone(), &sim);
+        async move {
+            sim.set_faults(Faults {
+                rate_429: 0.3,
+                rate_500: 0.3,
+                seed: Some(seed),
+                ..Faults::default()
+            });
+            let mut statuses = Vec::new();
+            for _ in 0..30 {
+                statuses.push(api.send("GET", "/wallets", "", Some(&t), None).await.status);
+            }
+            statuses
+        }
+    };
+    let a = run(42).await;
+    assert_eq!(a, run(42).await);
+    assert!(
+        a.contains(&200) && a.contains(&429) && a.contains(&500),
+        "{a:?}"
+    );
+    let stats = sim.stats();
+    assert!(stats.faults_injected >= 7, "{stats:?}");
+    assert!(stats.statuses[&429] >= 2, "{stats:?}");
+}
+
+// ---------------------------------------------------------------- API hygiene
+
+#[tokio::test]
+async fn the_auth_token_stays_out_of_debug_output_and_errors() {
+    let (sim, api, _) = start("p256").await;
+    let secret = token(&sim);
+    assert!(!format!("{sim:?}").contains(&secret));
+    assert!(!format!("{:?}", sim.auth_token()).contains(&secret));
+    let info: Value = serde_json::from_str(&sim.connection_info_json()).unwrap();
+    assert_eq!(
+        info["authToken"],
+        secret.as_str(),
+        "the CLI line carries it on purpose"
+    );
+    assert_eq!(info["credId"], sim.credential_id());
+    assert_eq!(info["orgId"], sim.org_id());
+    assert_eq!(info["baseUrl"], sim.base_url());
+    // A revoked token is refused without being echoed.
+    api.send("PUT", "/auth/logout", "", Some(&secret), None)
+        .await;
+    let r = api.send("GET", "/wallets", "", Some(&secret), None).await;
+    assert_eq!(r.status, 401);
+    assert!(!r.body.to_string().contains(&secret));
+    assert!(!format!("{:?}", sim.stats()).contains(&secret));
+}
+
+#[tokio::test]
+async fn the_builder_explains_bad_configuration_and_the_default_credential_id_is_the_crates() {
+    let err = Simulator::builder().start().await.unwrap_err();
+    assert!(err.to_string().contains("root_public_key_pem"), "{err}");
+    let err = Simulator::builder()
+        .root_public_key_pem("not a pem")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+    let pem = fixture("keys/p256.pub.pem");
+    let err = Simulator::builder()
+        .root_public_key_pem(pem.clone())
+        .root_credential_id("a b")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("base64url"), "{err}");
+    let sim = Simulator::builder()
+        .root_public_key_pem(pem.clone())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.credential_id(),
+        dfns_signer::PublicKey::from_pem(&pem)
+            .unwrap()
+            .default_credential_id()
+    );
+    let taken = sim.local_addr().to_string();
+    let err = Simulator::builder()
+        .root_public_key_pem(pem.clone())
+        .start_on(&taken)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot listen"), "{err}");
+    let custom = Simulator::builder()
+        .root_public_key_pem(pem)
+        .root_credential_id("my-cred_1")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(custom.credential_id(), "my-cred_1");
+    // Shutdown closes the port.
+    let addr = custom.local_addr();
+    custom.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+// ---------------------------------------------------------------- the CLI entry point
+
+/// Not a test of its own: the child process of the test below (run with `--ignored`).
+#[cfg(unix)]
+#[tokio::test]
+#[ignore = "helper process for serve_until_signal_prints_one_line_and_stops_on_sigterm"]
+async fn serve_until_signal_child() {
+    if std::env::var("DFNS_SIGNER_SIM_CHILD").as_deref() != Ok("1") {
+        return;
+    }
+    let builder = Simulator::builder().root_public_key_pem(fixture("keys/p256.pub.pem"));
+    dfns_signer::simulator::serve_until_signal(builder, "127.0.0.1:0")
+        .await
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serve_until_signal_prints_one_line_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "serve_until_signal_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DFNS_SIGNER_SIM_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut info_lines = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            // libtest prints `test serve_until_signal_child ... ` without a newline first.
+            if let Some(start) = line.find("{\"baseUrl\"") {
+                info_lines.push(line[start..].to_owned());
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the JSON line comes");
+    let info: Value = serde_json::from_str(&info_lines[0]).unwrap();
+    let keys: Vec<&String> = info.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["baseUrl", "authToken", "credId", "orgId"]);
+
+    // It serves, with the printed token and credential.
+    let api = Api {
+        base: info["baseUrl"].as_str().unwrap().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let t = info["authToken"].as_str().unwrap();
+    let (key, _) = TestKey::load("p256");
+    let r = api
+        .signed(
+            t,
+            &key,
+            info["credId"].as_str().unwrap(),
+            "POST",
+            "/wallets",
+            WALLET,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let after = api.try_send("GET", "/wallets", "", Some(t), None).await;
+    assert!(after.is_err(), "nothing listens any more");
+}
+
+// ---------------------------------------------------------------- concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signed_requests_are_each_checked_once() {
+    let (sim, api, key) = start("ed25519").await;
+    let api = std::sync::Arc::new(api);
+    let key = std::sync::Arc::new(key);
+    let t = token(&sim);
+    let cred = sim.credential_id().to_owned();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let (api, key, t, cred) = (api.clone(), key.clone(), t.clone(), cred.clone());
+        tasks.spawn(async move {
+            let body = format!(r#"{{"network":"Solana","name":"w{i}"}}"#);
+            let ua = api
+                .user_action(&t, &key, &cred, "POST", "/wallets", &body)
+                .await;
+            // Every task presents its token twice at once: exactly one may win.
+            let (a, b) = tokio::join!(
+                api.send("POST", "/wallets", &body, Some(&t), Some(&ua)),
+                api.send("POST", "/wallets", &body, Some(&t), Some(&ua)),
+            );
+            let mut statuses = [a.status, b.status];
+            statuses.sort();
+            statuses
+        });
+    }
+    while let Some(statuses) = tasks.join_next().await {
+        assert_eq!(statuses.unwrap(), [200, 400]);
+    }
+    let elapsed = started.elapsed();
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.user_actions_issued, stats.user_actions_used),
+        (64, 64)
+    );
+    let wallets = api
+        .send("GET", "/wallets?limit=100", "", Some(&t), None)
+        .await;
+    assert_eq!(wallets.body["items"].as_array().unwrap().len(), 64);
+    println!("64 signed flows (init, complete, 2 racing requests) in {elapsed:?}");
+}
