@@ -161,8 +161,11 @@ impl PublicKey {
             Algorithm::EcdsaSecp256k1 => {
                 let key = k256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
                     .map_err(|_| refused("secp256k1"))?;
-                let sig = k256::ecdsa::DerSignature::from_bytes(signature)
+                let sig = k256::ecdsa::Signature::from_der(signature)
                     .map_err(|_| refused("secp256k1 DER"))?;
+                // k256 refuses high-S signatures (a Bitcoin rule); Dfns, OpenSSL, HSMs and PIV
+                // cards do not: normalise S before checking.
+                let sig = sig.normalize_s();
                 key.verify(message, &sig).map_err(|_| refused("secp256k1"))
             }
             Algorithm::Ed25519 => {
@@ -236,3 +239,64 @@ impl fmt::Debug for PublicKey {
 // Silence an unused-import warning on `Encode` when only some key types are used.
 #[allow(dead_code)]
 fn _encode_in_scope<T: Encode>(_: &T) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::software::SoftwareKey;
+    use crate::backend::KeyBackend;
+
+    /// Devices and other signers do not normalise S; Dfns accepts both forms, and so must we.
+    #[test]
+    fn high_s_ecdsa_signatures_verify() {
+        for alg in [Algorithm::EcdsaSecp256k1, Algorithm::EcdsaP256] {
+            let key = SoftwareKey::generate(alg).unwrap();
+            let mut checked_high = false;
+            for i in 0u32..16 {
+                let msg = i.to_be_bytes();
+                let der = key.sign(&msg).unwrap();
+                let flipped = match alg {
+                    Algorithm::EcdsaSecp256k1 => {
+                        let sig = k256::ecdsa::Signature::from_der(&der).unwrap();
+                        let (r, s) = sig.split_scalars();
+                        k256::ecdsa::Signature::from_scalars(r, -*s)
+                            .unwrap()
+                            .to_der()
+                            .as_bytes()
+                            .to_vec()
+                    }
+                    _ => {
+                        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+                        let (r, s) = sig.split_scalars();
+                        p256::ecdsa::Signature::from_scalars(r, -*s)
+                            .unwrap()
+                            .to_der()
+                            .as_bytes()
+                            .to_vec()
+                    }
+                };
+                key.public_key().verify(&msg, &der).unwrap();
+                key.public_key().verify(&msg, &flipped).unwrap();
+                assert!(key.public_key().verify(&[9], &flipped).is_err());
+                checked_high = true;
+            }
+            assert!(checked_high);
+        }
+    }
+
+    #[test]
+    fn pem_has_64_character_lines_and_round_trips() {
+        let key = SoftwareKey::generate(Algorithm::RsaPkcs1Sha256).unwrap();
+        let pem = key.public_key().to_pem();
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
+                && pem.ends_with("-----END PUBLIC KEY-----\n")
+        );
+        assert!(pem.lines().all(|l| l.len() <= 64));
+        assert_eq!(&PublicKey::from_pem(&pem).unwrap(), key.public_key());
+        assert!(PublicKey::from_pem(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+        .is_err());
+    }
+}

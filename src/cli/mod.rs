@@ -1,7 +1,11 @@
 //! Command-line arguments and the commands behind them.
 
 mod call;
+#[cfg(feature = "simulator")]
+mod demo;
 mod sign_challenge;
+#[cfg(feature = "simulator")]
+mod simulator;
 
 use std::process::ExitCode;
 
@@ -22,6 +26,12 @@ enum Command {
     SignChallenge(sign_challenge::Args),
     /// Call any Dfns endpoint, with a user action when the endpoint needs one.
     Call(call::Args),
+    /// Run a local Dfns API simulator (prints one JSON line once it listens).
+    #[cfg(feature = "simulator")]
+    Simulator(simulator::Args),
+    /// The whole flow end to end on a local simulator: key, registration, signed calls.
+    #[cfg(feature = "simulator")]
+    Demo(demo::Args),
 }
 
 /// How results are printed.
@@ -90,5 +100,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::SignChallenge(args) => sign_challenge::run(args).await,
         Command::Call(args) => call::run(args).await,
+        #[cfg(feature = "simulator")]
+        Command::Simulator(args) => simulator::run(args).await,
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(args).await,
     }
 }
