@@ -256,3 +256,112 @@ fn call_refuses_what_it_cannot_do_safely() {
     assert_eq!(code, 1);
     assert!(err.contains("--data"), "{err}");
 }
+
+#[cfg(feature = "simulator")]
+#[test]
+fn demo_runs_the_whole_flow() {
+    let out = bin().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "[1/6] started the local Dfns API simulator",
+        "[3/6] registered it",
+        "[4/6] created wallet wa-",
+        "sign ",
+        "[5/6] generated signature",
+        "refused (400 user action has already been used)",
+        "DFNS_API_URL=https://api.dfns.io",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let bad = bin()
+        .args(["demo", "--algorithm", "p384"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown --algorithm"));
+}
+
+#[cfg(all(feature = "simulator", unix))]
+#[tokio::test]
+async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args([
+            "simulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--root-public-key",
+            &fixture("keys/p256.pub.pem"),
+        ])
+        .args([
+            "--root-cred-id",
+            "root-cred",
+            "--policy-pending",
+            "POST /wallets",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(info["credId"], "root-cred");
+    let base = info["baseUrl"].as_str().unwrap();
+
+    // The fixture key is the root credential: `call` signs with it; the policy rule answers 202.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args([
+            "call",
+            "POST",
+            "/wallets",
+            "--data",
+            r#"{"network":"Bitcoin"}"#,
+            "--base-url",
+            base,
+        ])
+        .args([
+            "--key",
+            &format!("file:{}", fixture("keys/p256.pem")),
+            "--cred-id",
+            "root-cred",
+        ])
+        .env("DFNS_AUTH_TOKEN", info["authToken"].as_str().unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pid = child.id().unwrap() as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        lines.next_line().await.unwrap().is_none(),
+        "exactly one line on stdout"
+    );
+}

@@ -1,0 +1,267 @@
+//! Our client against the local Dfns simulator, for every key type: registration, service
+//! accounts, wallets, signatures, login, credential codes, policy approvals and retries under
+//! injected faults. The simulator verifies everything with its own code (see `src/simulator`).
+#![cfg(feature = "simulator")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dfns_signer::backend::software::SoftwareKey;
+use dfns_signer::client::{Backoff, CreateServiceAccount, ListWallets};
+use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::simulator::{Faults, Simulator};
+use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend, Outcome};
+use serde_json::json;
+
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::EcdsaP256,
+    Algorithm::EcdsaSecp256k1,
+    Algorithm::Ed25519,
+    Algorithm::RsaPkcs1Sha256,
+];
+
+async fn start() -> (Simulator, DfnsClient) {
+    let root = Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap());
+    let sim = Simulator::builder()
+        .root_public_key_pem(root.public_key().to_pem())
+        .start()
+        .await
+        .unwrap();
+    let admin = DfnsClient::builder()
+        .base_url(sim.base_url())
+        .auth_token(sim.auth_token().clone())
+        .signer(CredentialSigner::new(sim.credential_id(), root))
+        .build()
+        .unwrap();
+    (sim, admin)
+}
+
+/// A service account whose credential is `key`, as a ready client.
+async fn service_account(admin: &DfnsClient, key: Arc<dyn KeyBackend>, name: &str) -> DfnsClient {
+    let created = admin
+        .create_service_account(&CreateServiceAccount {
+            name: name.into(),
+            public_key: key.public_key().to_pem(),
+            permission_id: None,
+            external_id: None,
+            days_valid: Some(10),
+        })
+        .await
+        .unwrap();
+    let cred = created.credential_id.expect("credential id in the answer");
+    admin
+        .with_auth_token(created.access_token)
+        .with_signer(CredentialSigner::new(cred, key))
+}
+
+#[tokio::test]
+async fn every_key_type_registers_and_signs_calls() {
+    let (sim, admin) = start().await;
+    for alg in ALGORITHMS {
+        let key: Arc<dyn KeyBackend> = Arc::new(SoftwareKey::generate(alg).unwrap());
+        let sa = service_account(&admin, key, &format!("sa-{alg}")).await;
+        let wallet = sa
+            .create_wallet(
+                &json!({"network": "EthereumSepolia", "name": format!("Trésorerie ✓ {alg}")}),
+            )
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
+        let id = wallet["id"].as_str().unwrap();
+        assert_eq!(
+            sa.get_wallet(id).await.unwrap()["name"],
+            format!("Trésorerie ✓ {alg}")
+        );
+        let sig = sa
+            .generate_signature(
+                id,
+                &json!({"kind": "Hash", "hash": format!("0x{}", "11".repeat(32))}),
+            )
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
+        let got = sa
+            .get_signature(id, sig["id"].as_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got["id"], sig["id"]);
+
+        // A second Key credential for the same account, registered by the first, then used.
+        let second: Arc<dyn KeyBackend> = Arc::new(SoftwareKey::generate(alg).unwrap());
+        let registered = sa
+            .register_key_credential(second.as_ref(), &format!("second-{alg}"), None)
+            .await
+            .unwrap();
+        let second_id = registered["credentialId"].as_str().unwrap().to_owned();
+        let with_second = sa.with_signer(CredentialSigner::new(second_id, second));
+        with_second
+            .create_wallet(&json!({"network": "Bitcoin"}))
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
+    }
+    let list = admin
+        .list_wallets(&ListWallets {
+            limit: Some(100),
+            pagination_token: None,
+        })
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().is_some());
+    assert!(sim.stats().user_actions_used >= 12);
+}
+
+#[tokio::test]
+async fn login_delegated_login_pat_and_credential_code() {
+    let (sim, admin) = start().await;
+    // Login as the root user with the root credential, no auth token needed.
+    let anonymous = DfnsClient::builder()
+        .base_url(sim.base_url())
+        .signer(admin.signer().unwrap().clone())
+        .build()
+        .unwrap();
+    let token = anonymous.login(sim.username(), sim.org_id()).await.unwrap();
+    let logged_in = admin.with_auth_token(token);
+    logged_in
+        .create_wallet(&json!({"network": "Bitcoin"}))
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
+
+    let end_user = admin.delegated_login("alice@example.com").await.unwrap();
+    let alice = DfnsClient::builder()
+        .base_url(sim.base_url())
+        .auth_token(end_user)
+        .build()
+        .unwrap();
+    alice.list_wallets(&ListWallets::default()).await.unwrap();
+
+    let key = SoftwareKey::generate(Algorithm::Ed25519).unwrap();
+    let (pat, _) = admin
+        .create_personal_access_token("ci-pat", &key.public_key().to_pem(), Some(3600))
+        .await
+        .unwrap();
+    admin
+        .with_auth_token(pat)
+        .list_wallets(&ListWallets::default())
+        .await
+        .unwrap();
+
+    // Credential code: register a key from a machine without a credential.
+    let code = admin.create_credential_code().await.unwrap();
+    let code = code["code"].as_str().expect("a code").to_owned();
+    let new_key = SoftwareKey::generate(Algorithm::EcdsaSecp256k1).unwrap();
+    let bare = DfnsClient::builder()
+        .base_url(sim.base_url())
+        .build()
+        .unwrap();
+    let registered = bare
+        .register_key_credential_with_code(&code, &new_key, "from-code", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        registered["credentialId"].as_str().unwrap(),
+        new_key.public_key().default_credential_id()
+    );
+}
+
+#[tokio::test]
+async fn policy_pending_is_its_own_outcome() {
+    let (sim, admin) = start().await;
+    sim.set_faults(Faults {
+        policy_pending_paths: vec!["POST /wallets".into()],
+        ..Faults::default()
+    });
+    match admin
+        .create_wallet(&json!({"network": "Bitcoin"}))
+        .await
+        .unwrap()
+    {
+        Outcome::PolicyPending(p) => assert!(p.approval_id().is_some(), "{p:?}"),
+        other => panic!("expected a pending approval, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn retries_under_injected_faults_always_take_a_fresh_user_action() {
+    let (sim, admin) = start().await;
+    sim.set_faults(Faults {
+        rate_429: 0.5,
+        rate_502: 0.2,
+        retry_after_secs: 0,
+        only_paths: vec!["POST /wallets".into()],
+        seed: Some(7),
+        ..Faults::default()
+    });
+    let client = admin.with_signer(admin.signer().unwrap().clone());
+    let retrying = DfnsClient::builder()
+        .base_url(sim.base_url())
+        .auth_token(sim.auth_token().clone())
+        .signer(client.signer().unwrap().clone())
+        .retry_policy(Arc::new(Backoff {
+            max_attempts: 20,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        }))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let body = json!({"network": "Bitcoin", "externalId": format!("ext-{i}")});
+        retrying.create_wallet(&body).await.unwrap().done().unwrap();
+    }
+    let stats = sim.stats();
+    assert!(
+        stats.faults_injected > 0,
+        "the dice never rolled a fault: {stats:?}"
+    );
+    // Every attempt spent its own user action; none was refused as a replay.
+    assert_eq!(stats.user_actions_issued, stats.user_actions_used);
+    assert!(
+        !stats
+            .rejections
+            .keys()
+            .any(|k| k.contains("already been used")),
+        "{stats:?}"
+    );
+
+    // Without a retry policy, the fault comes back as a typed error.
+    sim.set_faults(Faults {
+        rate_502: 1.0,
+        only_paths: vec!["POST /wallets".into()],
+        ..Faults::default()
+    });
+    let err = admin
+        .create_wallet(&json!({"network": "Bitcoin"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().map(|a| a.status), Some(502));
+}
+
+#[tokio::test]
+async fn raw_requests_reach_any_endpoint() {
+    let (_sim, admin) = start().await;
+    let created = admin
+        .request_json::<serde_json::Value>(
+            Method::Post,
+            "/wallets",
+            Payload::raw_json(r#"{"network":"Bitcoin","name":"raw"}"#).unwrap(),
+        )
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
+    let id = dfns_signer::protocol::encode_segment(created["id"].as_str().unwrap());
+    let tagged = admin
+        .request(
+            Method::Put,
+            &format!("/wallets/{id}/tags"),
+            Payload::json(&json!({"tags": ["t1", "ü"]})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(tagged, Outcome::Done(_)));
+}
