@@ -87,6 +87,10 @@ impl fmt::Display for PolicyPending {
     }
 }
 
+/// A pending approval is not a failure, but a caller that needs the result may treat it as one
+/// (`outcome.done()?`).
+impl std::error::Error for PolicyPending {}
+
 /// A response body and its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawResponse {
