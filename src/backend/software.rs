@@ -303,3 +303,49 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod pem_form_tests {
+    use super::*;
+
+    /// SEC1 (`EC PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`) files, as OpenSSL's older commands
+    /// write them, load to the same key as PKCS#8.
+    #[test]
+    fn sec1_and_pkcs1_pem_load() {
+        use p256::elliptic_curve::Generate as _;
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+
+        let p = p256::SecretKey::generate_from_rng(&mut os_rng());
+        let pem = p.to_sec1_pem(LineEnding::LF).unwrap();
+        let key = SoftwareKey::from_pem(&pem, "sec1").unwrap();
+        assert_eq!(key.algorithm(), Algorithm::EcdsaP256);
+        let k = k256::SecretKey::generate_from_rng(&mut os_rng());
+        let key = SoftwareKey::from_pem(&k.to_sec1_pem(LineEnding::LF).unwrap(), "sec1").unwrap();
+        assert_eq!(key.algorithm(), Algorithm::EcdsaSecp256k1);
+
+        let r = rsa::RsaPrivateKey::new(&mut os_rng(), 2048).unwrap();
+        let key = SoftwareKey::from_pem(&r.to_pkcs1_pem(LineEnding::LF).unwrap(), "pkcs1").unwrap();
+        assert_eq!(key.algorithm(), Algorithm::RsaPkcs1Sha256);
+        let sig = KeyBackend::sign(&key, b"m").unwrap();
+        key.public_key().verify(b"m", &sig).unwrap();
+
+        // RSA under 2048 bits is refused.
+        let small = rsa::RsaPrivateKey::new(&mut os_rng(), 1024).unwrap();
+        let err = SoftwareKey::from_pem(&small.to_pkcs1_pem(LineEnding::LF).unwrap(), "small")
+            .unwrap_err();
+        assert!(err.to_string().contains("2048"), "{err}");
+    }
+
+    /// The RustCrypto traits work generically.
+    #[test]
+    fn signature_traits() {
+        fn sign_with<S: Signer<WireSignature> + Keypair<VerifyingKey = PublicKey>>(
+            s: &S,
+        ) -> (PublicKey, WireSignature) {
+            (s.verifying_key(), s.sign(b"generic"))
+        }
+        let key = SoftwareKey::generate(Algorithm::EcdsaSecp256k1).unwrap();
+        let (public, sig) = sign_with(&key);
+        public.verify(b"generic", &sig.0).unwrap();
+    }
+}
