@@ -21,7 +21,8 @@ fn config(h: &Hsm, token: &str) -> Pkcs11Config {
 }
 
 fn open(h: &Hsm, token: &str, key: &str) -> Pkcs11Key {
-    Pkcs11Key::open(&config(h, token).with_key_label(key)).unwrap_or_else(|e| panic!("open {token}/{key}: {e}"))
+    Pkcs11Key::open(&config(h, token).with_key_label(key))
+        .unwrap_or_else(|e| panic!("open {token}/{key}: {e}"))
 }
 
 fn uri(h: &Hsm, path: &str, extra_query: &str) -> KeyUri {
@@ -32,7 +33,11 @@ fn uri(h: &Hsm, path: &str, extra_query: &str) -> KeyUri {
     .unwrap()
 }
 
-fn open_by_uri(h: &Hsm, path: &str, extra_query: &str) -> Result<Arc<dyn KeyBackend>, BackendError> {
+fn open_by_uri(
+    h: &Hsm,
+    path: &str,
+    extra_query: &str,
+) -> Result<Arc<dyn KeyBackend>, BackendError> {
     match uri(h, path, extra_query) {
         KeyUri::Pkcs11(attrs) => open_uri(&attrs),
         other => panic!("not a pkcs11 URI: {other}"),
@@ -41,8 +46,12 @@ fn open_by_uri(h: &Hsm, path: &str, extra_query: &str) -> Result<Arc<dyn KeyBack
 
 /// Signs and checks with our own verifier; returns the signature.
 fn sign_verified(key: &dyn KeyBackend, message: &[u8]) -> Vec<u8> {
-    let sig = key.sign(message).unwrap_or_else(|e| panic!("{}: sign: {e}", key.describe()));
-    key.public_key().verify(message, &sig).unwrap_or_else(|e| panic!("{}: {e}", key.describe()));
+    let sig = key
+        .sign(message)
+        .unwrap_or_else(|e| panic!("{}: sign: {e}", key.describe()));
+    key.public_key()
+        .verify(message, &sig)
+        .unwrap_or_else(|e| panic!("{}: {e}", key.describe()));
     sig
 }
 
@@ -50,12 +59,23 @@ fn sign_verified(key: &dyn KeyBackend, message: &[u8]) -> Vec<u8> {
 fn spki_from_pkcs11_tool(h: &Hsm, token: &str, id_hex: &str) -> Vec<u8> {
     let out = h.scratch(&format!("{token}-{id_hex}.spki.der"));
     h.pkcs11_tool(&[
-        "--token-label", token, "--read-object", "--type", "pubkey", "--id", id_hex, "-o", out.to_str().unwrap(),
+        "--token-label",
+        token,
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        id_hex,
+        "-o",
+        out.to_str().unwrap(),
     ]);
     let bytes = std::fs::read(out).unwrap();
     // pkcs11-tool writes DER for most keys and PEM for EdDSA ones.
     if bytes.starts_with(b"-----BEGIN") {
-        PublicKey::from_pem(std::str::from_utf8(&bytes).unwrap()).unwrap().spki_der().to_vec()
+        PublicKey::from_pem(std::str::from_utf8(&bytes).unwrap())
+            .unwrap()
+            .spki_der()
+            .to_vec()
     } else {
         bytes
     }
@@ -75,9 +95,17 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
     for (label, id, alg) in cases {
         let key = open(h, "algs", label);
         assert_eq!(key.algorithm(), alg, "{label}");
-        assert!(key.provenance().never_left_the_token(), "{label}: {:?}", key.provenance());
+        assert!(
+            key.provenance().never_left_the_token(),
+            "{label}: {:?}",
+            key.provenance()
+        );
         // The public key we read from the token is the one pkcs11-tool reads.
-        assert_eq!(key.public_key().spki_der(), spki_from_pkcs11_tool(h, "algs", id), "{label}");
+        assert_eq!(
+            key.public_key().spki_der(),
+            spki_from_pkcs11_tool(h, "algs", id),
+            "{label}"
+        );
         let spki = key.public_key().spki_der().to_vec();
         // secp256k1: enough signatures that an un-normalised high S would show up (k256 refuses it).
         for i in 0..24u8 {
@@ -99,18 +127,29 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
                 Algorithm::Ed25519 => {
                     assert_eq!(sig.len(), 64);
                     let vk = ed25519_dalek::VerifyingKey::from_public_key_der(&spki).unwrap();
-                    vk.verify_strict(&message, &ed25519_dalek::Signature::from_slice(&sig).unwrap()).unwrap();
+                    vk.verify_strict(
+                        &message,
+                        &ed25519_dalek::Signature::from_slice(&sig).unwrap(),
+                    )
+                    .unwrap();
                 }
                 Algorithm::RsaPkcs1Sha256 => {
                     let pk = rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
                     let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk);
-                    vk.verify(&message, &rsa::pkcs1v15::Signature::try_from(&sig[..]).unwrap()).unwrap();
+                    vk.verify(
+                        &message,
+                        &rsa::pkcs1v15::Signature::try_from(&sig[..]).unwrap(),
+                    )
+                    .unwrap();
                     break; // RSA signing is slow on SoftHSM; a few are enough
                 }
                 _ => unreachable!(),
             }
             // A signature never verifies for another message.
-            assert!(key.public_key().verify(b"another message", &sig).is_err(), "{label}");
+            assert!(
+                key.public_key().verify(b"another message", &sig).is_err(),
+                "{label}"
+            );
         }
     }
 }
@@ -135,10 +174,24 @@ fn uris_select_keys_by_label_id_and_serial() {
     let by_id = open_by_uri(h, "token=algs;id=%03", "&pool-size=2").unwrap();
     assert_eq!(by_id.algorithm(), Algorithm::Ed25519);
     sign_verified(&*by_id, b"by id");
-    let serial = softhsm::own_context().get_token_info(softhsm::slot_of("algs")).unwrap().serial_number().trim().to_owned();
-    let by_serial = open_by_uri(h, &format!("serial={serial};object=p256;id=%01;type=private"), "").unwrap();
+    let serial = softhsm::own_context()
+        .get_token_info(softhsm::slot_of("algs"))
+        .unwrap()
+        .serial_number()
+        .trim()
+        .to_owned();
+    let by_serial = open_by_uri(
+        h,
+        &format!("serial={serial};object=p256;id=%01;type=private"),
+        "",
+    )
+    .unwrap();
     assert_eq!(by_serial.algorithm(), Algorithm::EcdsaP256);
-    assert!(by_serial.describe().contains("algs"), "{}", by_serial.describe());
+    assert!(
+        by_serial.describe().contains("algs"),
+        "{}",
+        by_serial.describe()
+    );
     sign_verified(&*by_serial, b"by serial");
     // Label and id must both match.
     let err = open_by_uri(h, "token=algs;object=p256;id=%02", "").unwrap_err();
@@ -149,11 +202,21 @@ fn uris_select_keys_by_label_id_and_serial() {
 fn missing_key_lists_the_keys_found() {
     let Some(h) = hsm() else { return };
     let err = open_by_uri(h, "token=algs;object=nope", "").unwrap_err();
-    let BackendError::KeyNotFound { wanted, device, found } = &err else { panic!("{err}") };
+    let BackendError::KeyNotFound {
+        wanted,
+        device,
+        found,
+    } = &err
+    else {
+        panic!("{err}")
+    };
     assert!(wanted.contains("nope"), "{err}");
     assert!(device.contains("algs"), "{err}");
     for label in ["p256", "secp256k1", "ed25519", "rsa2048"] {
-        assert!(found.iter().any(|f| f.contains(label)), "{label} not in {found:?}");
+        assert!(
+            found.iter().any(|f| f.contains(label)),
+            "{label} not in {found:?}"
+        );
     }
     println!("{err}");
 }
@@ -162,7 +225,9 @@ fn missing_key_lists_the_keys_found() {
 fn missing_token_lists_the_tokens_found() {
     let Some(h) = hsm() else { return };
     let err = open_by_uri(h, "token=no-such-token;object=p256", "").unwrap_err();
-    let BackendError::DeviceNotFound { wanted, found } = &err else { panic!("{err}") };
+    let BackendError::DeviceNotFound { wanted, found } = &err else {
+        panic!("{err}")
+    };
     assert!(wanted.contains("no-such-token"), "{err}");
     assert!(found.iter().any(|f| f.contains("\"algs\"")), "{found:?}");
     assert!(found.iter().any(|f| f.contains("\"conc\"")), "{found:?}");
@@ -172,14 +237,20 @@ fn missing_token_lists_the_tokens_found() {
 #[test]
 fn bad_module_path_names_the_path_and_the_fix() {
     let Some(_) = hsm() else { return };
-    let attrs = match KeyUri::parse("pkcs11:token=algs;object=p256?module-path=/nonexistent/libnothing.so").unwrap() {
-        KeyUri::Pkcs11(a) => a,
-        _ => unreachable!(),
-    };
+    let attrs =
+        match KeyUri::parse("pkcs11:token=algs;object=p256?module-path=/nonexistent/libnothing.so")
+            .unwrap()
+        {
+            KeyUri::Pkcs11(a) => a,
+            _ => unreachable!(),
+        };
     let err = open_uri(&attrs).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BackendError::Device { .. }), "{text}");
-    assert!(text.contains("/nonexistent/libnothing.so") && text.contains("install"), "{text}");
+    assert!(
+        text.contains("/nonexistent/libnothing.so") && text.contains("install"),
+        "{text}"
+    );
     // With no module at all, the error says where to give one.
     if std::env::var_os(dfns_signer::backend::pkcs11::MODULE_ENV).is_none() {
         let attrs = match KeyUri::parse("pkcs11:token=algs;object=p256").unwrap() {
@@ -187,7 +258,10 @@ fn bad_module_path_names_the_path_and_the_fix() {
             _ => unreachable!(),
         };
         let text = open_uri(&attrs).unwrap_err().to_string();
-        assert!(text.contains("module-path") && text.contains("DFNS_SIGNER_PKCS11_MODULE"), "{text}");
+        assert!(
+            text.contains("module-path") && text.contains("DFNS_SIGNER_PKCS11_MODULE"),
+            "{text}"
+        );
     }
 }
 
@@ -202,15 +276,23 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
         ("ours-rsa", [0x13], Algorithm::RsaPkcs1Sha256),
     ];
     for (label, id, alg) in cases {
-        let public = generate_key(&cfg, alg, label, &id).unwrap_or_else(|e| panic!("generate {alg}: {e}"));
+        let public =
+            generate_key(&cfg, alg, label, &id).unwrap_or_else(|e| panic!("generate {alg}: {e}"));
         assert_eq!(public.algorithm(), alg);
         let key = Pkcs11Key::open(&cfg.clone().with_key_id(id.to_vec())).unwrap();
         assert_eq!(key.public_key(), &public);
         let p = key.provenance();
-        assert!(p.never_left_the_token() && p.is_protected(), "{label}: {p:?}");
+        assert!(
+            p.never_left_the_token() && p.is_protected(),
+            "{label}: {p:?}"
+        );
         sign_verified(&key, b"generated here");
         // pkcs11-tool sees the same public key.
-        assert_eq!(public.spki_der(), spki_from_pkcs11_tool(h, "keygen", &hex::encode(id)), "{label}");
+        assert_eq!(
+            public.spki_der(),
+            spki_from_pkcs11_tool(h, "keygen", &hex::encode(id)),
+            "{label}"
+        );
     }
     // pkcs11-tool signs with our P-256 key (CKM_ECDSA over a SHA-256 it is given, as SoftHSM 2.6
     // has no CKM_ECDSA_SHA256), and our public key verifies it.
@@ -219,11 +301,27 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
     let sig_file = h.scratch("keygen-sig");
     std::fs::write(&digest_file, sha2::Sha256::digest(message)).unwrap();
     h.pkcs11_tool(&[
-        "--token-label", "keygen", "--login", "--pin", USER_PIN, "--sign", "-m", "ECDSA", "--signature-format",
-        "sequence", "--id", "10", "-i", digest_file.to_str().unwrap(), "-o", sig_file.to_str().unwrap(),
+        "--token-label",
+        "keygen",
+        "--login",
+        "--pin",
+        USER_PIN,
+        "--sign",
+        "-m",
+        "ECDSA",
+        "--signature-format",
+        "sequence",
+        "--id",
+        "10",
+        "-i",
+        digest_file.to_str().unwrap(),
+        "-o",
+        sig_file.to_str().unwrap(),
     ]);
     let p256_key = PublicKey::from_spki_der(&spki_from_pkcs11_tool(h, "keygen", "10")).unwrap();
-    p256_key.verify(message, &std::fs::read(&sig_file).unwrap()).unwrap();
+    p256_key
+        .verify(message, &std::fs::read(&sig_file).unwrap())
+        .unwrap();
     // A second key with the same label is refused.
     let err = generate_key(&cfg, Algorithm::EcdsaP256, "ours-p256", &[0x20]).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -236,13 +334,26 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
     use cryptoki::object::Attribute;
     use cryptoki::session::UserType;
     // Make a loose key pair directly, as a careless import would.
-    let session = softhsm::own_context().open_rw_session(softhsm::slot_of("unsafe")).unwrap();
-    session.login(UserType::User, Some(&SecretString::from(USER_PIN.to_owned()))).ok();
+    let session = softhsm::own_context()
+        .open_rw_session(softhsm::slot_of("unsafe"))
+        .unwrap();
+    session
+        .login(
+            UserType::User,
+            Some(&SecretString::from(USER_PIN.to_owned())),
+        )
+        .ok();
     let params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
     session
         .generate_key_pair(
             &Mechanism::EccKeyPairGen,
-            &[Attribute::Token(true), Attribute::EcParams(params), Attribute::Label(b"loose".to_vec()), Attribute::Id(vec![0x30]), Attribute::Verify(true)],
+            &[
+                Attribute::Token(true),
+                Attribute::EcParams(params),
+                Attribute::Label(b"loose".to_vec()),
+                Attribute::Id(vec![0x30]),
+                Attribute::Verify(true),
+            ],
             &[
                 Attribute::Token(true),
                 Attribute::Private(true),
@@ -255,12 +366,22 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
         )
         .unwrap();
     let err = open_by_uri(h, "token=unsafe;object=loose", "").unwrap_err();
-    let BackendError::UnsafeKey { reason, .. } = &err else { panic!("{err}") };
-    assert!(reason.contains("CKA_EXTRACTABLE") && reason.contains("CKA_SENSITIVE"), "{err}");
+    let BackendError::UnsafeKey { reason, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        reason.contains("CKA_EXTRACTABLE") && reason.contains("CKA_SENSITIVE"),
+        "{err}"
+    );
     assert!(reason.contains("allow-unsafe-key=true"), "{err}");
     let key = open_by_uri(h, "token=unsafe;object=loose", "&allow-unsafe-key=true").unwrap();
     sign_verified(&*key, b"loose but allowed");
-    let key = Pkcs11Key::open(&config(h, "unsafe").with_key_label("loose").allow_unsafe_key(true)).unwrap();
+    let key = Pkcs11Key::open(
+        &config(h, "unsafe")
+            .with_key_label("loose")
+            .allow_unsafe_key(true),
+    )
+    .unwrap();
     assert!(!key.provenance().is_protected());
     assert!(!key.provenance().never_left_the_token());
 }
@@ -268,7 +389,9 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
 #[test]
 fn threads_sign_at_once() {
     let Some(h) = hsm() else { return };
-    let key = Arc::new(Pkcs11Key::open(&config(h, "conc").with_key_label("p256").with_pool_size(3)).unwrap());
+    let key = Arc::new(
+        Pkcs11Key::open(&config(h, "conc").with_key_label("p256").with_pool_size(3)).unwrap(),
+    );
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let key = Arc::clone(&key);
@@ -282,7 +405,11 @@ fn threads_sign_at_once() {
     for t in threads {
         t.join().unwrap();
     }
-    assert!(key.open_sessions() <= 3, "pool grew past its size: {}", key.open_sessions());
+    assert!(
+        key.open_sessions() <= 3,
+        "pool grew past its size: {}",
+        key.open_sessions()
+    );
     assert_eq!(key.reopen_count(), 0);
     assert_eq!(key.login_attempts(), 1);
 }
@@ -297,7 +424,11 @@ fn sessions_closed_behind_our_back_are_reopened() {
     // The next signature finds its session gone, reopens, logs in again and succeeds.
     sign_verified(&key, b"after");
     assert_eq!(key.reopen_count(), 1);
-    assert_eq!(key.login_attempts(), 2, "closing all sessions logs the token out");
+    assert_eq!(
+        key.login_attempts(),
+        2,
+        "closing all sessions logs the token out"
+    );
     sign_verified(&key, b"and after that");
     assert_eq!(key.reopen_count(), 1);
 }
@@ -307,7 +438,9 @@ fn logout_behind_our_back_is_healed() {
     let Some(h) = hsm() else { return };
     let key = open(h, "logout", "p256");
     sign_verified(&key, b"before");
-    let session = softhsm::own_context().open_ro_session(softhsm::slot_of("logout")).unwrap();
+    let session = softhsm::own_context()
+        .open_ro_session(softhsm::slot_of("logout"))
+        .unwrap();
     session.logout().unwrap(); // login state is per token: this logs every session out
     sign_verified(&key, b"after");
     assert_eq!(key.reopen_count(), 1);
@@ -320,17 +453,40 @@ fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
     let key = open(h, "reinit", "p256");
     sign_verified(&key, b"before");
     // Another process wipes the token and makes a new key with the same label and id.
-    h.softhsm_util(&["--init-token", "--token", "reinit", "--label", "reinit", "--so-pin", SO_PIN, "--pin", USER_PIN]);
+    h.softhsm_util(&[
+        "--init-token",
+        "--token",
+        "reinit",
+        "--label",
+        "reinit",
+        "--so-pin",
+        SO_PIN,
+        "--pin",
+        USER_PIN,
+    ]);
     h.pkcs11_tool(&[
-        "--token-label", "reinit", "--login", "--pin", USER_PIN, "--keypairgen", "--key-type", "EC:prime256v1",
-        "--label", "p256", "--id", "01",
+        "--token-label",
+        "reinit",
+        "--login",
+        "--pin",
+        USER_PIN,
+        "--keypairgen",
+        "--key-type",
+        "EC:prime256v1",
+        "--label",
+        "p256",
+        "--id",
+        "01",
     ]);
     // Signing with the new key would give signatures the registered credential cannot verify:
     // the key reopens, finds the replacement, and refuses it, naming both.
     let err = key.sign(b"after").unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BackendError::KeyNotFound { .. }), "{text}");
-    assert!(text.contains("replaced") && text.contains(&key.public_key().default_credential_id()), "{text}");
+    assert!(
+        text.contains("replaced") && text.contains(&key.public_key().default_credential_id()),
+        "{text}"
+    );
     println!("{text}");
     // Opening it anew is the way forward, and works.
     let fresh = open(h, "reinit", "p256");
@@ -342,18 +498,27 @@ fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
 fn a_wrong_pin_at_open_is_tried_once_and_reported() {
     let Some(h) = hsm() else { return };
     let wrong = "wrong-Pin-2718";
-    let cfg = config(h, "badpin").with_key_label("p256").with_pin(PinSource::Value(SecretString::from(wrong.to_owned())));
+    let cfg = config(h, "badpin")
+        .with_key_label("p256")
+        .with_pin(PinSource::Value(SecretString::from(wrong.to_owned())));
     let err = Pkcs11Key::open(&cfg).unwrap_err();
-    let BackendError::PinIncorrect { device, tries_left } = &err else { panic!("{err}") };
+    let BackendError::PinIncorrect { device, tries_left } = &err else {
+        panic!("{err}")
+    };
     assert!(device.contains("badpin"), "{err}");
     // SoftHSM raises CKF_USER_PIN_COUNT_LOW without a number: no number is invented.
-    let info = softhsm::own_context().get_token_info(softhsm::slot_of("badpin")).unwrap();
+    let info = softhsm::own_context()
+        .get_token_info(softhsm::slot_of("badpin"))
+        .unwrap();
     if info.user_pin_count_low() && !info.user_pin_final_try() {
         assert_eq!(*tries_left, None);
         assert!(device.contains("few PIN tries"), "{err}");
     }
     let text = format!("{err} {err:?} {cfg:?}");
-    assert!(!text.contains(wrong) && !text.contains(USER_PIN), "PIN leaked: {text}");
+    assert!(
+        !text.contains(wrong) && !text.contains(USER_PIN),
+        "PIN leaked: {text}"
+    );
     println!("{err}");
     // The right PIN still works: the token was not locked.
     sign_verified(&open(h, "badpin", "p256"), b"right PIN");
@@ -367,21 +532,34 @@ fn a_pin_rejected_on_reopen_is_never_presented_again() {
     assert_eq!(key.login_attempts(), 1);
     // Someone changes the PIN and logs the token out.
     let new_pin = SecretString::from("changed-Pin-1618".to_owned());
-    let session = softhsm::own_context().open_rw_session(softhsm::slot_of("pinchg")).unwrap();
-    session.set_pin(&SecretString::from(USER_PIN.to_owned()), &new_pin).unwrap();
+    let session = softhsm::own_context()
+        .open_rw_session(softhsm::slot_of("pinchg"))
+        .unwrap();
+    session
+        .set_pin(&SecretString::from(USER_PIN.to_owned()), &new_pin)
+        .unwrap();
     session.logout().unwrap();
 
     let first = key.sign(b"after").unwrap_err();
-    assert!(matches!(first, BackendError::PinIncorrect { .. }), "{first}");
+    assert!(
+        matches!(first, BackendError::PinIncorrect { .. }),
+        "{first}"
+    );
     assert_eq!(key.login_attempts(), 2, "one login at open, one on reopen");
     // Later calls give the same error without presenting the PIN again.
     for _ in 0..3 {
         let again = key.sign(b"again").unwrap_err();
         assert_eq!(again.to_string(), first.to_string());
     }
-    assert_eq!(key.login_attempts(), 2, "the rejected PIN was presented again");
+    assert_eq!(
+        key.login_attempts(),
+        2,
+        "the rejected PIN was presented again"
+    );
     // The token counted one failure only: the new PIN still logs in.
-    session.login(cryptoki::session::UserType::User, Some(&new_pin)).unwrap();
+    session
+        .login(cryptoki::session::UserType::User, Some(&new_pin))
+        .unwrap();
 }
 
 #[test]
@@ -398,5 +576,8 @@ fn pins_never_show_in_debug_display_or_errors() {
         key.config()
     );
     assert!(!text.contains(USER_PIN), "PIN leaked: {text}");
-    assert!(text.contains("env:") || text.contains("PinSource"), "{text}");
+    assert!(
+        text.contains("env:") || text.contains("PinSource"),
+        "{text}"
+    );
 }

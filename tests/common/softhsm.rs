@@ -69,8 +69,14 @@ fn set_up() -> Hsm {
             module.display()
         );
     }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("dfns-signer-softhsm-{}-{nanos}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dfns-signer-softhsm-{}-{nanos}",
+        std::process::id()
+    ));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hsm-config/softhsm/init-token.sh");
     for (label, keys) in TOKENS {
         let out = Command::new(&script)
@@ -113,7 +119,10 @@ impl Hsm {
 
     /// Runs `softhsm2-util` on this SoftHSM; panics with its output on failure.
     pub fn softhsm_util(&self, args: &[&str]) {
-        let out = Command::new("softhsm2-util").args(args).output().expect("run softhsm2-util");
+        let out = Command::new("softhsm2-util")
+            .args(args)
+            .output()
+            .expect("run softhsm2-util");
         assert!(
             out.status.success(),
             "softhsm2-util {args:?} failed:\n{}{}",
@@ -136,7 +145,11 @@ pub fn own_context() -> &'static cryptoki::context::Pkcs11 {
     CTX.get_or_init(|| {
         let ctx = Pkcs11::new(module_path()).expect("load SoftHSM");
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+            Ok(())
+            | Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::CryptokiAlreadyInitialized,
+                _,
+            )) => {}
             Err(e) => panic!("C_Initialize: {e}"),
         }
         ctx
@@ -149,7 +162,11 @@ pub fn slot_of(label: &str) -> cryptoki::slot::Slot {
     ctx.get_slots_with_initialized_token()
         .expect("list slots")
         .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|i| i.label().trim_end() == label).unwrap_or(false))
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|i| i.label().trim_end() == label)
+                .unwrap_or(false)
+        })
         .unwrap_or_else(|| panic!("no token {label}"))
 }
 
@@ -160,7 +177,9 @@ pub fn close_all_sessions(label: &str) {
     // SAFETY: loads the same module the backend uses (dlopen shares its state) and calls a
     // PKCS#11 function that takes only a slot id; the library stays loaded for the process.
     unsafe {
-        let lib = Box::leak(Box::new(cryptoki_sys::Pkcs11::new(module_path()).expect("dlopen SoftHSM")));
+        let lib = Box::leak(Box::new(
+            cryptoki_sys::Pkcs11::new(module_path()).expect("dlopen SoftHSM"),
+        ));
         let rv = lib.C_CloseAllSessions(slot.id() as cryptoki_sys::CK_SLOT_ID);
         assert_eq!(rv, cryptoki_sys::CKR_OK, "C_CloseAllSessions");
     }

@@ -12,7 +12,8 @@ use crate::error::BackendError;
 /// Path attributes a `pkcs11:` URI may carry (RFC 7512 names).
 pub(crate) const PATH_ATTRS: &[&str] = &["token", "serial", "object", "id", "type"];
 /// Query attributes a `pkcs11:` URI may carry.
-pub(crate) const QUERY_ATTRS: &[&str] = &["module-path", "pin-source", "pool-size", "allow-unsafe-key"];
+pub(crate) const QUERY_ATTRS: &[&str] =
+    &["module-path", "pin-source", "pool-size", "allow-unsafe-key"];
 
 /// How to find and use a key on a PKCS#11 token.
 ///
@@ -94,8 +95,11 @@ impl Pkcs11Config {
 
     /// The pool size in effect.
     pub fn pool_size(&self) -> usize {
-        self.pool_size
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        self.pool_size.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
     }
 
     /// Reads a `pkcs11:` URI (RFC 7512). Path attributes: `token`, `serial`, `object` (key label),
@@ -114,25 +118,36 @@ impl Pkcs11Config {
         c.token.label = attrs.path_attr("token").map(str::to_owned);
         c.token.serial = attrs.path_attr("serial").map(str::to_owned);
         c.key.label = attrs.path_attr("object").map(str::to_owned);
-        c.key.id = attrs.path_attr("id").map(|_| raw_id(attrs.as_str())).transpose().map_err(|e| attrs.invalid(e))?;
+        c.key.id = attrs
+            .path_attr("id")
+            .map(|_| raw_id(attrs.as_str()))
+            .transpose()
+            .map_err(|e| attrs.invalid(e))?;
         if c.key.label.is_none() && c.key.id.is_none() {
             return Err(attrs.invalid("name the key with `object=LABEL` and/or `id=%01%02…`"));
         }
         c.module_path = attrs.query_attr("module-path").map(PathBuf::from);
-        c.pin = attrs.query_attr("pin-source").map(PinSource::parse).transpose()?;
+        c.pin = attrs
+            .query_attr("pin-source")
+            .map(PinSource::parse)
+            .transpose()?;
         if let Some(n) = attrs.query_attr("pool-size") {
             let n: usize = n
                 .parse()
                 .ok()
                 .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| attrs.invalid(format!("`pool-size={n}`: expected a number from 1 to 1024")))?;
+                .ok_or_else(|| {
+                    attrs.invalid(format!("`pool-size={n}`: expected a number from 1 to 1024"))
+                })?;
             c.pool_size = Some(n);
         }
         c.allow_unsafe_key = match attrs.query_attr("allow-unsafe-key") {
             None | Some("false") => false,
             Some("true") => true,
             Some(other) => {
-                return Err(attrs.invalid(format!("`allow-unsafe-key={other}`: expected `true` or `false`")))
+                return Err(attrs.invalid(format!(
+                    "`allow-unsafe-key={other}`: expected `true` or `false`"
+                )))
             }
         };
         Ok(c)
@@ -197,7 +212,10 @@ mod tests {
         assert_eq!(c.token.serial.as_deref(), Some("abc"));
         assert_eq!(c.key.label.as_deref(), Some("dfns-1"));
         assert_eq!(c.key.id.as_deref(), Some(&[0x01, 0x7f][..]));
-        assert_eq!(c.module_path.as_deref(), Some(std::path::Path::new("/m.so")));
+        assert_eq!(
+            c.module_path.as_deref(),
+            Some(std::path::Path::new("/m.so"))
+        );
         assert_eq!(c.pool_size(), 3);
         assert!(c.allow_unsafe_key);
         assert!(matches!(c.pin, Some(PinSource::Env(ref n)) if n == "HSM_PIN"));

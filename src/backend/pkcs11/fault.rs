@@ -52,7 +52,11 @@ fn ckr_name(rv: RvError) -> String {
 
 /// A device error for `operation` on `device`.
 pub(crate) fn device(device: &str, operation: &str, e: &CkError) -> BackendError {
-    BackendError::Device { device: device.to_owned(), operation: operation.to_owned(), reason: describe(e) }
+    BackendError::Device {
+        device: device.to_owned(),
+        operation: operation.to_owned(),
+        reason: describe(e),
+    }
 }
 
 #[cfg(test)]
@@ -65,7 +69,13 @@ mod tests {
         let e = CkError::Pkcs11(RvError::SessionHandleInvalid, Function::Sign);
         assert_eq!(describe(&e), "C_Sign returned CKR_SESSION_HANDLE_INVALID");
         assert!(is_reopenable(&e));
-        assert!(!is_reopenable(&CkError::Pkcs11(RvError::PinIncorrect, Function::Login)));
-        assert!(!is_reopenable(&CkError::Pkcs11(RvError::MechanismInvalid, Function::Sign)));
+        assert!(!is_reopenable(&CkError::Pkcs11(
+            RvError::PinIncorrect,
+            Function::Login
+        )));
+        assert!(!is_reopenable(&CkError::Pkcs11(
+            RvError::MechanismInvalid,
+            Function::Sign
+        )));
     }
 }

@@ -58,7 +58,9 @@ impl KeyProvenance {
     /// Whether the token vouches that the key was born on it and its private half never left:
     /// generated on the token, always sensitive, never extractable.
     pub fn never_left_the_token(&self) -> bool {
-        self.local == Some(true) && self.never_extractable == Some(true) && self.always_sensitive == Some(true)
+        self.local == Some(true)
+            && self.never_extractable == Some(true)
+            && self.always_sensitive == Some(true)
     }
 
     /// Whether the key is protected now: sensitive and not extractable.
@@ -108,7 +110,9 @@ fn list_private_keys(session: &Session) -> Vec<String> {
     handles
         .into_iter()
         .filter_map(|h| {
-            let attrs = session.get_attributes(h, &[AttributeType::Label, AttributeType::Id]).ok()?;
+            let attrs = session
+                .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
+                .ok()?;
             let (label, id) = label_and_id(&attrs);
             Some(format!("\"{label}\" (id {})", hex::encode(id)))
         })
@@ -129,7 +133,11 @@ fn label_and_id(attrs: &[Attribute]) -> (String, Vec<u8>) {
 }
 
 /// Finds the one private key `sel` names on the token the session is logged in to.
-pub(crate) fn find_private(session: &Session, sel: &KeySelector, token: &str) -> Result<ObjectHandle, BackendError> {
+pub(crate) fn find_private(
+    session: &Session,
+    sel: &KeySelector,
+    token: &str,
+) -> Result<ObjectHandle, BackendError> {
     let handles = session
         .find_objects(&sel.template(ObjectClass::PRIVATE_KEY))
         .map_err(|e| fault::device(token, "finding the private key", &e))?;
@@ -154,7 +162,11 @@ pub(crate) fn find_private(session: &Session, sel: &KeySelector, token: &str) ->
 }
 
 /// Reads a private key's algorithm, public key and protection.
-pub(crate) fn read(session: &Session, handle: ObjectHandle, token: &str) -> Result<KeyInfo, BackendError> {
+pub(crate) fn read(
+    session: &Session,
+    handle: ObjectHandle,
+    token: &str,
+) -> Result<KeyInfo, BackendError> {
     let dev = |op: &str, e: cryptoki::error::Error| fault::device(token, op, &e);
     let attrs = session
         .get_attributes(
@@ -225,19 +237,30 @@ pub(crate) fn read(session: &Session, handle: ObjectHandle, token: &str) -> Resu
         Some(t) if t == KeyType::RSA => {
             let (n, e) = rsa_components(session, handle)
                 .map_err(|e| dev("reading the RSA modulus", e))?
-                .ok_or_else(|| unsupported(&name, token, "the RSA key reports no modulus or exponent"))?;
+                .ok_or_else(|| {
+                    unsupported(&name, token, "the RSA key reports no modulus or exponent")
+                })?;
             PublicKey::from_rsa_components(&n, &e)?
         }
         Some(t) => {
+            let why =
+                format!("key type {t} is not accepted (use EC P-256, secp256k1, Ed25519, RSA)");
+            return Err(unsupported(&name, token, &why));
+        }
+        None => {
             return Err(unsupported(
                 &name,
                 token,
-                &format!("key type {t} is not one Dfns accepts (EC P-256, secp256k1, Ed25519, RSA ≥ 2048)"),
+                "the token does not report its key type",
             ))
         }
-        None => return Err(unsupported(&name, token, "the token does not report its key type")),
     };
-    Ok(KeyInfo { public_key, provenance, label, id })
+    Ok(KeyInfo {
+        public_key,
+        provenance,
+        label,
+        id,
+    })
 }
 
 fn unsupported(name: &str, token: &str, why: &str) -> BackendError {
@@ -266,14 +289,26 @@ fn single_bytes(
     handle: ObjectHandle,
     which: AttributeType,
 ) -> Result<Option<Vec<u8>>, cryptoki::error::Error> {
-    Ok(session.get_attributes(handle, &[which])?.into_iter().find_map(|a| match a {
-        Attribute::EcParams(v) | Attribute::EcPoint(v) => Some(v),
-        _ => None,
-    }))
+    Ok(session
+        .get_attributes(handle, &[which])?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcParams(v) | Attribute::EcPoint(v) => Some(v),
+            _ => None,
+        }))
 }
 
-fn rsa_components(session: &Session, handle: ObjectHandle) -> Result<Option<(Vec<u8>, Vec<u8>)>, cryptoki::error::Error> {
-    let attrs = session.get_attributes(handle, &[AttributeType::Modulus, AttributeType::PublicExponent])?;
+/// An RSA modulus and public exponent, big-endian.
+type RsaParts = (Vec<u8>, Vec<u8>);
+
+fn rsa_components(
+    session: &Session,
+    handle: ObjectHandle,
+) -> Result<Option<RsaParts>, cryptoki::error::Error> {
+    let attrs = session.get_attributes(
+        handle,
+        &[AttributeType::Modulus, AttributeType::PublicExponent],
+    )?;
     let mut n = None;
     let mut e = None;
     for a in attrs {
@@ -295,7 +330,10 @@ fn public_ec_point(
     label: &str,
     token: &str,
 ) -> Result<Option<Vec<u8>>, BackendError> {
-    let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::EcParams(params.to_vec())];
+    let mut template = vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::EcParams(params.to_vec()),
+    ];
     if id.is_empty() {
         template.push(Attribute::Label(label.as_bytes().to_vec()));
     } else {
@@ -318,7 +356,11 @@ fn public_ec_point(
 /// bare point. Unwrap when the bytes are exactly one short-form OCTET STRING.
 pub(crate) fn unwrap_octet_string(bytes: &[u8]) -> &[u8] {
     match bytes {
-        [0x04, len, rest @ ..] if (*len as usize) < 0x80 && rest.len() == *len as usize && !is_bare_point(bytes) => rest,
+        [0x04, len, rest @ ..]
+            if (*len as usize) < 0x80 && rest.len() == *len as usize && !is_bare_point(bytes) =>
+        {
+            rest
+        }
         [0x04, 0x81, len, rest @ ..] if rest.len() == *len as usize => rest,
         _ => bytes,
     }
@@ -352,9 +394,18 @@ mod tests {
     #[test]
     fn curves_dfns_takes_and_refuses() {
         assert_eq!(ec_algorithm(false, P256_PARAMS), Ok(Algorithm::EcdsaP256));
-        assert_eq!(ec_algorithm(false, SECP256K1_PARAMS), Ok(Algorithm::EcdsaSecp256k1));
-        assert_eq!(ec_algorithm(true, ED25519_NAME_PARAMS), Ok(Algorithm::Ed25519));
-        assert_eq!(ec_algorithm(true, ED25519_OID_PARAMS), Ok(Algorithm::Ed25519));
+        assert_eq!(
+            ec_algorithm(false, SECP256K1_PARAMS),
+            Ok(Algorithm::EcdsaSecp256k1)
+        );
+        assert_eq!(
+            ec_algorithm(true, ED25519_NAME_PARAMS),
+            Ok(Algorithm::Ed25519)
+        );
+        assert_eq!(
+            ec_algorithm(true, ED25519_OID_PARAMS),
+            Ok(Algorithm::Ed25519)
+        );
         // P-384 (1.3.132.0.34)
         let err = ec_algorithm(false, &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]).unwrap_err();
         assert!(err.contains("1.3.132.0.34"), "{err}");

@@ -127,10 +127,12 @@ impl Pkcs11Key {
     /// Loads the module, finds the token and the key, logs in, reads the public key and checks it
     /// against the private key with one test signature.
     pub fn open(config: &Pkcs11Config) -> Result<Self, BackendError> {
-        let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| BackendError::Device {
-            device: "PKCS#11".into(),
-            operation: "choosing the module".into(),
-            reason,
+        let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| {
+            BackendError::Device {
+                device: "PKCS#11".into(),
+                operation: "choosing the module".into(),
+                reason,
+            }
         })?;
         if config.key.label.is_none() && config.key.id.is_none() {
             return Err(BackendError::KeyLoad {
@@ -141,7 +143,11 @@ impl Pkcs11Key {
         let module = module::load(&path)?;
         let token = token::find(&module, &config.token)?;
         let token_name = token.name();
-        let pin = config.pin.as_ref().map(|src| src.read(&format!("User PIN for {token_name}"))).transpose()?;
+        let pin = config
+            .pin
+            .as_ref()
+            .map(|src| src.read(&format!("User PIN for {token_name}")))
+            .transpose()?;
         let login = Login::new(pin);
         let session = module
             .ctx()
@@ -151,7 +157,11 @@ impl Pkcs11Key {
         let handle = key::find_private(&session, &config.key, &token_name)?;
         let info = key::read(&session, handle, &token_name)?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
-        let key_name = format!("PKCS#11 key {} on {token_name} via {}", info.name(), path.display());
+        let key_name = format!(
+            "PKCS#11 key {} on {token_name} via {}",
+            info.name(),
+            path.display()
+        );
 
         let pool = Pool::new(config.pool_size());
         let key = Pkcs11Key {
@@ -161,14 +171,22 @@ impl Pkcs11Key {
             public_key: info.public_key.clone(),
             provenance: info.provenance,
             key_name,
-            current: RwLock::new(Current { generation: 0, token, key: handle }),
+            current: RwLock::new(Current {
+                generation: 0,
+                token,
+                key: handle,
+            }),
             generation: AtomicU64::new(0),
             reopening: Mutex::new(()),
             reopens: AtomicU64::new(0),
             pool,
         };
         // The open session stays in the pool: closing a token's last session logs it out.
-        key.pool.put(Pooled { session, key: handle, generation: 0 });
+        key.pool.put(Pooled {
+            session,
+            key: handle,
+            generation: 0,
+        });
         let probe = key.sign(PAIR_PROBE)?;
         key.public_key.verify(PAIR_PROBE, &probe).map_err(|_| BackendError::KeyLoad {
             what: key.key_name.clone(),
@@ -217,11 +235,20 @@ impl Pkcs11Key {
     fn open_session(&self) -> Result<Pooled, Attempt> {
         let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
         match self.module.ctx().open_ro_session(cur.token.slot) {
-            Ok(session) => Ok(Pooled { session, key: cur.key, generation: cur.generation }),
-            Err(e) if fault::is_reopenable(&e) => {
-                Err(Attempt::Lost { generation: cur.generation, reason: fault::describe(&e) })
-            }
-            Err(e) => Err(Attempt::Failed(fault::device(&self.key_name, "opening a session", &e))),
+            Ok(session) => Ok(Pooled {
+                session,
+                key: cur.key,
+                generation: cur.generation,
+            }),
+            Err(e) if fault::is_reopenable(&e) => Err(Attempt::Lost {
+                generation: cur.generation,
+                reason: fault::describe(&e),
+            }),
+            Err(e) => Err(Attempt::Failed(fault::device(
+                &self.key_name,
+                "opening a session",
+                &e,
+            ))),
         }
     }
 
@@ -236,9 +263,16 @@ impl Pkcs11Key {
                 // A failed C_Sign may leave the session in any state: do not reuse it.
                 lease.discard();
                 if fault::is_reopenable(&e) {
-                    Err(Attempt::Lost { generation, reason: fault::describe(&e) })
+                    Err(Attempt::Lost {
+                        generation,
+                        reason: fault::describe(&e),
+                    })
                 } else {
-                    Err(Attempt::Failed(fault::device(&self.key_name, "signing", &e)))
+                    Err(Attempt::Failed(fault::device(
+                        &self.key_name,
+                        "signing",
+                        &e,
+                    )))
                 }
             }
         }
@@ -281,16 +315,26 @@ impl Pkcs11Key {
         }
         check_protection(&info, &name, self.config.allow_unsafe_key)?;
         let generation = seen + 1;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current { generation, token, key: handle };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current {
+            generation,
+            token,
+            key: handle,
+        };
         self.generation.store(generation, Ordering::Release);
-        self.pool.put(Pooled { session, key: handle, generation });
+        self.pool.put(Pooled {
+            session,
+            key: handle,
+            generation,
+        });
         self.reopens.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Turns the token's raw signature into Dfns' wire encoding.
     fn encode(&self, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        let bad = |what: &str| BackendError::Crypto(format!("the token returned a malformed {what} signature"));
+        let bad = |what: &str| {
+            BackendError::Crypto(format!("the token returned a malformed {what} signature"))
+        };
         match self.public_key.algorithm() {
             Algorithm::EcdsaP256 => {
                 let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
@@ -298,7 +342,9 @@ impl Pkcs11Key {
             }
             Algorithm::EcdsaSecp256k1 => {
                 // Tokens return either S; secp256k1 verifiers accept only the low one.
-                let sig = k256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("secp256k1"))?.normalize_s();
+                let sig = k256::ecdsa::Signature::from_slice(&raw)
+                    .map_err(|_| bad("secp256k1"))?
+                    .normalize_s();
                 Ok(sig.to_der().as_bytes().to_vec())
             }
             Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),

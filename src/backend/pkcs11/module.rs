@@ -76,11 +76,16 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
             return Err(BackendError::Device {
                 device: format!("PKCS#11 module {}", path.display()),
                 operation: "C_Initialize".into(),
-                reason: format!("{e}; check the module's own configuration (SoftHSM: SOFTHSM2_CONF)"),
+                reason: format!(
+                    "{e}; check the module's own configuration (SoftHSM: SOFTHSM2_CONF)"
+                ),
             })
         }
     }
-    let module = Arc::new(Module { path: path.to_owned(), ctx });
+    let module = Arc::new(Module {
+        path: path.to_owned(),
+        ctx,
+    });
     modules.insert(key, Arc::clone(&module));
     Ok(module)
 }

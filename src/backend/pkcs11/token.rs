@@ -67,7 +67,11 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
     let matches: Vec<&FoundToken> = tokens
         .iter()
         .filter(|t| sel.label.as_ref().is_none_or(|l| *l == t.label))
-        .filter(|t| sel.serial.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&t.serial)))
+        .filter(|t| {
+            sel.serial
+                .as_ref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(&t.serial))
+        })
         .collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
@@ -75,24 +79,34 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
             wanted: format!("{} on {module_name}", sel.wanted()),
             found: tokens.iter().map(FoundToken::name).collect(),
         }),
-        many => Err(BackendError::AmbiguousDevice { found: many.iter().map(|t| t.name()).collect() }),
+        many => Err(BackendError::AmbiguousDevice {
+            found: many.iter().map(|t| t.name()).collect(),
+        }),
     }
 }
 
 /// Why logging in is refused from now on.
 #[derive(Debug, Clone)]
 enum Refusal {
-    Incorrect { device: String, tries_left: Option<u32> },
-    Blocked { device: String },
+    Incorrect {
+        device: String,
+        tries_left: Option<u32>,
+    },
+    Blocked {
+        device: String,
+    },
 }
 
 impl Refusal {
     fn to_error(&self) -> BackendError {
         match self {
-            Refusal::Incorrect { device, tries_left } => {
-                BackendError::PinIncorrect { device: device.clone(), tries_left: *tries_left }
-            }
-            Refusal::Blocked { device } => BackendError::PinBlocked { device: device.clone() },
+            Refusal::Incorrect { device, tries_left } => BackendError::PinIncorrect {
+                device: device.clone(),
+                tries_left: *tries_left,
+            },
+            Refusal::Blocked { device } => BackendError::PinBlocked {
+                device: device.clone(),
+            },
         }
     }
 }
@@ -109,7 +123,11 @@ pub(crate) struct Login {
 
 impl Login {
     pub(crate) fn new(pin: Option<SecretString>) -> Self {
-        Login { pin, refused: Mutex::new(None), attempts: AtomicU64::new(0) }
+        Login {
+            pin,
+            refused: Mutex::new(None),
+            attempts: AtomicU64::new(0),
+        }
     }
 
     /// How many times `C_Login` was called for this key.
@@ -125,16 +143,29 @@ impl Login {
 
     /// Makes sure the token is logged in (login state is shared by all sessions of the process
     /// on that token), presenting the PIN at most once.
-    pub(crate) fn ensure(&self, module: &Module, session: &Session, token: &FoundToken) -> Result<(), BackendError> {
+    pub(crate) fn ensure(
+        &self,
+        module: &Module,
+        session: &Session,
+        token: &FoundToken,
+    ) -> Result<(), BackendError> {
         if let Some(r) = &*self.refused.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(r.to_error());
         }
         let name = token.name();
-        let state = session.get_session_info().map_err(|e| fault::device(&name, "reading session state", &e))?;
-        if matches!(state.session_state(), SessionState::RoUser | SessionState::RwUser) {
+        let state = session
+            .get_session_info()
+            .map_err(|e| fault::device(&name, "reading session state", &e))?;
+        if matches!(
+            state.session_state(),
+            SessionState::RoUser | SessionState::RwUser
+        ) {
             return Ok(());
         }
-        let info = module.ctx().get_token_info(token.slot).map_err(|e| fault::device(&name, "reading token flags", &e))?;
+        let info = module
+            .ctx()
+            .get_token_info(token.slot)
+            .map_err(|e| fault::device(&name, "reading token flags", &e))?;
         if info.user_pin_locked() {
             return Err(self.refuse(Refusal::Blocked { device: name }));
         }
@@ -166,13 +197,21 @@ impl Login {
                 } else if low {
                     // The token says "low" without a number (CKF_USER_PIN_COUNT_LOW): say so
                     // rather than guess one.
-                    (format!("{name}; the token reports that few PIN tries are left"), None)
+                    (
+                        format!(
+                            "token \"{}\" (serial {}, which reports few PIN tries left)",
+                            token.label, token.serial
+                        ),
+                        None,
+                    )
                 } else {
                     (name, None)
                 };
                 Err(self.refuse(Refusal::Incorrect { device, tries_left }))
             }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(self.refuse(Refusal::Blocked { device: name })),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                Err(self.refuse(Refusal::Blocked { device: name }))
+            }
             Err(e) => Err(fault::device(&name, "login", &e)),
         }
     }
@@ -182,7 +221,10 @@ impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Login")
             .field("pin", &self.pin.as_ref().map(|_| "[REDACTED]"))
-            .field("refused", &self.refused.lock().map(|r| r.is_some()).unwrap_or(true))
+            .field(
+                "refused",
+                &self.refused.lock().map(|r| r.is_some()).unwrap_or(true),
+            )
             .field("attempts", &self.attempts())
             .finish()
     }
