@@ -581,3 +581,46 @@ fn pins_never_show_in_debug_display_or_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn keys_that_want_the_pin_for_every_signature_are_refused() {
+    let Some(h) = hsm() else { return };
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let session = softhsm::own_context()
+        .open_rw_session(softhsm::slot_of("unsafe"))
+        .unwrap();
+    session
+        .login(
+            UserType::User,
+            Some(&SecretString::from(USER_PIN.to_owned())),
+        )
+        .ok();
+    let params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let common = |extra: Vec<Attribute>| {
+        let mut v = vec![
+            Attribute::Token(true),
+            Attribute::Label(b"pin-each-time".to_vec()),
+            Attribute::Id(vec![0x31]),
+        ];
+        v.extend(extra);
+        v
+    };
+    session
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &common(vec![Attribute::EcParams(params), Attribute::Verify(true)]),
+            &common(vec![
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::AlwaysAuthenticate(true),
+            ]),
+        )
+        .unwrap();
+    let err = open_by_uri(h, "token=unsafe;object=pin-each-time", "").unwrap_err();
+    assert!(matches!(err, BackendError::UnsupportedKey(_)), "{err}");
+    assert!(err.to_string().contains("CKA_ALWAYS_AUTHENTICATE"), "{err}");
+}

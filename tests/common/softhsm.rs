@@ -69,6 +69,7 @@ fn set_up() -> Hsm {
             module.display()
         );
     }
+    remove_leftovers();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -98,6 +99,29 @@ fn set_up() -> Hsm {
     std::env::set_var("SOFTHSM2_CONF", dir.join("softhsm2.conf"));
     std::env::set_var(PIN_ENV, USER_PIN);
     Hsm { dir, module }
+}
+
+/// Removes the token directories of earlier test processes that have exited (there is no hook
+/// to remove a directory when a test binary ends).
+fn remove_leftovers() {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("dfns-signer-softhsm-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next() else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl Hsm {

@@ -181,6 +181,7 @@ pub(crate) fn read(
                 AttributeType::Local,
                 AttributeType::NeverExtractable,
                 AttributeType::AlwaysSensitive,
+                AttributeType::AlwaysAuthenticate,
             ],
         )
         .map_err(|e| dev("reading the private key's attributes", e))?;
@@ -188,6 +189,7 @@ pub(crate) fn read(
     let name = format!("\"{label}\" (id {})", hex::encode(&id));
     let mut key_type = None;
     let mut can_sign = None;
+    let mut pin_per_signature = false;
     let mut provenance = KeyProvenance {
         // A token that does not report CKA_SENSITIVE / CKA_EXTRACTABLE is taken at its worst.
         sensitive: false,
@@ -200,6 +202,7 @@ pub(crate) fn read(
         match a {
             Attribute::KeyType(t) => key_type = Some(*t),
             Attribute::Sign(b) => can_sign = Some(*b),
+            Attribute::AlwaysAuthenticate(b) => pin_per_signature = *b,
             Attribute::Sensitive(b) => provenance.sensitive = *b,
             Attribute::Extractable(b) => provenance.extractable = *b,
             Attribute::Local(b) => provenance.local = Some(*b),
@@ -211,6 +214,14 @@ pub(crate) fn read(
     if can_sign == Some(false) {
         return Err(BackendError::UnsupportedKey(format!(
             "key {name} on {token} is not allowed to sign (CKA_SIGN is false)"
+        )));
+    }
+    if pin_per_signature {
+        // Such a key needs a context-specific login, i.e. the PIN again, before every
+        // signature: one wrong PIN per signature would lock the token. Not supported.
+        return Err(BackendError::UnsupportedKey(format!(
+            "key {name} on {token} requires the PIN before every signature (CKA_ALWAYS_AUTHENTICATE); \
+             use a key without that policy"
         )));
     }
     let public_key = match key_type {
