@@ -322,6 +322,16 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
     p256_key
         .verify(message, &std::fs::read(&sig_file).unwrap())
         .unwrap();
+    // Through a URI, as the CLI does: generate, then open with the same URI.
+    let new_uri = uri(h, "token=keygen;object=by-uri;id=%7e", "");
+    let KeyUri::Pkcs11(attrs) = &new_uri else {
+        unreachable!()
+    };
+    let public =
+        dfns_signer::backend::pkcs11::generate_key_for_uri(attrs, Algorithm::EcdsaP256).unwrap();
+    let opened = open_uri(attrs).unwrap();
+    assert_eq!(opened.public_key(), &public);
+    sign_verified(&*opened, b"made by URI");
     // A second key with the same label is refused.
     let err = generate_key(&cfg, Algorithm::EcdsaP256, "ours-p256", &[0x20]).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");

@@ -135,3 +135,18 @@ fn refuse_duplicates(
     }
     Ok(())
 }
+
+/// [`generate_key`] for a key a `pkcs11:` URI names: the URI must give both `object=` (the new
+/// key's label) and `id=`; module, token and PIN source come from the URI as for
+/// [`open_uri`](super::open_uri). Afterwards the same URI opens the new key.
+pub fn generate_key_for_uri(
+    attrs: &crate::backend::UriAttributes,
+    algorithm: Algorithm,
+) -> Result<PublicKey, BackendError> {
+    let config = Pkcs11Config::from_uri(attrs)?;
+    let (Some(label), Some(id)) = (&config.key.label, &config.key.id) else {
+        return Err(attrs
+            .invalid("to generate a key, give both its label (`object=`) and its id (`id=%01…`)"));
+    };
+    generate_key(&config, algorithm, label, id)
+}

@@ -38,9 +38,12 @@
 //! One module context per library path for the whole process (initialised with OS locking), one
 //! login per token, and a pool of sessions per key: each signature checks a session out, so
 //! several threads sign at once. When the token loses our sessions, login or key handle
-//! (sessions closed by someone else, token re-inserted, module reset), the key reopens — finds
-//! the token again by label/serial, logs in, finds the key again and checks it is still the
-//! same key pair — and retries the signature once.
+//! (sessions closed or logged out by someone else, token re-inserted or re-initialised), the key
+//! reopens — finds the token again by label/serial, logs in, finds the key again and checks it
+//! is still the same key pair — and retries the signature once. A key replaced under the same
+//! label is refused ([`BackendError::KeyNotFound`] naming both keys): its signatures would not
+//! verify against the credential registered with Dfns. A module finalised by other code in the
+//! process (`C_Finalize`) is reported, not healed.
 //!
 //! # PIN safety
 //!
@@ -79,7 +82,7 @@ use super::{Algorithm, BackendError, KeyBackend, PublicKey, UriAttributes};
 
 pub use self::config::Pkcs11Config;
 pub use self::key::KeyProvenance;
-pub use self::keygen::generate_key;
+pub use self::keygen::{generate_key, generate_key_for_uri};
 pub use self::module::MODULE_ENV;
 
 /// Opens the key a `pkcs11:` URI names (see the [module docs](self) for the attributes).
