@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::softhsm::{self, hsm, Hsm, PIN_ENV, SO_PIN, USER_PIN};
+use common::softhsm::{self, hsm, Hsm, Shared, PIN_ENV, SO_PIN, USER_PIN};
 use dfns_signer::backend::pkcs11::{generate_key, open_uri, Pkcs11Config, Pkcs11Key};
 use dfns_signer::{Algorithm, BackendError, KeyBackend, KeyUri, PinSource, PublicKey};
 use secrecy::SecretString;
@@ -56,7 +56,7 @@ fn sign_verified(key: &dyn KeyBackend, message: &[u8]) -> Vec<u8> {
 }
 
 /// The SPKI that pkcs11-tool reads for the public key with this id.
-fn spki_from_pkcs11_tool(h: &Hsm, token: &str, id_hex: &str) -> Vec<u8> {
+fn spki_from_pkcs11_tool(h: &mut Shared, token: &str, id_hex: &str) -> Vec<u8> {
     let out = h.scratch(&format!("{token}-{id_hex}.spki.der"));
     h.pkcs11_tool(&[
         "--token-label",
@@ -83,7 +83,7 @@ fn spki_from_pkcs11_tool(h: &Hsm, token: &str, id_hex: &str) -> Vec<u8> {
 
 #[test]
 fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
-    let Some(h) = hsm() else { return };
+    let Some(mut h) = hsm() else { return };
     use signature::Verifier;
     use spki::DecodePublicKey;
     let cases = [
@@ -93,7 +93,7 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
         ("rsa2048", "04", Algorithm::RsaPkcs1Sha256),
     ];
     for (label, id, alg) in cases {
-        let key = open(h, "algs", label);
+        let key = open(&h, "algs", label);
         assert_eq!(key.algorithm(), alg, "{label}");
         assert!(
             key.provenance().never_left_the_token(),
@@ -103,7 +103,7 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
         // The public key we read from the token is the one pkcs11-tool reads.
         assert_eq!(
             key.public_key().spki_der(),
-            spki_from_pkcs11_tool(h, "algs", id),
+            spki_from_pkcs11_tool(&mut h, "algs", id),
             "{label}"
         );
         let spki = key.public_key().spki_der().to_vec();
@@ -157,7 +157,7 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
 #[test]
 fn der_signatures_are_minimal() {
     let Some(h) = hsm() else { return };
-    let key = open(h, "algs", "p256");
+    let key = open(&h, "algs", "p256");
     for i in 0..64u32 {
         let message = i.to_be_bytes();
         let sig = sign_verified(&key, &message);
@@ -171,7 +171,7 @@ fn der_signatures_are_minimal() {
 #[test]
 fn uris_select_keys_by_label_id_and_serial() {
     let Some(h) = hsm() else { return };
-    let by_id = open_by_uri(h, "token=algs;id=%03", "&pool-size=2").unwrap();
+    let by_id = open_by_uri(&h, "token=algs;id=%03", "&pool-size=2").unwrap();
     assert_eq!(by_id.algorithm(), Algorithm::Ed25519);
     sign_verified(&*by_id, b"by id");
     let serial = softhsm::own_context()
@@ -181,7 +181,7 @@ fn uris_select_keys_by_label_id_and_serial() {
         .trim()
         .to_owned();
     let by_serial = open_by_uri(
-        h,
+        &h,
         &format!("serial={serial};object=p256;id=%01;type=private"),
         "",
     )
@@ -194,14 +194,14 @@ fn uris_select_keys_by_label_id_and_serial() {
     );
     sign_verified(&*by_serial, b"by serial");
     // Label and id must both match.
-    let err = open_by_uri(h, "token=algs;object=p256;id=%02", "").unwrap_err();
+    let err = open_by_uri(&h, "token=algs;object=p256;id=%02", "").unwrap_err();
     assert!(matches!(err, BackendError::KeyNotFound { .. }), "{err}");
 }
 
 #[test]
 fn missing_key_lists_the_keys_found() {
     let Some(h) = hsm() else { return };
-    let err = open_by_uri(h, "token=algs;object=nope", "").unwrap_err();
+    let err = open_by_uri(&h, "token=algs;object=nope", "").unwrap_err();
     let BackendError::KeyNotFound {
         wanted,
         device,
@@ -224,7 +224,7 @@ fn missing_key_lists_the_keys_found() {
 #[test]
 fn missing_token_lists_the_tokens_found() {
     let Some(h) = hsm() else { return };
-    let err = open_by_uri(h, "token=no-such-token;object=p256", "").unwrap_err();
+    let err = open_by_uri(&h, "token=no-such-token;object=p256", "").unwrap_err();
     let BackendError::DeviceNotFound { wanted, found } = &err else {
         panic!("{err}")
     };
@@ -267,8 +267,8 @@ fn bad_module_path_names_the_path_and_the_fix() {
 
 #[test]
 fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
-    let Some(h) = hsm() else { return };
-    let cfg = config(h, "keygen");
+    let Some(mut h) = hsm() else { return };
+    let cfg = config(&h, "keygen");
     let cases = [
         ("ours-p256", [0x10u8], Algorithm::EcdsaP256),
         ("ours-k1", [0x11], Algorithm::EcdsaSecp256k1),
@@ -290,7 +290,7 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
         // pkcs11-tool sees the same public key.
         assert_eq!(
             public.spki_der(),
-            spki_from_pkcs11_tool(h, "keygen", &hex::encode(id)),
+            spki_from_pkcs11_tool(&mut h, "keygen", &hex::encode(id)),
             "{label}"
         );
     }
@@ -318,12 +318,13 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
         "-o",
         sig_file.to_str().unwrap(),
     ]);
-    let p256_key = PublicKey::from_spki_der(&spki_from_pkcs11_tool(h, "keygen", "10")).unwrap();
+    let p256_key =
+        PublicKey::from_spki_der(&spki_from_pkcs11_tool(&mut h, "keygen", "10")).unwrap();
     p256_key
         .verify(message, &std::fs::read(&sig_file).unwrap())
         .unwrap();
     // Through a URI, as the CLI does: generate, then open with the same URI.
-    let new_uri = uri(h, "token=keygen;object=by-uri;id=%7e", "");
+    let new_uri = uri(&h, "token=keygen;object=by-uri;id=%7e", "");
     let KeyUri::Pkcs11(attrs) = &new_uri else {
         unreachable!()
     };
@@ -375,7 +376,7 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
             ],
         )
         .unwrap();
-    let err = open_by_uri(h, "token=unsafe;object=loose", "").unwrap_err();
+    let err = open_by_uri(&h, "token=unsafe;object=loose", "").unwrap_err();
     let BackendError::UnsafeKey { reason, .. } = &err else {
         panic!("{err}")
     };
@@ -384,10 +385,10 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
         "{err}"
     );
     assert!(reason.contains("allow-unsafe-key=true"), "{err}");
-    let key = open_by_uri(h, "token=unsafe;object=loose", "&allow-unsafe-key=true").unwrap();
+    let key = open_by_uri(&h, "token=unsafe;object=loose", "&allow-unsafe-key=true").unwrap();
     sign_verified(&*key, b"loose but allowed");
     let key = Pkcs11Key::open(
-        &config(h, "unsafe")
+        &config(&h, "unsafe")
             .with_key_label("loose")
             .allow_unsafe_key(true),
     )
@@ -400,7 +401,7 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
 fn threads_sign_at_once() {
     let Some(h) = hsm() else { return };
     let key = Arc::new(
-        Pkcs11Key::open(&config(h, "conc").with_key_label("p256").with_pool_size(3)).unwrap(),
+        Pkcs11Key::open(&config(&h, "conc").with_key_label("p256").with_pool_size(3)).unwrap(),
     );
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -427,7 +428,7 @@ fn threads_sign_at_once() {
 #[test]
 fn sessions_closed_behind_our_back_are_reopened() {
     let Some(h) = hsm() else { return };
-    let key = open(h, "closed", "p256");
+    let key = open(&h, "closed", "p256");
     sign_verified(&key, b"before");
     assert_eq!(key.login_attempts(), 1);
     softhsm::close_all_sessions("closed");
@@ -446,7 +447,7 @@ fn sessions_closed_behind_our_back_are_reopened() {
 #[test]
 fn logout_behind_our_back_is_healed() {
     let Some(h) = hsm() else { return };
-    let key = open(h, "logout", "p256");
+    let key = open(&h, "logout", "p256");
     sign_verified(&key, b"before");
     let session = softhsm::own_context()
         .open_ro_session(softhsm::slot_of("logout"))
@@ -459,8 +460,8 @@ fn logout_behind_our_back_is_healed() {
 
 #[test]
 fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
-    let Some(h) = hsm() else { return };
-    let key = open(h, "reinit", "p256");
+    let Some(mut h) = hsm() else { return };
+    let key = open(&h, "reinit", "p256");
     sign_verified(&key, b"before");
     // Another process wipes the token and makes a new key with the same label and id.
     h.softhsm_util(&[
@@ -499,7 +500,7 @@ fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
     );
     println!("{text}");
     // Opening it anew is the way forward, and works.
-    let fresh = open(h, "reinit", "p256");
+    let fresh = open(&h, "reinit", "p256");
     assert_ne!(fresh.public_key(), key.public_key());
     sign_verified(&fresh, b"new key");
 }
@@ -508,7 +509,7 @@ fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
 fn a_wrong_pin_at_open_is_tried_once_and_reported() {
     let Some(h) = hsm() else { return };
     let wrong = "wrong-Pin-2718";
-    let cfg = config(h, "badpin")
+    let cfg = config(&h, "badpin")
         .with_key_label("p256")
         .with_pin(PinSource::Value(SecretString::from(wrong.to_owned())));
     let err = Pkcs11Key::open(&cfg).unwrap_err();
@@ -531,13 +532,13 @@ fn a_wrong_pin_at_open_is_tried_once_and_reported() {
     );
     println!("{err}");
     // The right PIN still works: the token was not locked.
-    sign_verified(&open(h, "badpin", "p256"), b"right PIN");
+    sign_verified(&open(&h, "badpin", "p256"), b"right PIN");
 }
 
 #[test]
 fn a_pin_rejected_on_reopen_is_never_presented_again() {
     let Some(h) = hsm() else { return };
-    let key = open(h, "pinchg", "p256");
+    let key = open(&h, "pinchg", "p256");
     sign_verified(&key, b"before");
     assert_eq!(key.login_attempts(), 1);
     // Someone changes the PIN and logs the token out.
@@ -575,10 +576,10 @@ fn a_pin_rejected_on_reopen_is_never_presented_again() {
 #[test]
 fn pins_never_show_in_debug_display_or_errors() {
     let Some(h) = hsm() else { return };
-    let cfg = config(h, "algs").with_key_label("p256");
+    let cfg = config(&h, "algs").with_key_label("p256");
     let key = Pkcs11Key::open(&cfg).unwrap();
-    let via_uri = open_by_uri(h, "token=algs;object=ed25519", "").unwrap();
-    let err = open_by_uri(h, "token=algs;object=absent", "").unwrap_err();
+    let via_uri = open_by_uri(&h, "token=algs;object=ed25519", "").unwrap();
+    let err = open_by_uri(&h, "token=algs;object=absent", "").unwrap_err();
     let text = format!(
         "{cfg:?} {key:?} {} {via_uri:?} {} {err} {err:?} {:?}",
         key.describe(),
@@ -630,7 +631,7 @@ fn keys_that_want_the_pin_for_every_signature_are_refused() {
             ]),
         )
         .unwrap();
-    let err = open_by_uri(h, "token=unsafe;object=pin-each-time", "").unwrap_err();
+    let err = open_by_uri(&h, "token=unsafe;object=pin-each-time", "").unwrap_err();
     assert!(matches!(err, BackendError::UnsupportedKey(_)), "{err}");
     assert!(err.to_string().contains("CKA_ALWAYS_AUTHENTICATE"), "{err}");
 }

@@ -8,9 +8,10 @@
 
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard};
 
 /// The user PIN of every test token (distinctive, so that a leak is easy to spot in output).
 pub const USER_PIN: &str = "dfns-Pin-4711";
@@ -47,15 +48,60 @@ pub fn module_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
 }
 
+/// Tests share one SoftHSM, in this process and in the `softhsm2-util` / `pkcs11-tool` processes
+/// they start. SoftHSM keeps tokens in files, and a tool reading every token while this process
+/// rewrites one (a key generated, a failed login counted) or this process reading while a tool
+/// re-initialises a token fails at random. So tests hold this lock shared while they run, and
+/// trade it for the exclusive lock while a tool runs.
+static TOOLS: RwLock<()> = RwLock::new(());
+
+/// A test's access to the shared SoftHSM: the lock held shared, traded for the exclusive one
+/// while a tool runs.
+pub struct Shared {
+    hsm: &'static Hsm,
+    guard: Option<RwLockReadGuard<'static, ()>>,
+}
+
+impl Deref for Shared {
+    type Target = Hsm;
+    fn deref(&self) -> &Hsm {
+        self.hsm
+    }
+}
+
+impl Shared {
+    /// Runs `f` with no other test running SoftHSM operations meanwhile.
+    pub fn exclusive<R>(&mut self, f: impl FnOnce(&Hsm) -> R) -> R {
+        self.guard = None;
+        let write = TOOLS.write().unwrap_or_else(|p| p.into_inner());
+        let result = f(self.hsm);
+        drop(write);
+        self.guard = Some(TOOLS.read().unwrap_or_else(|p| p.into_inner()));
+        result
+    }
+
+    /// Runs `pkcs11-tool` on this SoftHSM and returns its stdout; panics with stderr on failure.
+    pub fn pkcs11_tool(&mut self, args: &[&str]) -> Vec<u8> {
+        self.exclusive(|h| h.run_pkcs11_tool(args))
+    }
+
+    /// Runs `softhsm2-util` on this SoftHSM; panics with its output on failure.
+    pub fn softhsm_util(&mut self, args: &[&str]) {
+        self.exclusive(|_| run_softhsm_util(args))
+    }
+}
+
 /// The shared SoftHSM, or `None` when the developer opted out with `DFNS_SIGNER_SKIP_HARDWARE=1`.
 /// Panics, saying how to install it, when SoftHSM is missing.
-pub fn hsm() -> Option<&'static Hsm> {
+pub fn hsm() -> Option<Shared> {
     if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
         eprintln!("SKIPPED: SoftHSM test, because DFNS_SIGNER_SKIP_HARDWARE=1");
         return None;
     }
     static HSM: OnceLock<Hsm> = OnceLock::new();
-    Some(HSM.get_or_init(set_up))
+    let hsm = HSM.get_or_init(set_up);
+    let guard = Some(TOOLS.read().unwrap_or_else(|p| p.into_inner()));
+    Some(Shared { hsm, guard })
 }
 
 fn set_up() -> Hsm {
@@ -125,8 +171,7 @@ fn remove_leftovers() {
 }
 
 impl Hsm {
-    /// Runs `pkcs11-tool` on this SoftHSM and returns its stdout; panics with stderr on failure.
-    pub fn pkcs11_tool(&self, args: &[&str]) -> Vec<u8> {
+    fn run_pkcs11_tool(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new("pkcs11-tool")
             .arg("--module")
             .arg(&self.module)
@@ -141,20 +186,6 @@ impl Hsm {
         out.stdout
     }
 
-    /// Runs `softhsm2-util` on this SoftHSM; panics with its output on failure.
-    pub fn softhsm_util(&self, args: &[&str]) {
-        let out = Command::new("softhsm2-util")
-            .args(args)
-            .output()
-            .expect("run softhsm2-util");
-        assert!(
-            out.status.success(),
-            "softhsm2-util {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     /// A path for a scratch file in this SoftHSM's directory.
     pub fn scratch(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -164,26 +195,18 @@ impl Hsm {
 /// The test's own handle on the module: the same library and state as the backend's, reached
 /// independently, to act behind the backend's back.
 pub fn own_context() -> &'static cryptoki::context::Pkcs11 {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    static CTX: OnceLock<Pkcs11> = OnceLock::new();
+    static CTX: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
+    // The backend's shared context: initialising the module a second time, from another thread
+    // at the same moment, corrupts SoftHSM's state.
     CTX.get_or_init(|| {
-        let ctx = Pkcs11::new(module_path()).expect("load SoftHSM");
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(())
-            | Err(cryptoki::error::Error::Pkcs11(
-                cryptoki::error::RvError::CryptokiAlreadyInitialized,
-                _,
-            )) => {}
-            Err(e) => panic!("C_Initialize: {e}"),
-        }
-        ctx
+        dfns_signer::backend::pkcs11::shared_context(&module_path()).expect("load SoftHSM")
     })
 }
 
 /// The slot holding the token labelled `label`.
 pub fn slot_of(label: &str) -> cryptoki::slot::Slot {
     let ctx = own_context();
-    ctx.get_slots_with_initialized_token()
+    ctx.get_slots_with_token()
         .expect("list slots")
         .into_iter()
         .find(|s| {
@@ -207,4 +230,17 @@ pub fn close_all_sessions(label: &str) {
         let rv = lib.C_CloseAllSessions(slot.id() as cryptoki_sys::CK_SLOT_ID);
         assert_eq!(rv, cryptoki_sys::CKR_OK, "C_CloseAllSessions");
     }
+}
+
+fn run_softhsm_util(args: &[&str]) {
+    let out = Command::new("softhsm2-util")
+        .args(args)
+        .output()
+        .expect("run softhsm2-util");
+    assert!(
+        out.status.success(),
+        "softhsm2-util {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

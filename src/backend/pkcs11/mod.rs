@@ -76,14 +76,14 @@ use sha2::Digest;
 
 use self::key::KeyInfo;
 use self::module::Module;
-use self::pool::{Pool, Pooled};
+use self::pool::{Generational, OwnedSession, Pool, Pooled};
 use self::token::{FoundToken, Login};
 use super::{Algorithm, BackendError, KeyBackend, PublicKey, UriAttributes};
 
 pub use self::config::Pkcs11Config;
 pub use self::key::KeyProvenance;
 pub use self::keygen::{generate_key, generate_key_for_uri};
-pub use self::module::MODULE_ENV;
+pub use self::module::{shared_context, MODULE_ENV};
 
 /// Opens the key a `pkcs11:` URI names (see the [module docs](self) for the attributes).
 pub fn open_uri(attrs: &UriAttributes) -> Result<Arc<dyn KeyBackend>, BackendError> {
@@ -115,6 +115,8 @@ pub struct Pkcs11Key {
     /// Serialises reopens, so that threads failing together reopen once.
     reopening: Mutex<()>,
     reopens: AtomicU64,
+    /// Sessions older than this generation were closed by the module (see [`pool`]).
+    sessions_valid_from: Arc<AtomicU64>,
     pool: Pool,
 }
 
@@ -152,13 +154,16 @@ impl Pkcs11Key {
             .map(|src| src.read(&format!("User PIN for {token_name}")))
             .transpose()?;
         let login = Login::new(pin);
+        let sessions_valid_from = Arc::new(AtomicU64::new(0));
         let session = module
             .ctx()
-            .open_ro_session(token.slot)
+            .open_ro_session_no_drop(token.slot)
             .map_err(|e| fault::device(&token_name, "opening a session", &e))?;
-        login.ensure(&module, &session, &token)?;
-        let handle = key::find_private(&session, &config.key, &token_name)?;
-        let info = key::read(&session, handle, &token_name)?;
+        // Wrapped at once, so that every early return below closes it.
+        let session = OwnedSession::new(session, token.slot, 0, &sessions_valid_from);
+        login.ensure(&module, session.get(), &token)?;
+        let handle = key::find_private(session.get(), &config.key, &token_name)?;
+        let info = key::read(session.get(), handle, &token_name)?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
         let key_name = format!(
             "PKCS#11 key {} on {token_name} via {}",
@@ -182,13 +187,13 @@ impl Pkcs11Key {
             generation: AtomicU64::new(0),
             reopening: Mutex::new(()),
             reopens: AtomicU64::new(0),
+            sessions_valid_from,
             pool,
         };
         // The open session stays in the pool: closing a token's last session logs it out.
         key.pool.put(Pooled {
             session,
             key: handle,
-            generation: 0,
         });
         let probe = key.sign(PAIR_PROBE)?;
         key.public_key.verify(PAIR_PROBE, &probe).map_err(|_| BackendError::KeyLoad {
@@ -237,11 +242,15 @@ impl Pkcs11Key {
     /// Opens a new pooled session under the current generation.
     fn open_session(&self) -> Result<Pooled, Attempt> {
         let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
-        match self.module.ctx().open_ro_session(cur.token.slot) {
+        match self.module.ctx().open_ro_session_no_drop(cur.token.slot) {
             Ok(session) => Ok(Pooled {
-                session,
+                session: OwnedSession::new(
+                    session,
+                    cur.token.slot,
+                    cur.generation,
+                    &self.sessions_valid_from,
+                ),
                 key: cur.key,
-                generation: cur.generation,
             }),
             Err(e) if fault::is_reopenable(&e) => Err(Attempt::Lost {
                 generation: cur.generation,
@@ -259,12 +268,13 @@ impl Pkcs11Key {
         let generation = self.generation.load(Ordering::Acquire);
         let lease = self.pool.checkout(generation, || self.open_session())?;
         let p = lease.get();
-        match p.session.sign(mechanism, p.key, input) {
+        match p.session.get().sign(mechanism, p.key, input) {
             Ok(sig) => Ok(sig),
             Err(e) => {
-                let generation = p.generation;
-                // A failed C_Sign may leave the session in any state: do not reuse it.
-                lease.discard();
+                let generation = p.generation();
+                // Not reused (a failed C_Sign may leave it in any state) and not closed (it may
+                // be dead, its number reused: see `pool`).
+                lease.forget();
                 if fault::is_reopenable(&e) {
                     Err(Attempt::Lost {
                         generation,
@@ -282,22 +292,25 @@ impl Pkcs11Key {
     }
 
     /// Finds the token, logs in and finds the key again, unless another thread already did
-    /// since `seen` failed.
+    /// since `seen` failed. Sessions of generation `seen` and older are forgotten, not closed.
     fn reopen(&self, seen: u64) -> Result<(), BackendError> {
+        self.forget_sessions_up_to(seen);
         let _one_at_a_time = self.reopening.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != seen {
             return Ok(());
         }
+        let generation = seen + 1;
         let token = token::find(&self.module, &self.config.token)?;
         let name = token.name();
         let session = self
             .module
             .ctx()
-            .open_ro_session(token.slot)
+            .open_ro_session_no_drop(token.slot)
             .map_err(|e| fault::device(&name, "opening a session", &e))?;
-        self.login.ensure(&self.module, &session, &token)?;
-        let handle = key::find_private(&session, &self.config.key, &name)?;
-        let info = key::read(&session, handle, &name)?;
+        let session = OwnedSession::new(session, token.slot, generation, &self.sessions_valid_from);
+        self.login.ensure(&self.module, session.get(), &token)?;
+        let handle = key::find_private(session.get(), &self.config.key, &name)?;
+        let info = key::read(session.get(), handle, &name)?;
         if info.public_key != self.public_key {
             // Same label or id, another key (the token was re-initialised or the key replaced).
             // Signing with it would give signatures the registered credential cannot verify.
@@ -317,7 +330,6 @@ impl Pkcs11Key {
             });
         }
         check_protection(&info, &name, self.config.allow_unsafe_key)?;
-        let generation = seen + 1;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current {
             generation,
             token,
@@ -327,10 +339,16 @@ impl Pkcs11Key {
         self.pool.put(Pooled {
             session,
             key: handle,
-            generation,
         });
         self.reopens.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Marks sessions of `generation` and older as possibly dead: whether or not a reopen
+    /// succeeds, they must never be closed (their handle numbers may be someone else's by now).
+    fn forget_sessions_up_to(&self, generation: u64) {
+        self.sessions_valid_from
+            .fetch_max(generation + 1, Ordering::AcqRel);
     }
 
     /// Turns the token's raw signature into Dfns' wire encoding.
@@ -415,11 +433,16 @@ impl KeyBackend for Pkcs11Key {
         match self.sign_once(&mechanism, input) {
             Ok(raw) => self.encode(raw),
             Err(Attempt::Failed(e)) => Err(e),
-            Err(Attempt::Lost { reason, .. }) => Err(BackendError::Device {
-                device: self.key_name.clone(),
-                operation: "signing".into(),
-                reason: format!("{reason}, again after reopening the token; not retrying further"),
-            }),
+            Err(Attempt::Lost { reason, generation }) => {
+                self.forget_sessions_up_to(generation);
+                Err(BackendError::Device {
+                    device: self.key_name.clone(),
+                    operation: "signing".into(),
+                    reason: format!(
+                        "{reason}, again after reopening the token; not retrying further"
+                    ),
+                })
+            }
         }
     }
 

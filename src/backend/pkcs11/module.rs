@@ -90,6 +90,16 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
     Ok(module)
 }
 
+/// The process-wide, initialised `cryptoki` context for the module at `path` (loaded and
+/// initialised on first use), for code that makes its own PKCS#11 calls on the same module.
+///
+/// Use this rather than `Pkcs11::new` + `initialize`: a module is initialised once per process,
+/// and two threads initialising it at the same moment can corrupt its state (SoftHSM 2.6 does not
+/// guard `C_Initialize` against that race).
+pub fn shared_context(path: &Path) -> Result<Pkcs11, BackendError> {
+    Ok(load(path)?.ctx().clone())
+}
+
 fn not_loadable(path: &Path, why: &str) -> BackendError {
     BackendError::Device {
         device: format!("PKCS#11 module {}", path.display()),

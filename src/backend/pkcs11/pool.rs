@@ -7,27 +7,90 @@
 //!
 //! Sessions are never closed for being idle: closing a token's last session logs the whole
 //! application out of it.
+//!
+//! A session that failed, and every session older than a reopen, is forgotten rather than
+//! closed: it may have been closed by the module already (`C_CloseAllSessions` by other code, a
+//! token removed), and a module may reuse session handle numbers (PKCS#11 allows it), so
+//! closing a dead handle could close a session someone else just opened. The cost is a few sessions left open
+//! after a rare failure. For the same reason a session is closed only if the module still
+//! reports it on our slot.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
+use cryptoki::slot::Slot;
 
 /// Something kept in the pool, tagged with the generation it was made under.
 pub(crate) trait Generational {
     fn generation(&self) -> u64;
+    /// Marks the item as already closed by the device: dropping it must not close it again.
+    fn forget(&mut self) {}
 }
 
-/// A session with the key handle valid in it and the generation it belongs to.
+/// A session opened without close-on-drop; `Drop` closes it only when that is safe.
+pub(crate) struct OwnedSession {
+    session: Option<Session>,
+    slot: Slot,
+    generation: u64,
+    /// Sessions of generations below this one were closed by the module, not by us.
+    valid_from: Arc<AtomicU64>,
+    gone: bool,
+}
+
+impl OwnedSession {
+    /// Wraps a session opened with `open_*_session_no_drop` under `generation`.
+    pub(crate) fn new(
+        session: Session,
+        slot: Slot,
+        generation: u64,
+        valid_from: &Arc<AtomicU64>,
+    ) -> Self {
+        OwnedSession {
+            session: Some(session),
+            slot,
+            generation,
+            valid_from: Arc::clone(valid_from),
+            gone: false,
+        }
+    }
+
+    pub(crate) fn get(&self) -> &Session {
+        // Present from `new` until drop.
+        self.session.as_ref().expect("session present until drop")
+    }
+}
+
+impl Drop for OwnedSession {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let ours = !self.gone
+                && self.generation >= self.valid_from.load(Ordering::Acquire)
+                && session
+                    .get_session_info()
+                    .is_ok_and(|info| info.slot_id() == self.slot);
+            if ours {
+                // An error closing is of no use to anyone: the session is being let go.
+                let _ = session.close();
+            }
+        }
+    }
+}
+
+/// A session with the key handle valid in it.
 pub(crate) struct Pooled {
-    pub(crate) session: Session,
+    pub(crate) session: OwnedSession,
     pub(crate) key: ObjectHandle,
-    pub(crate) generation: u64,
 }
 
 impl Generational for Pooled {
     fn generation(&self) -> u64 {
-        self.generation
+        self.session.generation
+    }
+
+    fn forget(&mut self) {
+        self.session.gone = true;
     }
 }
 
@@ -158,6 +221,14 @@ impl<T: Generational> Lease<'_, T> {
         self.item
             .as_ref()
             .expect("lease holds its session until consumed")
+    }
+
+    /// Drops a session the module already closed, without closing it again.
+    pub(crate) fn forget(mut self) {
+        if let Some(item) = self.item.as_mut() {
+            item.forget();
+        }
+        self.discard();
     }
 
     /// Closes the session instead of returning it (it failed in a way that may have broken it).

@@ -51,17 +51,21 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
     let ctx = module.ctx();
     let module_name = format!("PKCS#11 module {}", module.path().display());
     let slots = ctx
-        .get_slots_with_initialized_token()
+        .get_slots_with_token()
         .map_err(|e| fault::device(&module_name, "listing slots", &e))?;
     let mut tokens = Vec::with_capacity(slots.len());
+    let mut unreadable = 0;
     for slot in slots {
-        // A slot whose token vanished between the two calls is simply not listed.
-        if let Ok(info) = ctx.get_token_info(slot) {
-            tokens.push(FoundToken {
+        // One token that cannot be read (removed meanwhile, being re-initialised, broken) must
+        // not hide the others: skip it, and mention it if nothing matches.
+        match ctx.get_token_info(slot) {
+            Ok(info) if info.token_initialized() => tokens.push(FoundToken {
                 slot,
                 label: info.label().trim_end().to_owned(),
                 serial: info.serial_number().trim_end().to_owned(),
-            });
+            }),
+            Ok(_) => {}
+            Err(_) => unreadable += 1,
         }
     }
     let matches: Vec<&FoundToken> = tokens
@@ -75,10 +79,18 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
         .collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(BackendError::DeviceNotFound {
-            wanted: format!("{} on {module_name}", sel.wanted()),
-            found: tokens.iter().map(FoundToken::name).collect(),
-        }),
+        [] => {
+            let mut found: Vec<String> = tokens.iter().map(FoundToken::name).collect();
+            if unreadable > 0 {
+                found.push(format!(
+                    "{unreadable} slot(s) whose token could not be read"
+                ));
+            }
+            Err(BackendError::DeviceNotFound {
+                wanted: format!("{} on {module_name}", sel.wanted()),
+                found,
+            })
+        }
         many => Err(BackendError::AmbiguousDevice {
             found: many.iter().map(|t| t.name()).collect(),
         }),
