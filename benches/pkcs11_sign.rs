@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
-use dfns_signer::backend::pkcs11::{Pkcs11Config, Pkcs11Key};
+use dfns_signer::backend::pkcs11::{shared_context, Pkcs11Config, Pkcs11Key};
 use dfns_signer::{KeyBackend, PinSource};
 use secrecy::SecretString;
 use sha2::Digest;
@@ -54,15 +54,8 @@ fn main() {
     );
     std::env::set_var("SOFTHSM2_CONF", dir.join("softhsm2.conf"));
 
-    let ctx = Pkcs11::new(MODULE).expect("load SoftHSM");
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(
-            cryptoki::error::RvError::CryptokiAlreadyInitialized,
-            _,
-        )) => {}
-        Err(e) => panic!("C_Initialize: {e}"),
-    }
+    // The backend's context: a module is initialised once per process.
+    let ctx = shared_context(Path::new(MODULE)).expect("load SoftHSM");
     // Alternating windows of half a second, `seconds` in total for each side.
     let slice = Duration::from_millis(500);
     let pairs = (seconds * 2).max(1);

@@ -45,6 +45,9 @@
 //! verify against the credential registered with Dfns. A module finalised by other code in the
 //! process (`C_Finalize`) is reported, not healed.
 //!
+//! Code that makes its own PKCS#11 calls on the same module should take the context from
+//! [`shared_context`] rather than initialise the module a second time.
+//!
 //! # PIN safety
 //!
 //! A PIN is presented at most once per [`Pkcs11Key`]: if the token rejects it, that key never
