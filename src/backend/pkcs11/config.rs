@@ -1,0 +1,235 @@
+//! What names a PKCS#11 key: module, token, key, PIN source, and the few options; built in code
+//! or from an RFC 7512 `pkcs11:` URI.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::key::KeySelector;
+use super::token::TokenSelector;
+use crate::backend::{PinSource, UriAttributes};
+use crate::error::BackendError;
+
+/// Path attributes a `pkcs11:` URI may carry (RFC 7512 names).
+pub(crate) const PATH_ATTRS: &[&str] = &["token", "serial", "object", "id", "type"];
+/// Query attributes a `pkcs11:` URI may carry.
+pub(crate) const QUERY_ATTRS: &[&str] =
+    &["module-path", "pin-source", "pool-size", "allow-unsafe-key"];
+
+/// How to find and use a key on a PKCS#11 token.
+///
+/// Build it with [`Pkcs11Config::new`] and the `with_*` methods, or from a URI with
+/// [`Pkcs11Config::from_uri`]. It holds where the PIN comes from, never the PIN itself (unless
+/// the caller passes one as [`PinSource::Value`], which stays redacted).
+#[derive(Clone)]
+pub struct Pkcs11Config {
+    pub(crate) module_path: Option<PathBuf>,
+    pub(crate) token: TokenSelector,
+    pub(crate) key: KeySelector,
+    pub(crate) pin: Option<PinSource>,
+    pub(crate) pool_size: Option<usize>,
+    pub(crate) allow_unsafe_key: bool,
+}
+
+impl Pkcs11Config {
+    /// A config with no token, key or PIN named yet; the module defaults to
+    /// `$DFNS_SIGNER_PKCS11_MODULE`.
+    pub fn new() -> Self {
+        Pkcs11Config {
+            module_path: None,
+            token: TokenSelector::default(),
+            key: KeySelector::default(),
+            pin: None,
+            pool_size: None,
+            allow_unsafe_key: false,
+        }
+    }
+
+    /// The PKCS#11 module (shared library) to load.
+    pub fn with_module_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.module_path = Some(path.into());
+        self
+    }
+
+    /// Selects the token by its label.
+    pub fn with_token_label(mut self, label: impl Into<String>) -> Self {
+        self.token.label = Some(label.into());
+        self
+    }
+
+    /// Selects the token by its serial number.
+    pub fn with_token_serial(mut self, serial: impl Into<String>) -> Self {
+        self.token.serial = Some(serial.into());
+        self
+    }
+
+    /// Selects the key by its label (`CKA_LABEL`).
+    pub fn with_key_label(mut self, label: impl Into<String>) -> Self {
+        self.key.label = Some(label.into());
+        self
+    }
+
+    /// Selects the key by its id (`CKA_ID`).
+    pub fn with_key_id(mut self, id: impl Into<Vec<u8>>) -> Self {
+        self.key.id = Some(id.into());
+        self
+    }
+
+    /// Where the user PIN comes from (needed by tokens that require a login, i.e. nearly all).
+    pub fn with_pin(mut self, pin: PinSource) -> Self {
+        self.pin = Some(pin);
+        self
+    }
+
+    /// How many sessions to keep for concurrent signing (default: the number of CPU cores).
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = Some(size.max(1));
+        self
+    }
+
+    /// Allows signing with a key the token lets out (`CKA_EXTRACTABLE`) or shows in the clear
+    /// (not `CKA_SENSITIVE`). Such a key is not hardware-bound; a warning is logged at open.
+    pub fn allow_unsafe_key(mut self, allow: bool) -> Self {
+        self.allow_unsafe_key = allow;
+        self
+    }
+
+    /// The pool size in effect.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+
+    /// Reads a `pkcs11:` URI (RFC 7512). Path attributes: `token`, `serial`, `object` (key label),
+    /// `id` (key id, percent-encoded bytes), `type` (must be `private` if given). Query
+    /// attributes: `module-path`, `pin-source`, `pool-size`, `allow-unsafe-key`.
+    pub fn from_uri(attrs: &UriAttributes) -> Result<Self, BackendError> {
+        attrs.expect_only(PATH_ATTRS, QUERY_ATTRS)?;
+        let mut c = Pkcs11Config::new();
+        if let Some(t) = attrs.path_attr("type") {
+            if t != "private" {
+                return Err(attrs.invalid(format!(
+                    "`type={t}`: dfns-signer signs with private keys; use `type=private` or leave it out"
+                )));
+            }
+        }
+        c.token.label = attrs.path_attr("token").map(str::to_owned);
+        c.token.serial = attrs.path_attr("serial").map(str::to_owned);
+        c.key.label = attrs.path_attr("object").map(str::to_owned);
+        c.key.id = attrs
+            .path_attr("id")
+            .map(|_| raw_id(attrs.as_str()))
+            .transpose()
+            .map_err(|e| attrs.invalid(e))?;
+        if c.key.label.is_none() && c.key.id.is_none() {
+            return Err(attrs.invalid("name the key with `object=LABEL` and/or `id=%01%02…`"));
+        }
+        c.module_path = attrs.query_attr("module-path").map(PathBuf::from);
+        c.pin = attrs
+            .query_attr("pin-source")
+            .map(PinSource::parse)
+            .transpose()?;
+        if let Some(n) = attrs.query_attr("pool-size") {
+            let n: usize = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| {
+                    attrs.invalid(format!("`pool-size={n}`: expected a number from 1 to 1024"))
+                })?;
+            c.pool_size = Some(n);
+        }
+        c.allow_unsafe_key = match attrs.query_attr("allow-unsafe-key") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(attrs.invalid(format!(
+                    "`allow-unsafe-key={other}`: expected `true` or `false`"
+                )))
+            }
+        };
+        Ok(c)
+    }
+}
+
+impl Default for Pkcs11Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `id` attribute's exact bytes. `UriAttributes` decodes values as UTF-8 text; an id is
+/// binary, so it is decoded again here from the URI as written.
+fn raw_id(uri: &str) -> Result<Vec<u8>, String> {
+    let body = uri.strip_prefix("pkcs11:").unwrap_or(uri);
+    let path = body.split('?').next().unwrap_or("");
+    let value = path
+        .split(';')
+        .find_map(|kv| kv.strip_prefix("id="))
+        .ok_or_else(|| "`id` is missing".to_owned())?;
+    let id: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
+    if id.is_empty() {
+        return Err("`id=` is empty".into());
+    }
+    Ok(id)
+}
+
+impl fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module_path", &self.module_path)
+            .field("token", &self.token)
+            .field("key", &self.key)
+            // PinSource's Debug names the source only (`env:HSM_PIN`), never the PIN.
+            .field("pin", &self.pin)
+            .field("pool_size", &self.pool_size)
+            .field("allow_unsafe_key", &self.allow_unsafe_key)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::KeyUri;
+
+    fn attrs(s: &str) -> UriAttributes {
+        match KeyUri::parse(s).unwrap() {
+            KeyUri::Pkcs11(a) => a,
+            other => panic!("not pkcs11: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn uri_to_config() {
+        let c = Pkcs11Config::from_uri(&attrs(
+            "pkcs11:token=custody;serial=abc;object=dfns-1;id=%01%7f;type=private?module-path=/m.so&pin-source=env:HSM_PIN&pool-size=3&allow-unsafe-key=true",
+        ))
+        .unwrap();
+        assert_eq!(c.token.label.as_deref(), Some("custody"));
+        assert_eq!(c.token.serial.as_deref(), Some("abc"));
+        assert_eq!(c.key.label.as_deref(), Some("dfns-1"));
+        assert_eq!(c.key.id.as_deref(), Some(&[0x01, 0x7f][..]));
+        assert_eq!(
+            c.module_path.as_deref(),
+            Some(std::path::Path::new("/m.so"))
+        );
+        assert_eq!(c.pool_size(), 3);
+        assert!(c.allow_unsafe_key);
+        assert!(matches!(c.pin, Some(PinSource::Env(ref n)) if n == "HSM_PIN"));
+    }
+
+    #[test]
+    fn uri_mistakes_are_named() {
+        let bad = |s: &str| Pkcs11Config::from_uri(&attrs(s)).unwrap_err().to_string();
+        assert!(bad("pkcs11:token=t;objct=k").contains("unknown attribute `objct`"));
+        assert!(bad("pkcs11:token=t;object=k?pool=2").contains("unknown query attribute `pool`"));
+        assert!(bad("pkcs11:token=t").contains("object=LABEL"));
+        assert!(bad("pkcs11:object=k;type=public").contains("type=private"));
+        assert!(bad("pkcs11:object=k?pool-size=0").contains("pool-size"));
+        assert!(bad("pkcs11:object=k?allow-unsafe-key=yes").contains("true"));
+        assert!(bad("pkcs11:object=k?pin-source=1234").contains("env:NAME"));
+    }
+}

@@ -1,0 +1,466 @@
+//! Keys on PKCS#11 tokens: hardware security modules, network HSMs, smart cards, SoftHSM.
+//!
+//! A [`Pkcs11Key`] signs with a private key that stays on the token: the message is hashed on
+//! the host where the mechanism needs it and the token computes the signature. It is what a
+//! custody backend links to sign Dfns challenges with an HSM-held credential key.
+//!
+//! # Naming a key
+//!
+//! An RFC 7512 URI ([`open_uri`]) or a [`Pkcs11Config`] built in code ([`Pkcs11Key::open`]):
+//!
+//! ```text
+//! pkcs11:token=custody;object=dfns-signer-1;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN
+//! ```
+//!
+//! | attribute | where | meaning | default |
+//! |---|---|---|---|
+//! | `token` | path | token label | the only initialised token |
+//! | `serial` | path | token serial number | any |
+//! | `object` | path | key label (`CKA_LABEL`) | — (`object` or `id` is required) |
+//! | `id` | path | key id (`CKA_ID`), percent-encoded bytes | — |
+//! | `type` | path | must be `private` if given | `private` |
+//! | `module-path` | query | the PKCS#11 library | `$DFNS_SIGNER_PKCS11_MODULE`, else an error |
+//! | `pin-source` | query | `env:NAME`, `file:PATH` or `prompt` | none (an error if the token needs a login) |
+//! | `pool-size` | query | sessions kept for concurrent signing | number of CPU cores |
+//! | `allow-unsafe-key` | query | `true` to accept an extractable or non-sensitive key | `false` |
+//!
+//! A PIN is never accepted inside a URI.
+//!
+//! # Algorithms
+//!
+//! ECDSA P-256 and secp256k1 (`CKM_ECDSA` over a host-computed SHA-256, the token's raw `r‖s`
+//! turned into minimal DER; secp256k1 signatures are normalised to low S, which verifiers of
+//! that curve require), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
+//! (`CKM_SHA256_RSA_PKCS`). Other curves and RSA under 2048 bits are refused at open.
+//!
+//! # Concurrency and recovery
+//!
+//! One module context per library path for the whole process (initialised with OS locking), one
+//! login per token, and a pool of sessions per key: each signature checks a session out, so
+//! several threads sign at once. When the token loses our sessions, login or key handle
+//! (sessions closed or logged out by someone else, token re-inserted or re-initialised), the key
+//! reopens — finds the token again by label/serial, logs in, finds the key again and checks it
+//! is still the same key pair — and retries the signature once. A key replaced under the same
+//! label is refused ([`BackendError::KeyNotFound`] naming both keys): its signatures would not
+//! verify against the credential registered with Dfns. A module finalised by other code in the
+//! process (`C_Finalize`) is reported, not healed.
+//!
+//! Code that makes its own PKCS#11 calls on the same module should take the context from
+//! [`shared_context`] rather than initialise the module a second time.
+//!
+//! # PIN safety
+//!
+//! A PIN is presented at most once per [`Pkcs11Key`]: if the token rejects it, that key never
+//! presents it again, not even on a later reopen; every later call returns the same error. The
+//! error says how many tries are left when the token tells.
+//!
+//! # Key protection
+//!
+//! By default a key the token marks extractable, or not sensitive, is refused
+//! ([`BackendError::UnsafeKey`]); [`KeyProvenance`] reports whether the token vouches it was
+//! generated there and never left. [`generate_key`] creates keys that pass.
+
+mod config;
+mod fault;
+mod key;
+mod keygen;
+mod module;
+mod pool;
+mod token;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::ObjectHandle;
+use sha2::Digest;
+
+use self::key::KeyInfo;
+use self::module::Module;
+use self::pool::{Generational, OwnedSession, Pool, Pooled};
+use self::token::{FoundToken, Login};
+use super::{Algorithm, BackendError, KeyBackend, PublicKey, UriAttributes};
+
+pub use self::config::Pkcs11Config;
+pub use self::key::KeyProvenance;
+pub use self::keygen::{generate_key, generate_key_for_uri};
+pub use self::module::{shared_context, MODULE_ENV};
+
+/// Opens the key a `pkcs11:` URI names (see the [module docs](self) for the attributes).
+pub fn open_uri(attrs: &UriAttributes) -> Result<Arc<dyn KeyBackend>, BackendError> {
+    Ok(Arc::new(Pkcs11Key::open(&Pkcs11Config::from_uri(attrs)?)?))
+}
+
+/// A message signed once at open to check that the public key object read from the token
+/// belongs to the private key.
+const PAIR_PROBE: &[u8] = b"dfns-signer: check that the public key matches the private key";
+
+/// Where the key is now: which slot, which handle, under which reopen generation.
+struct Current {
+    generation: u64,
+    token: FoundToken,
+    key: ObjectHandle,
+}
+
+/// A private key on a PKCS#11 token, ready to sign from several threads.
+pub struct Pkcs11Key {
+    module: Arc<Module>,
+    config: Pkcs11Config,
+    login: Login,
+    public_key: PublicKey,
+    provenance: KeyProvenance,
+    key_name: String,
+    current: RwLock<Current>,
+    /// Mirrors `current.generation`, read lock-free on every signature.
+    generation: AtomicU64,
+    /// Serialises reopens, so that threads failing together reopen once.
+    reopening: Mutex<()>,
+    reopens: AtomicU64,
+    /// Sessions older than this generation were closed by the module (see [`pool`]).
+    sessions_valid_from: Arc<AtomicU64>,
+    pool: Pool,
+}
+
+/// How one signing attempt failed.
+enum Attempt {
+    /// The session, login or handle went away; a reopen may cure it.
+    Lost { generation: u64, reason: String },
+    /// Anything else: reported as is.
+    Failed(BackendError),
+}
+
+impl Pkcs11Key {
+    /// Loads the module, finds the token and the key, logs in, reads the public key and checks it
+    /// against the private key with one test signature.
+    pub fn open(config: &Pkcs11Config) -> Result<Self, BackendError> {
+        let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| {
+            BackendError::Device {
+                device: "PKCS#11".into(),
+                operation: "choosing the module".into(),
+                reason,
+            }
+        })?;
+        if config.key.label.is_none() && config.key.id.is_none() {
+            return Err(BackendError::KeyLoad {
+                what: "PKCS#11 key".into(),
+                reason: "no key named: give a key label and/or id".into(),
+            });
+        }
+        let module = module::load(&path)?;
+        let token = token::find(&module, &config.token)?;
+        let token_name = token.name();
+        let pin = config
+            .pin
+            .as_ref()
+            .map(|src| src.read(&format!("User PIN for {token_name}")))
+            .transpose()?;
+        let login = Login::new(pin);
+        let sessions_valid_from = Arc::new(AtomicU64::new(0));
+        let session = module
+            .ctx()
+            .open_ro_session_no_drop(token.slot)
+            .map_err(|e| fault::device(&token_name, "opening a session", &e))?;
+        // Wrapped at once, so that every early return below closes it.
+        let session = OwnedSession::new(session, token.slot, 0, &sessions_valid_from);
+        login.ensure(&module, session.get(), &token)?;
+        let handle = key::find_private(session.get(), &config.key, &token_name)?;
+        let info = key::read(session.get(), handle, &token_name)?;
+        check_protection(&info, &token_name, config.allow_unsafe_key)?;
+        let key_name = format!(
+            "PKCS#11 key {} on {token_name} via {}",
+            info.name(),
+            path.display()
+        );
+
+        let pool = Pool::new(config.pool_size());
+        let key = Pkcs11Key {
+            module,
+            config: config.clone(),
+            login,
+            public_key: info.public_key.clone(),
+            provenance: info.provenance,
+            key_name,
+            current: RwLock::new(Current {
+                generation: 0,
+                token,
+                key: handle,
+            }),
+            generation: AtomicU64::new(0),
+            reopening: Mutex::new(()),
+            reopens: AtomicU64::new(0),
+            sessions_valid_from,
+            pool,
+        };
+        // The open session stays in the pool: closing a token's last session logs it out.
+        key.pool.put(Pooled {
+            session,
+            key: handle,
+        });
+        let probe = key.sign(PAIR_PROBE)?;
+        key.public_key.verify(PAIR_PROBE, &probe).map_err(|_| BackendError::KeyLoad {
+            what: key.key_name.clone(),
+            reason: "the public key object with this id does not belong to the private key (a test \
+                     signature does not verify); fix the token's objects so that each pair shares one CKA_ID"
+                .into(),
+        })?;
+        Ok(key)
+    }
+
+    /// How the token protects this key and where it came from.
+    pub fn provenance(&self) -> KeyProvenance {
+        self.provenance
+    }
+
+    /// How many times this key called `C_Login` (at most once per PIN: a rejected PIN is not
+    /// presented again). For monitoring and tests.
+    pub fn login_attempts(&self) -> u64 {
+        self.login.attempts()
+    }
+
+    /// How many times this key reopened its token after losing sessions, login or handles.
+    pub fn reopen_count(&self) -> u64 {
+        self.reopens.load(Ordering::Relaxed)
+    }
+
+    /// Sessions this key holds open now.
+    pub fn open_sessions(&self) -> usize {
+        self.pool.open_sessions()
+    }
+
+    /// The config this key was opened with.
+    pub fn config(&self) -> &Pkcs11Config {
+        &self.config
+    }
+
+    fn mechanism(&self) -> Mechanism<'static> {
+        match self.public_key.algorithm() {
+            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 => Mechanism::Ecdsa,
+            Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+            Algorithm::RsaPkcs1Sha256 => Mechanism::Sha256RsaPkcs,
+        }
+    }
+
+    /// Opens a new pooled session under the current generation.
+    fn open_session(&self) -> Result<Pooled, Attempt> {
+        let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
+        match self.module.ctx().open_ro_session_no_drop(cur.token.slot) {
+            Ok(session) => Ok(Pooled {
+                session: OwnedSession::new(
+                    session,
+                    cur.token.slot,
+                    cur.generation,
+                    &self.sessions_valid_from,
+                ),
+                key: cur.key,
+            }),
+            Err(e) if fault::is_reopenable(&e) => Err(Attempt::Lost {
+                generation: cur.generation,
+                reason: fault::describe(&e),
+            }),
+            Err(e) => Err(Attempt::Failed(fault::device(
+                &self.key_name,
+                "opening a session",
+                &e,
+            ))),
+        }
+    }
+
+    fn sign_once(&self, mechanism: &Mechanism<'_>, input: &[u8]) -> Result<Vec<u8>, Attempt> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let lease = self.pool.checkout(generation, || self.open_session())?;
+        let p = lease.get();
+        match p.session.get().sign(mechanism, p.key, input) {
+            Ok(sig) => Ok(sig),
+            Err(e) => {
+                let generation = p.generation();
+                // Not reused (a failed C_Sign may leave it in any state) and not closed (it may
+                // be dead, its number reused: see `pool`).
+                lease.forget();
+                if fault::is_reopenable(&e) {
+                    Err(Attempt::Lost {
+                        generation,
+                        reason: fault::describe(&e),
+                    })
+                } else {
+                    Err(Attempt::Failed(fault::device(
+                        &self.key_name,
+                        "signing",
+                        &e,
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Finds the token, logs in and finds the key again, unless another thread already did
+    /// since `seen` failed. Sessions of generation `seen` and older are forgotten, not closed.
+    fn reopen(&self, seen: u64) -> Result<(), BackendError> {
+        self.forget_sessions_up_to(seen);
+        let _one_at_a_time = self.reopening.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let generation = seen + 1;
+        let token = token::find(&self.module, &self.config.token)?;
+        let name = token.name();
+        let session = self
+            .module
+            .ctx()
+            .open_ro_session_no_drop(token.slot)
+            .map_err(|e| fault::device(&name, "opening a session", &e))?;
+        let session = OwnedSession::new(session, token.slot, generation, &self.sessions_valid_from);
+        self.login.ensure(&self.module, session.get(), &token)?;
+        let handle = key::find_private(session.get(), &self.config.key, &name)?;
+        let info = key::read(session.get(), handle, &name)?;
+        if info.public_key != self.public_key {
+            // Same label or id, another key (the token was re-initialised or the key replaced).
+            // Signing with it would give signatures the registered credential cannot verify.
+            return Err(BackendError::KeyNotFound {
+                wanted: format!(
+                    "{} with the public key it had when opened (credential id {})",
+                    self.config.key.wanted(),
+                    self.public_key.default_credential_id()
+                ),
+                device: name,
+                found: vec![format!(
+                    "{} with another public key (credential id {}): the key was replaced; open it anew \
+                     and register its public key with Dfns",
+                    info.name(),
+                    info.public_key.default_credential_id()
+                )],
+            });
+        }
+        check_protection(&info, &name, self.config.allow_unsafe_key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current {
+            generation,
+            token,
+            key: handle,
+        };
+        self.generation.store(generation, Ordering::Release);
+        self.pool.put(Pooled {
+            session,
+            key: handle,
+        });
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Marks sessions of `generation` and older as possibly dead: whether or not a reopen
+    /// succeeds, they must never be closed (their handle numbers may be someone else's by now).
+    fn forget_sessions_up_to(&self, generation: u64) {
+        self.sessions_valid_from
+            .fetch_max(generation + 1, Ordering::AcqRel);
+    }
+
+    /// Turns the token's raw signature into Dfns' wire encoding.
+    fn encode(&self, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+        let bad = |what: &str| {
+            BackendError::Crypto(format!("the token returned a malformed {what} signature"))
+        };
+        match self.public_key.algorithm() {
+            Algorithm::EcdsaP256 => {
+                let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Algorithm::EcdsaSecp256k1 => {
+                // Tokens return either S; secp256k1 verifiers accept only the low one.
+                let sig = k256::ecdsa::Signature::from_slice(&raw)
+                    .map_err(|_| bad("secp256k1"))?
+                    .normalize_s();
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),
+            Algorithm::Ed25519 => Err(bad("Ed25519")),
+            Algorithm::RsaPkcs1Sha256 => Ok(raw),
+        }
+    }
+}
+
+fn check_protection(info: &KeyInfo, token: &str, allow: bool) -> Result<(), BackendError> {
+    let p = &info.provenance;
+    if p.is_protected() {
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if p.extractable {
+        why.push("CKA_EXTRACTABLE is true (it can be exported)");
+    }
+    if !p.sensitive {
+        why.push("CKA_SENSITIVE is false (its value can be read)");
+    }
+    let key = format!("{} on {token}", info.name());
+    if allow {
+        tracing::warn!(
+            key = %key,
+            "SIGNING WITH AN UNPROTECTED KEY: {}; it is not bound to the hardware (allowed by allow-unsafe-key)",
+            why.join(", ")
+        );
+        return Ok(());
+    }
+    Err(BackendError::UnsafeKey {
+        key,
+        reason: format!(
+            "{}; generate the key on the token (sensitive, not extractable), or accept the risk with \
+             `allow-unsafe-key=true` in the URI (Pkcs11Config::allow_unsafe_key)",
+            why.join(", ")
+        ),
+    })
+}
+
+impl KeyBackend for Pkcs11Key {
+    fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let digest;
+        let input: &[u8] = match self.public_key.algorithm() {
+            // CKM_ECDSA signs a digest: hashing on the host works with every module.
+            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 => {
+                digest = sha2::Sha256::digest(message);
+                &digest
+            }
+            // CKM_EDDSA is pure; CKM_SHA256_RSA_PKCS hashes on the token.
+            Algorithm::Ed25519 | Algorithm::RsaPkcs1Sha256 => message,
+        };
+        let mechanism = self.mechanism();
+        let (seen, reason) = match self.sign_once(&mechanism, input) {
+            Ok(raw) => return self.encode(raw),
+            Err(Attempt::Failed(e)) => return Err(e),
+            Err(Attempt::Lost { generation, reason }) => (generation, reason),
+        };
+        tracing::info!(key = %self.key_name, %reason, "token state lost; reopening and retrying once");
+        self.reopen(seen)?;
+        match self.sign_once(&mechanism, input) {
+            Ok(raw) => self.encode(raw),
+            Err(Attempt::Failed(e)) => Err(e),
+            Err(Attempt::Lost { reason, generation }) => {
+                self.forget_sessions_up_to(generation);
+                Err(BackendError::Device {
+                    device: self.key_name.clone(),
+                    operation: "signing".into(),
+                    reason: format!(
+                        "{reason}, again after reopening the token; not retrying further"
+                    ),
+                })
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.key_name.clone()
+    }
+}
+
+impl fmt::Debug for Pkcs11Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Key")
+            .field("key", &self.key_name)
+            .field("algorithm", &self.public_key.algorithm())
+            .field("login", &self.login)
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish()
+    }
+}

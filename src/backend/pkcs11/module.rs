@@ -1,0 +1,112 @@
+//! One loaded, initialised PKCS#11 module per library path, shared by the whole process.
+//!
+//! PKCS#11 allows one `C_Initialize` per process and module, and a module's login state is
+//! per token for the whole application, so every key on the same module must share one
+//! context. Modules are never finalised: other keys (or other code in the process) may still
+//! use them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+
+use crate::error::BackendError;
+
+/// The environment variable naming the default module when a URI or config gives none.
+pub const MODULE_ENV: &str = "DFNS_SIGNER_PKCS11_MODULE";
+
+/// A loaded and initialised module.
+pub(crate) struct Module {
+    path: PathBuf,
+    ctx: Pkcs11,
+}
+
+impl Module {
+    pub(crate) fn ctx(&self) -> &Pkcs11 {
+        &self.ctx
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Module({})", self.path.display())
+    }
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// The module path a config names, else the one `DFNS_SIGNER_PKCS11_MODULE` names.
+pub(crate) fn resolve_path(given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return Ok(p.to_owned());
+    }
+    match std::env::var_os(MODULE_ENV) {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => Err(format!(
+            "no PKCS#11 module given: add `module-path=/path/to/module.so` to the URI's query, or set \
+             {MODULE_ENV} (SoftHSM: /usr/lib/softhsm/libsofthsm2.so)"
+        )),
+    }
+}
+
+/// Loads and initialises the module at `path`, or returns the one already loaded.
+pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
+    // Key the cache on the canonical path, so `./x.so` and `/abs/x.so` share a context.
+    let key = std::fs::canonicalize(path).map_err(|e| not_loadable(path, &e.to_string()))?;
+    let mut modules = cache().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = modules.get(&key) {
+        return Ok(Arc::clone(m));
+    }
+    let ctx = Pkcs11::new(&key).map_err(|e| not_loadable(path, &e.to_string()))?;
+    // OS locking: the session pool calls the module from several threads at once.
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) => {}
+        // Someone else in this process initialised it first; its state is shared and usable.
+        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => {
+            return Err(BackendError::Device {
+                device: format!("PKCS#11 module {}", path.display()),
+                operation: "C_Initialize".into(),
+                reason: format!(
+                    "{e}; check the module's own configuration (SoftHSM: SOFTHSM2_CONF)"
+                ),
+            })
+        }
+    }
+    let module = Arc::new(Module {
+        path: path.to_owned(),
+        ctx,
+    });
+    modules.insert(key, Arc::clone(&module));
+    Ok(module)
+}
+
+/// The process-wide, initialised `cryptoki` context for the module at `path` (loaded and
+/// initialised on first use), for code that makes its own PKCS#11 calls on the same module.
+///
+/// Use this rather than `Pkcs11::new` + `initialize`: a module is initialised once per process,
+/// and two threads initialising it at the same moment can corrupt its state (SoftHSM 2.6 does not
+/// guard `C_Initialize` against that race).
+pub fn shared_context(path: &Path) -> Result<Pkcs11, BackendError> {
+    Ok(load(path)?.ctx().clone())
+}
+
+fn not_loadable(path: &Path, why: &str) -> BackendError {
+    BackendError::Device {
+        device: format!("PKCS#11 module {}", path.display()),
+        operation: "load".into(),
+        reason: format!(
+            "{why}; check the path, or install the module that provides it \
+             (SoftHSM: `apt-get install softhsm2` gives /usr/lib/softhsm/libsofthsm2.so)"
+        ),
+    }
+}

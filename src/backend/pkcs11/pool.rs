@@ -1,0 +1,340 @@
+//! A pool of open sessions on one token, so that several threads sign at once.
+//!
+//! A PKCS#11 session runs one operation at a time and must not be shared between threads, but a
+//! token takes many sessions. Each signature checks one out, uses it and hands it back. Sessions
+//! carry the generation of the token state (slot, key handle) they were opened under; after a
+//! reopen, older ones are closed as they come back instead of being reused.
+//!
+//! Sessions are never closed for being idle: closing a token's last session logs the whole
+//! application out of it.
+//!
+//! A session that failed, and every session older than a reopen, is forgotten rather than
+//! closed: it may have been closed by the module already (`C_CloseAllSessions` by other code, a
+//! token removed), and a module may reuse session handle numbers (PKCS#11 allows it), so
+//! closing a dead handle could close a session someone else just opened. The cost is a few sessions left open
+//! after a rare failure. For the same reason a session is closed only if the module still
+//! reports it on our slot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
+
+/// Something kept in the pool, tagged with the generation it was made under.
+pub(crate) trait Generational {
+    fn generation(&self) -> u64;
+    /// Marks the item as already closed by the device: dropping it must not close it again.
+    fn forget(&mut self) {}
+}
+
+/// A session opened without close-on-drop; `Drop` closes it only when that is safe.
+pub(crate) struct OwnedSession {
+    session: Option<Session>,
+    slot: Slot,
+    generation: u64,
+    /// Sessions of generations below this one were closed by the module, not by us.
+    valid_from: Arc<AtomicU64>,
+    gone: bool,
+}
+
+impl OwnedSession {
+    /// Wraps a session opened with `open_*_session_no_drop` under `generation`.
+    pub(crate) fn new(
+        session: Session,
+        slot: Slot,
+        generation: u64,
+        valid_from: &Arc<AtomicU64>,
+    ) -> Self {
+        OwnedSession {
+            session: Some(session),
+            slot,
+            generation,
+            valid_from: Arc::clone(valid_from),
+            gone: false,
+        }
+    }
+
+    pub(crate) fn get(&self) -> &Session {
+        // Present from `new` until drop.
+        self.session.as_ref().expect("session present until drop")
+    }
+}
+
+impl Drop for OwnedSession {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let ours = !self.gone
+                && self.generation >= self.valid_from.load(Ordering::Acquire)
+                && session
+                    .get_session_info()
+                    .is_ok_and(|info| info.slot_id() == self.slot);
+            if ours {
+                // An error closing is of no use to anyone: the session is being let go.
+                let _ = session.close();
+            }
+        }
+    }
+}
+
+/// A session with the key handle valid in it.
+pub(crate) struct Pooled {
+    pub(crate) session: OwnedSession,
+    pub(crate) key: ObjectHandle,
+}
+
+impl Generational for Pooled {
+    fn generation(&self) -> u64 {
+        self.session.generation
+    }
+
+    fn forget(&mut self) {
+        self.session.gone = true;
+    }
+}
+
+struct State<T> {
+    idle: Vec<T>,
+    /// Sessions that exist: idle plus checked out.
+    open: usize,
+    /// Threads waiting for a session; returns wake the condvar only when there are some (a wake
+    /// is a system call, which the common uncontended case need not pay).
+    waiting: usize,
+    /// The newest generation for which stale idle items were swept out.
+    swept: u64,
+}
+
+/// Up to `capacity` sessions, opened on demand.
+pub(crate) struct Pool<T = Pooled> {
+    state: Mutex<State<T>>,
+    returned: Condvar,
+    capacity: usize,
+}
+
+impl<T: Generational> Pool<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Pool {
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+                waiting: 0,
+                swept: 0,
+            }),
+            returned: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a session opened elsewhere (by a reopen). Accepted even above capacity: dropping it
+    /// could close the token's only logged-in session; the excess goes as stale ones return.
+    pub(crate) fn put(&self, item: T) {
+        let mut st = self.lock();
+        st.open += 1;
+        st.idle.push(item);
+        self.wake_one(st);
+    }
+
+    /// Releases the lock and wakes one waiting thread, if any.
+    fn wake_one(&self, st: MutexGuard<'_, State<T>>) {
+        let waiting = st.waiting > 0;
+        drop(st);
+        if waiting {
+            self.returned.notify_one();
+        }
+    }
+
+    /// Takes an idle session of generation `current`, or opens one with `open` while under
+    /// capacity, or waits for one to come back.
+    pub(crate) fn checkout<E>(
+        &self,
+        current: u64,
+        open: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Lease<'_, T>, E> {
+        let mut stale = Vec::new();
+        let mut st = self.lock();
+        if current > st.swept {
+            // First checkout since a reopen: close every older idle session at once, so stale
+            // ones do not linger under fresh ones.
+            st.swept = current;
+            let (fresh, old): (Vec<T>, Vec<T>) =
+                st.idle.drain(..).partition(|p| p.generation() >= current);
+            st.idle = fresh;
+            st.open -= old.len();
+            stale = old;
+        }
+        loop {
+            while let Some(p) = st.idle.pop() {
+                if p.generation() >= current {
+                    drop(st);
+                    drop(stale); // closes stale sessions outside the lock
+                    return Ok(Lease {
+                        pool: self,
+                        item: Some(p),
+                    });
+                }
+                st.open -= 1;
+                stale.push(p);
+            }
+            if st.open < self.capacity {
+                st.open += 1;
+                drop(st);
+                drop(stale);
+                return match open() {
+                    Ok(p) => Ok(Lease {
+                        pool: self,
+                        item: Some(p),
+                    }),
+                    Err(e) => {
+                        let mut st = self.lock();
+                        st.open -= 1;
+                        self.wake_one(st);
+                        Err(e)
+                    }
+                };
+            }
+            st.waiting += 1;
+            st = self.returned.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.waiting -= 1;
+        }
+    }
+
+    /// Sessions open now (idle and checked out).
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.lock().open
+    }
+}
+
+/// A checked-out session; it goes back to the pool when dropped, unless discarded.
+pub(crate) struct Lease<'a, T: Generational = Pooled> {
+    pool: &'a Pool<T>,
+    item: Option<T>,
+}
+
+impl<T: Generational> Lease<'_, T> {
+    pub(crate) fn get(&self) -> &T {
+        // Present from creation until `discard` or drop, which both consume the lease.
+        self.item
+            .as_ref()
+            .expect("lease holds its session until consumed")
+    }
+
+    /// Drops a session the module already closed, without closing it again.
+    pub(crate) fn forget(mut self) {
+        if let Some(item) = self.item.as_mut() {
+            item.forget();
+        }
+        self.discard();
+    }
+
+    /// Closes the session instead of returning it (it failed in a way that may have broken it).
+    pub(crate) fn discard(mut self) {
+        let item = self.item.take();
+        let mut st = self.pool.lock();
+        st.open -= 1;
+        self.pool.wake_one(st);
+        drop(item);
+    }
+}
+
+impl<T: Generational> Drop for Lease<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            let mut st = self.pool.lock();
+            st.idle.push(item);
+            self.pool.wake_one(st);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A stand-in for a session: counts how many exist at once.
+    struct Item {
+        generation: u64,
+        live: Arc<AtomicUsize>,
+    }
+    impl Generational for Item {
+        fn generation(&self) -> u64 {
+            self.generation
+        }
+    }
+    impl Drop for Item {
+        fn drop(&mut self) {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    fn make(generation: u64, live: &Arc<AtomicUsize>) -> Result<Item, ()> {
+        live.fetch_add(1, Ordering::SeqCst);
+        Ok(Item {
+            generation,
+            live: Arc::clone(live),
+        })
+    }
+
+    #[test]
+    fn threads_share_at_most_capacity_items() {
+        let pool = Arc::new(Pool::<Item>::new(3));
+        let live = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(AtomicUsize::new(0));
+        let max_busy = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (pool, live, busy, max_busy) =
+                    (pool.clone(), live.clone(), busy.clone(), max_busy.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let lease = pool.checkout(0, || make(0, &live)).unwrap();
+                        let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_busy.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        drop(lease);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(max_busy.load(Ordering::SeqCst) <= 3);
+        assert!(live.load(Ordering::SeqCst) <= 3);
+        assert_eq!(pool.open_sessions(), live.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn stale_items_are_dropped_and_discards_free_room() {
+        let pool = Pool::<Item>::new(2);
+        let live = Arc::new(AtomicUsize::new(0));
+        let a = pool.checkout(0, || make(0, &live)).unwrap();
+        let b = pool.checkout(0, || make(0, &live)).unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(live.load(Ordering::SeqCst), 2);
+        // A reopen adds a generation-1 item even though the pool is full.
+        make(1, &live).map(|i| pool.put(i)).unwrap();
+        assert_eq!(pool.open_sessions(), 3);
+        // Checking out under generation 1 closes stale items on the way to a fresh one.
+        let c = pool.checkout(1, || make(1, &live)).unwrap();
+        assert_eq!(c.get().generation, 1);
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            1,
+            "stale items were not closed"
+        );
+        c.discard();
+        assert_eq!(live.load(Ordering::SeqCst), 0);
+        assert_eq!(pool.open_sessions(), 0);
+        // A failed open gives its room back.
+        assert!(pool.checkout(1, || Err::<Item, ()>(())).is_err());
+        assert_eq!(pool.open_sessions(), 0);
+    }
+}
