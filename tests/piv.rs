@@ -717,3 +717,84 @@ fn real_yubikey_generate_attest_sign() {
         .unwrap();
     eprintln!("signature verified: {}", hex::encode(&sig));
 }
+
+#[test]
+fn ykcs11_sees_and_uses_the_generated_key() {
+    let Some(env) = pcscd_or_skip("ykcs11_sees_and_uses_the_generated_key") else {
+        return;
+    };
+    let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
+    assert!(
+        std::path::Path::new(module).exists(),
+        "Yubico's PKCS#11 module is missing: apt-get install ykcs11 opensc"
+    );
+    let _card = card_with_key(&env, 42_000_001, "9a", TouchPolicy::Never);
+    let public_key = PivKey::builder(Slot::AUTHENTICATION)
+        .serial(42_000_001)
+        .open()
+        .unwrap()
+        .public_key()
+        .clone();
+    let dir = std::env::temp_dir().join(format!("dfns-piv-ykcs11-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (data, sig_path) = (dir.join("data"), dir.join("sig"));
+    std::fs::write(&data, b"signed through ykcs11").unwrap();
+    let out = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module,
+            "--login",
+            "--pin",
+            PIN,
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+        ])
+        .args(["--id", "01", "--signature-format", "openssl", "-i"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&sig_path)
+        .output()
+        .expect("run pkcs11-tool (apt-get install opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sig = std::fs::read(&sig_path).unwrap();
+    public_key
+        .verify(b"signed through ykcs11", &sig)
+        .expect("ykcs11 signed with the key we generated");
+}
+
+#[test]
+fn concurrent_callers_queue_on_one_device() {
+    let Some(env) = pcscd_or_skip("concurrent_callers_queue_on_one_device") else {
+        return;
+    };
+    let card = card_with_key(&env, 43_000_001, "9a", TouchPolicy::Never);
+    let key: Arc<dyn KeyBackend> = Arc::new(key(43_000_001, "9a", pin(PIN)).open().unwrap());
+    let before = card.counters();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    let message = format!("thread {t} message {i}");
+                    let sig = key.sign(message.as_bytes()).unwrap();
+                    key.public_key().verify(message.as_bytes(), &sig).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a signing thread failed");
+    }
+    let after = card.counters();
+    assert_eq!(after.signatures, before.signatures + 30);
+    assert_eq!(
+        after.pin_verifies, before.pin_verifies,
+        "the PIN verified at open stays verified (policy once)"
+    );
+}

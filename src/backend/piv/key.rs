@@ -201,6 +201,14 @@ pub(crate) fn card_input(key: &SlotKey, message: &[u8]) -> Result<Vec<u8>, Backe
             Ok(block)
         }
         AlgorithmId::Ed25519 => {
+            if message.len() == 255 {
+                // `yubikey` 0.9.0-rc.0 sizes the length field of a 255-byte input wrongly and
+                // panics on an internal assertion; refuse instead of crashing the caller.
+                return Err(BackendError::UnsupportedKey(
+                    "the yubikey crate (0.9.0-rc.0) cannot send a message of exactly 255 bytes for Ed25519 signing"
+                        .to_owned(),
+                ));
+            }
             if message.len() > MAX_ED25519_MESSAGE {
                 return Err(BackendError::UnsupportedKey(format!(
                     "the YubiKey signs Ed25519 messages of up to {MAX_ED25519_MESSAGE} bytes; this one has {}",
@@ -480,4 +488,74 @@ pub(crate) fn parse_timeout(value: &str) -> Option<Duration> {
         .ok()
         .filter(|s| (1..=600).contains(s))
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot_key(card_algorithm: AlgorithmId, public_key: PublicKey) -> SlotKey {
+        SlotKey {
+            slot: Slot::AUTHENTICATION,
+            card_algorithm,
+            pin_policy: PinPolicy::Once,
+            touch_policy: TouchPolicy::Never,
+            public_key,
+        }
+    }
+
+    #[test]
+    fn rsa_input_is_the_pkcs1_v15_block_and_the_card_result_verifies() {
+        use rsa::pkcs8::DecodePrivateKey;
+        let pem = include_str!("../../../tests/fixtures/keys/rsa2048.pem");
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap();
+        let public = PublicKey::from_spki_der(
+            rsa::pkcs8::EncodePublicKey::to_public_key_der(&rsa::RsaPublicKey::from(&private))
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        let key = slot_key(AlgorithmId::Rsa2048, public);
+        let block = card_input(&key, b"message").unwrap();
+        assert_eq!(block.len(), 256);
+        assert_eq!(&block[..2], &[0x00, 0x01]);
+        assert!(block[2..256 - 52].iter().all(|b| *b == 0xFF));
+        assert_eq!(block[256 - 52], 0x00);
+        assert_eq!(&block[256 - 51..256 - 32], &SHA256_DIGEST_INFO);
+        assert_eq!(&block[256 - 32..], Sha256::digest(b"message").as_slice());
+        // What the card would return: the RSA private operation on that block — here the rsa
+        // crate's own PKCS#1 v1.5 signature, which must be bit-identical.
+        let expected = private
+            .sign(
+                rsa::pkcs1v15::Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(b"message"),
+            )
+            .unwrap();
+        assert_eq!(to_wire(&key, b"message", &expected).unwrap(), expected);
+        assert!(to_wire(&key, b"other", &expected).is_err());
+    }
+
+    #[test]
+    fn p256_answer_is_checked_and_ed25519_edge_lengths_are_refused() {
+        use signature::hazmat::PrehashSigner;
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let public =
+            PublicKey::from_ec_point(Algorithm::EcdsaP256, &sk.verifying_key().to_sec1_bytes())
+                .unwrap();
+        let key = slot_key(AlgorithmId::EccP256, public);
+        let digest = card_input(&key, b"m").unwrap();
+        assert_eq!(digest, Sha256::digest(b"m").to_vec());
+        let der: p256::ecdsa::DerSignature = sk.sign_prehash(&digest).unwrap();
+        assert_eq!(to_wire(&key, b"m", der.as_bytes()).unwrap(), der.as_bytes());
+        assert!(to_wire(&key, b"m", &[0x30, 0x02, 0x02, 0x00]).is_err());
+
+        let ed = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+        let key = slot_key(
+            AlgorithmId::Ed25519,
+            PublicKey::from_ed25519_bytes(ed.verifying_key().as_bytes()).unwrap(),
+        );
+        assert_eq!(card_input(&key, &[1u8; 254]).unwrap().len(), 254);
+        assert!(card_input(&key, &[1u8; 255]).is_err());
+        assert!(card_input(&key, &[1u8; 1001]).is_err());
+    }
 }

@@ -73,6 +73,24 @@ fn port_free(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_ok()
 }
 
+const DIR_PREFIX: &str = "dfns-signer-pcscd-";
+
+/// Removes the folders of earlier test runs whose process is gone (their pcscd went with them).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn start() -> Result<Pcscd, String> {
     let missing = "pcscd and the vpcd driver are needed for the virtual PIV card: apt-get install pcscd vsmartcard-vpcd";
     if !Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists() {
@@ -96,7 +114,8 @@ fn start() -> Result<Pcscd, String> {
             return Err("no free TCP ports for vpcd".to_owned());
         }
     }
-    let dir = std::env::temp_dir().join(format!("dfns-signer-pcscd-{pid}"));
+    remove_stale_dirs();
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{pid}"));
     let conf = dir.join("conf");
     let sock = dir.join("sock");
     std::fs::create_dir_all(&conf).map_err(|e| e.to_string())?;
