@@ -64,6 +64,32 @@ impl KeyGeneration {
     }
 }
 
+/// Parses a PIN policy name: `default`, `never`, `once`, `always` (for CLIs and configs).
+pub fn parse_pin_policy(name: &str) -> Result<PinPolicy, BackendError> {
+    match name.to_ascii_lowercase().as_str() {
+        "default" => Ok(PinPolicy::Default),
+        "never" => Ok(PinPolicy::Never),
+        "once" => Ok(PinPolicy::Once),
+        "always" => Ok(PinPolicy::Always),
+        other => Err(BackendError::UnsupportedKey(format!(
+            "PIN policy `{other}`: expected default, never, once or always"
+        ))),
+    }
+}
+
+/// Parses a touch policy name: `default`, `never`, `always`, `cached` (for CLIs and configs).
+pub fn parse_touch_policy(name: &str) -> Result<TouchPolicy, BackendError> {
+    match name.to_ascii_lowercase().as_str() {
+        "default" => Ok(TouchPolicy::Default),
+        "never" => Ok(TouchPolicy::Never),
+        "always" => Ok(TouchPolicy::Always),
+        "cached" => Ok(TouchPolicy::Cached),
+        other => Err(BackendError::UnsupportedKey(format!(
+            "touch policy `{other}`: expected default, never, always or cached"
+        ))),
+    }
+}
+
 /// A key just generated on the card.
 #[derive(Debug, Clone)]
 pub struct GeneratedKey {

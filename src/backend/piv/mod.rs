@@ -34,7 +34,7 @@ pub use device::{
     TouchNotifier, TouchRequest,
 };
 pub use key::{PivKey, PivKeyBuilder};
-pub use keygen::{GeneratedKey, KeyGeneration};
+pub use keygen::{parse_pin_policy, parse_touch_policy, GeneratedKey, KeyGeneration};
 pub use slot::Slot;
 pub use yubikey::{PinPolicy, TouchPolicy};
 
@@ -145,6 +145,18 @@ mod tests {
             );
             assert!(err.to_string().contains(needle), "{uri}: {err}");
         }
+    }
+
+    #[test]
+    fn policy_names_parse() {
+        assert_eq!(parse_touch_policy("Always").unwrap(), TouchPolicy::Always);
+        assert_eq!(parse_touch_policy("cached").unwrap(), TouchPolicy::Cached);
+        assert_eq!(parse_pin_policy("once").unwrap(), PinPolicy::Once);
+        assert!(parse_pin_policy("sometimes")
+            .unwrap_err()
+            .to_string()
+            .contains("never, once"));
+        assert!(parse_touch_policy("").is_err());
     }
 
     #[test]

@@ -52,7 +52,13 @@ impl std::ops::Deref for PivEnv {
 /// `DFNS_SIGNER_SKIP_HARDWARE=1`. Panics with the fix when pcscd or vpcd is missing.
 pub fn pcscd_or_skip(test: &str) -> Option<PivEnv> {
     if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
-        eprintln!("SKIPPED {test}: DFNS_SIGNER_SKIP_HARDWARE=1 (virtual PIV card tests need pcscd and vpcd)");
+        // Written to stderr directly, not through `eprintln!`, which the test harness captures
+        // and hides for passing tests: a skip must be visible.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: DFNS_SIGNER_SKIP_HARDWARE=1 (virtual PIV card tests need pcscd and vpcd)"
+        );
         return None;
     }
     // A test that failed while holding the turn leaves nothing shared broken: its cards are gone.
