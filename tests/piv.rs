@@ -719,8 +719,8 @@ fn real_yubikey_generate_attest_sign() {
 }
 
 #[test]
-fn ykcs11_sees_and_uses_the_generated_key() {
-    let Some(env) = pcscd_or_skip("ykcs11_sees_and_uses_the_generated_key") else {
+fn other_piv_tools_see_and_use_the_generated_key() {
+    let Some(env) = pcscd_or_skip("other_piv_tools_see_and_use_the_generated_key") else {
         return;
     };
     let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
@@ -766,6 +766,26 @@ fn ykcs11_sees_and_uses_the_generated_key() {
     public_key
         .verify(b"signed through ykcs11", &sig)
         .expect("ykcs11 signed with the key we generated");
+
+    // yubico-piv-tool reads back the certificate the backend wrote, with our key in it.
+    let reader = env.reader_of(42_000_001);
+    let out = std::process::Command::new("yubico-piv-tool")
+        .args(["-r", &reader, "-a", "read-certificate", "-s", "9a"])
+        .output()
+        .expect("run yubico-piv-tool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = String::from_utf8(out.stdout).unwrap();
+    let cert = x509_cert::Certificate::load_pem_chain(pem.as_bytes()).expect("a PEM certificate");
+    let spki = cert[0]
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .unwrap();
+    assert_eq!(spki, public_key.spki_der());
 }
 
 #[test]

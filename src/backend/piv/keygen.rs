@@ -300,7 +300,11 @@ fn generate(
                 .map_err(|e| bad_key(e.to_string()))?;
             build_certificate::<_, ed25519_dalek::Signature>(vk, spki, spec, &mut sign)?
         }
-        _ => unreachable!("card_algorithm() refused other algorithms above"),
+        other => {
+            return Err(
+                BackendError::UnsupportedKey(format!("PIV cards cannot hold {other} keys")).into(),
+            )
+        }
     };
     let cert =
         x509_cert::Certificate::from_der(&certificate_der).map_err(|e| bad_key(e.to_string()))?;
