@@ -112,6 +112,14 @@ pub enum BackendError {
     /// A signature could not be produced or checked (details deliberately opaque).
     #[error("signing failed: {0}")]
     Crypto(String),
+    /// Key generation was asked for a slot that already holds a key, without `force`.
+    #[error("{device}: slot {slot} already holds a key; generating would destroy it (pass `force` / `--force` to overwrite)")]
+    SlotOccupied {
+        /// Which device.
+        device: String,
+        /// The slot (`9a`, `82`…).
+        slot: String,
+    },
 }
 
 fn tries_left_text(tries: Option<u32>) -> String {
@@ -418,6 +426,7 @@ mod tests {
             }
             .into(),
             ClientError::SignTask("t".into()).into(),
+            BackendError::SlotOccupied { device: "YubiKey serial 1".into(), slot: "9a".into() }.into(),
         ];
         for e in &all {
             let text = e.to_string();

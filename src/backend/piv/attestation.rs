@@ -1,0 +1,331 @@
+//! PIV attestation: proof from the YubiKey itself that a key was generated on it.
+//!
+//! The card signs, with its per-device attestation key (slot F9), a certificate for the key in a
+//! slot (ATTEST, INS F9); the F9 certificate is issued by Yubico's PIV CA. Verifying the chain up
+//! to a trusted root shows the key was generated inside a genuine YubiKey, with the serial and
+//! policies named in Yubico's certificate extensions, and so cannot have been exported.
+//!
+//! Roots are passed in ([`AttestationRoots`]): production passes Yubico's PIV root CA; tests pass
+//! the root of the virtual card's test CA. Validity periods are not checked (attestation is a
+//! statement made once, at generation; Yubico's device certificates outlive ordinary ones).
+
+use std::fmt;
+
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::Certificate;
+use yubikey::{PinPolicy, TouchPolicy};
+
+use super::device::PivDevice;
+use super::slot::Slot;
+use crate::backend::PublicKey;
+use crate::error::BackendError;
+
+const OID_FIRMWARE: &str = "1.3.6.1.4.1.41482.3.3";
+const OID_SERIAL: &str = "1.3.6.1.4.1.41482.3.7";
+const OID_POLICY: &str = "1.3.6.1.4.1.41482.3.8";
+
+const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
+const SHA384_WITH_RSA: &str = "1.2.840.113549.1.1.12";
+const SHA512_WITH_RSA: &str = "1.2.840.113549.1.1.13";
+const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
+
+/// Where Yubico publishes its PIV attestation root.
+pub const YUBICO_PIV_ROOT_URL: &str =
+    "https://developers.yubico.com/PIV/Introduction/piv-attestation-ca.pem";
+
+/// The certificates a YubiKey hands out for one slot.
+#[derive(Debug, Clone)]
+pub struct AttestationEvidence {
+    /// The slot.
+    pub slot: Slot,
+    /// The attestation certificate for the slot's key (from ATTEST), DER.
+    pub key_certificate_der: Vec<u8>,
+    /// The device's attestation certificate (object of slot F9), DER.
+    pub device_certificate_der: Vec<u8>,
+}
+
+/// Trusted roots for attestation, plus intermediates that are not on the device (Yubico's newer
+/// hierarchy, firmware 5.7.4+, has one between the F9 certificate and the root).
+#[derive(Clone, Default)]
+pub struct AttestationRoots {
+    roots: Vec<Certificate>,
+    intermediates: Vec<Certificate>,
+}
+
+impl fmt::Debug for AttestationRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |v: &[Certificate]| {
+            v.iter()
+                .map(|c| c.tbs_certificate().subject().to_string())
+                .collect::<Vec<_>>()
+        };
+        f.debug_struct("AttestationRoots")
+            .field("roots", &names(&self.roots))
+            .field("intermediates", &names(&self.intermediates))
+            .finish()
+    }
+}
+
+fn load_pems(pem: &str) -> Result<Vec<Certificate>, BackendError> {
+    let certs = Certificate::load_pem_chain(pem.as_bytes()).map_err(|e| BackendError::KeyLoad {
+        what: "attestation CA certificates".to_owned(),
+        reason: format!("not PEM certificates: {e}"),
+    })?;
+    if certs.is_empty() {
+        return Err(BackendError::KeyLoad {
+            what: "attestation CA certificates".to_owned(),
+            reason: "no certificate in the PEM text".to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+impl AttestationRoots {
+    /// Trusts the root certificate(s) in `pem`.
+    pub fn from_pem(pem: &str) -> Result<Self, BackendError> {
+        Ok(AttestationRoots {
+            roots: load_pems(pem)?,
+            intermediates: vec![],
+        })
+    }
+
+    /// Adds intermediate CA certificates (PEM) that sit between the device certificate and a root.
+    pub fn with_intermediates_pem(mut self, pem: &str) -> Result<Self, BackendError> {
+        self.intermediates.extend(load_pems(pem)?);
+        Ok(self)
+    }
+
+    /// Yubico's PIV attestation root. Not bundled in this build: we could not obtain it from a
+    /// source we can vouch for. Download it from [`YUBICO_PIV_ROOT_URL`], check its fingerprint
+    /// against Yubico's documentation, and load it with [`AttestationRoots::from_pem`].
+    pub fn yubico() -> Result<Self, BackendError> {
+        Err(BackendError::KeyLoad {
+            what: "Yubico's PIV attestation root CA".to_owned(),
+            reason: format!(
+                "not bundled with this build; download it from {YUBICO_PIV_ROOT_URL}, check it, and pass it with AttestationRoots::from_pem"
+            ),
+        })
+    }
+}
+
+/// What a verified attestation proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedKey {
+    /// The slot.
+    pub slot: Slot,
+    /// Serial number of the YubiKey that generated the key.
+    pub serial: u32,
+    /// Its firmware version.
+    pub firmware: String,
+    /// PIN policy fixed at generation.
+    pub pin_policy: Option<PinPolicy>,
+    /// Touch policy fixed at generation.
+    pub touch_policy: Option<TouchPolicy>,
+    /// The attested public key.
+    pub public_key: PublicKey,
+    /// Subject of the root the chain ends in.
+    pub root: String,
+}
+
+impl fmt::Display for AttestedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the key in slot {} was generated on YubiKey serial {} (firmware {}) and cannot be exported; \
+             PIN policy {}, touch policy {}; chain verified up to \"{}\"",
+            self.slot,
+            self.serial,
+            self.firmware,
+            self.pin_policy.map_or("unknown".to_owned(), |p| format!("{p:?}").to_lowercase()),
+            self.touch_policy.map_or("unknown".to_owned(), |t| format!("{t:?}").to_lowercase()),
+            self.root
+        )
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> BackendError {
+    BackendError::Crypto(format!("attestation does not verify: {}", reason.into()))
+}
+
+/// Checks that `issuer`'s key signed `cert`.
+fn check_signature(cert: &Certificate, issuer: &Certificate) -> Result<(), BackendError> {
+    use signature::Verifier;
+    let tbs = cert
+        .tbs_certificate()
+        .to_der()
+        .map_err(|e| invalid(e.to_string()))?;
+    let sig = cert
+        .signature()
+        .as_bytes()
+        .ok_or_else(|| invalid("signature is not whole bytes"))?;
+    let spki = issuer
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| invalid(e.to_string()))?;
+    let alg = cert.signature_algorithm().oid.to_string();
+    let bad = || {
+        invalid(format!(
+            "\"{}\" is not signed by \"{}\"",
+            cert.tbs_certificate().subject(),
+            issuer.tbs_certificate().subject()
+        ))
+    };
+    match alg.as_str() {
+        SHA256_WITH_RSA | SHA384_WITH_RSA | SHA512_WITH_RSA => {
+            use rsa::pkcs8::DecodePublicKey;
+            let key = rsa::RsaPublicKey::from_public_key_der(&spki).map_err(|_| bad())?;
+            let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
+            match alg.as_str() {
+                SHA256_WITH_RSA => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(&tbs, &sig)
+                }
+                SHA384_WITH_RSA => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(&tbs, &sig)
+                }
+                _ => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(&tbs, &sig),
+            }
+            .map_err(|_| bad())
+        }
+        ECDSA_WITH_SHA256 => {
+            use p256::pkcs8::DecodePublicKey;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_der(&spki).map_err(|_| bad())?;
+            let sig = p256::ecdsa::DerSignature::from_bytes(sig).map_err(|_| bad())?;
+            key.verify(&tbs, &sig).map_err(|_| bad())
+        }
+        other => Err(invalid(format!(
+            "signature algorithm {other} is not supported"
+        ))),
+    }
+}
+
+fn extension<'a>(cert: &'a Certificate, oid: &str) -> Option<&'a [u8]> {
+    let oid = ObjectIdentifier::new(oid).ok()?;
+    cert.tbs_certificate()
+        .extensions()?
+        .iter()
+        .find(|e| e.extn_id == oid)
+        .map(|e| e.extn_value.as_bytes())
+}
+
+/// Verifies `evidence` up to one of `roots` and reads what it attests.
+pub fn verify_attestation(
+    evidence: &AttestationEvidence,
+    roots: &AttestationRoots,
+) -> Result<AttestedKey, BackendError> {
+    let key_cert = Certificate::from_der(&evidence.key_certificate_der)
+        .map_err(|e| invalid(format!("key certificate: {e}")))?;
+    let device_cert = Certificate::from_der(&evidence.device_certificate_der)
+        .map_err(|e| invalid(format!("device certificate: {e}")))?;
+    if key_cert.tbs_certificate().issuer() != device_cert.tbs_certificate().subject() {
+        return Err(invalid(
+            "the key certificate was not issued by the device certificate",
+        ));
+    }
+    check_signature(&key_cert, &device_cert)?;
+
+    // Walk from the device certificate up through known intermediates to a trusted root.
+    let mut current = device_cert;
+    let root_name = 'walk: {
+        for _ in 0..=roots.intermediates.len() {
+            let issuer = current.tbs_certificate().issuer();
+            for root in &roots.roots {
+                if root.tbs_certificate().subject() == issuer
+                    && check_signature(&current, root).is_ok()
+                {
+                    break 'walk root.tbs_certificate().subject().to_string();
+                }
+            }
+            let next = roots.intermediates.iter().find(|i| {
+                i.tbs_certificate().subject() == issuer && check_signature(&current, i).is_ok()
+            });
+            match next {
+                Some(i) => current = i.clone(),
+                None => break,
+            }
+        }
+        return Err(invalid(format!(
+            "no trusted root signed \"{}\" (issuer \"{}\")",
+            current.tbs_certificate().subject(),
+            current.tbs_certificate().issuer()
+        )));
+    };
+
+    let serial = extension(&key_cert, OID_SERIAL)
+        .and_then(|der| u32::from_der(der).ok())
+        .ok_or_else(|| invalid("the key certificate has no YubiKey serial extension"))?;
+    let firmware = extension(&key_cert, OID_FIRMWARE)
+        .filter(|v| v.len() == 3)
+        .map(|v| format!("{}.{}.{}", v[0], v[1], v[2]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let policy = extension(&key_cert, OID_POLICY).filter(|v| v.len() == 2);
+    let spki = key_cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(AttestedKey {
+        slot: evidence.slot,
+        serial,
+        firmware,
+        pin_policy: policy.and_then(|p| PinPolicy::try_from(p[0]).ok()),
+        touch_policy: policy.and_then(|p| TouchPolicy::try_from(p[1]).ok()),
+        public_key: PublicKey::from_spki_der(&spki)?,
+        root: root_name,
+    })
+}
+
+impl PivDevice {
+    /// Reads the attestation certificate of the key in `slot` and the device certificate (F9).
+    pub fn attestation(&self, slot: Slot) -> Result<AttestationEvidence, BackendError> {
+        self.run(|s, inner| {
+            let yk = s.yubikey()?;
+            let key_certificate_der = yubikey::piv::attest(yk, slot.slot_id())
+                .map_err(|e| match e {
+                    yubikey::Error::NotSupported => BackendError::UnsupportedKey(format!(
+                        "{} cannot attest (firmware 4.3 or later is needed)",
+                        inner.label
+                    ))
+                    .into(),
+                    yubikey::Error::GenericError => BackendError::UnsupportedKey(format!(
+                        "{} did not attest slot {slot}: the slot is empty or its key was imported (only keys generated on the card can be attested)",
+                        inner.label
+                    ))
+                    .into(),
+                    e => inner.fail("attest", e),
+                })?
+                .to_vec();
+            let yk = s.yubikey()?;
+            let device = yubikey::Certificate::read(yk, yubikey::piv::SlotId::Attestation)
+                .map_err(|e| inner.fail("read the attestation certificate (slot f9)", e))?;
+            let device_certificate_der = device.cert.to_der().map_err(|e| BackendError::Crypto(e.to_string()))?;
+            Ok(AttestationEvidence { slot, key_certificate_der, device_certificate_der })
+        })
+    }
+
+    /// Attests the key in `slot`: reads the evidence, verifies it up to `roots`, and checks the
+    /// attested key is the one in the slot now.
+    pub fn attest(
+        &self,
+        slot: Slot,
+        roots: &AttestationRoots,
+    ) -> Result<AttestedKey, BackendError> {
+        let evidence = self.attestation(slot)?;
+        let attested = verify_attestation(&evidence, roots)?;
+        if attested.serial != self.info().serial {
+            return Err(invalid(format!(
+                "the certificate names YubiKey serial {}, but this is serial {}",
+                attested.serial,
+                self.info().serial
+            )));
+        }
+        let current = super::key::PivKey::on_device(self, slot)?;
+        if &attested.public_key != crate::backend::KeyBackend::public_key(&current) {
+            return Err(invalid(format!(
+                "the attested key is not the key now in slot {slot}"
+            )));
+        }
+        Ok(attested)
+    }
+}

@@ -1,0 +1,602 @@
+//! Finding a YubiKey and owning its connection.
+//!
+//! One [`PivDevice`] owns one card connection behind a mutex: callers queue, and every command
+//! sequence (PIN check, VERIFY, sign) runs without another caller's APDUs in between. When the
+//! card was reset or re-plugged (a PC/SC transport error), the device reconnects once, by serial,
+//! and runs the operation again — except when the failed command was a PIN VERIFY, which is
+//! never re-sent: the card may have counted it.
+//!
+//! The PIN rules live here too: tries are read before a VERIFY, the last try is not spent unless
+//! the caller allowed it, a PIN the card rejected is remembered and never presented again by this
+//! device handle.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use yubikey::piv::{self, ManagementSlotId, SlotAlgorithmId, SlotId};
+use yubikey::{MgmAlgorithmId, MgmKey, PinPolicy, YubiKey};
+use zeroize::Zeroizing;
+
+use crate::backend::PinSource;
+use crate::error::BackendError;
+
+/// A YubiKey seen through PC/SC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The YubiKey's serial number.
+    pub serial: u32,
+    /// PIV application (firmware) version, `5.7.1`.
+    pub version: String,
+    /// The PC/SC reader name.
+    pub reader: String,
+}
+
+impl fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "YubiKey serial {} (firmware {}, reader \"{}\")",
+            self.serial, self.version, self.reader
+        )
+    }
+}
+
+/// Which YubiKey to use: by serial, by reader name, or the only one plugged in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceSelector {
+    /// The serial number printed on the key (and shown by `list_devices`).
+    pub serial: Option<u32>,
+    /// A PC/SC reader name, or a part of it.
+    pub reader: Option<String>,
+}
+
+impl DeviceSelector {
+    fn matches(&self, info: &DeviceInfo) -> bool {
+        self.serial.is_none_or(|s| s == info.serial)
+            && self
+                .reader
+                .as_deref()
+                .is_none_or(|r| info.reader == r || info.reader.contains(r))
+    }
+
+    fn describe(&self) -> String {
+        match (&self.serial, &self.reader) {
+            (Some(s), Some(r)) => format!("YubiKey serial {s} in reader \"{r}\""),
+            (Some(s), None) => format!("YubiKey serial {s}"),
+            (None, Some(r)) => format!("YubiKey in reader \"{r}\""),
+            (None, None) => "YubiKey".to_owned(),
+        }
+    }
+}
+
+/// The management key that authorises key generation and certificate writes.
+#[derive(Clone, Default)]
+pub enum ManagementKey {
+    /// The factory default (3DES before firmware 5.7, AES-192 from 5.7; picked by firmware).
+    #[default]
+    Default,
+    /// A key set by the owner: 24 bytes (3DES or AES-192), 16 (AES-128) or 32 (AES-256).
+    Custom(Zeroizing<Vec<u8>>),
+}
+
+impl ManagementKey {
+    /// Parses a management key written in hex (48, 32 or 64 hex digits).
+    pub fn from_hex(hex_key: &str) -> Result<Self, BackendError> {
+        let bytes = Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| {
+            BackendError::KeyLoad {
+                what: "the PIV management key".to_owned(),
+                reason: "not hexadecimal; expected 48 hex digits (3DES or AES-192), 32 (AES-128) or 64 (AES-256)"
+                    .to_owned(),
+            }
+        })?);
+        if ![16, 24, 32].contains(&bytes.len()) {
+            return Err(BackendError::KeyLoad {
+                what: "the PIV management key".to_owned(),
+                reason: format!(
+                    "{} bytes; expected 24 (3DES or AES-192), 16 (AES-128) or 32 (AES-256)",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(ManagementKey::Custom(bytes))
+    }
+}
+
+impl fmt::Debug for ManagementKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagementKey::Default => f.write_str("ManagementKey(default)"),
+            ManagementKey::Custom(_) => f.write_str("ManagementKey([REDACTED])"),
+        }
+    }
+}
+
+/// Called before an operation that waits for a touch, so the person knows to touch the key.
+pub type TouchNotifier = Arc<dyn Fn(&TouchRequest) + Send + Sync>;
+
+/// What a [`TouchNotifier`] is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TouchRequest {
+    /// The YubiKey's serial number.
+    pub serial: u32,
+    /// The slot that signs.
+    pub slot: String,
+    /// How long the signer waits for the touch.
+    pub timeout: Duration,
+}
+
+impl fmt::Display for TouchRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "touch your YubiKey (serial {}) to sign with slot {} (waiting up to {} s)",
+            self.serial,
+            self.slot,
+            self.timeout.as_secs()
+        )
+    }
+}
+
+/// How a device handles the PIN and touch.
+#[derive(Clone)]
+pub struct DeviceOptions {
+    /// Where the PIN comes from; `None` for keys whose PIN policy is "never".
+    pub pin_source: Option<PinSource>,
+    /// Spend the last PIN try when only one is left (default: refuse).
+    pub allow_last_pin_try: bool,
+    /// How long a signature that needs a touch may take.
+    pub touch_timeout: Duration,
+    /// Called before each signature that needs a touch.
+    pub touch_notifier: Option<TouchNotifier>,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions {
+            pin_source: None,
+            allow_last_pin_try: false,
+            touch_timeout: Duration::from_secs(15),
+            touch_notifier: None,
+        }
+    }
+}
+
+impl fmt::Debug for DeviceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceOptions")
+            .field("pin_source", &self.pin_source)
+            .field("allow_last_pin_try", &self.allow_last_pin_try)
+            .field("touch_timeout", &self.touch_timeout)
+            .field(
+                "touch_notifier",
+                &self.touch_notifier.as_ref().map(|_| "set"),
+            )
+            .finish()
+    }
+}
+
+/// What this handle knows about the PIN.
+enum PinMemory {
+    /// Not presented yet.
+    Untried,
+    /// Accepted by the card; kept (zeroized on drop) to re-verify for PIN-always slots and after
+    /// a reset.
+    Accepted(SecretString),
+    /// Rejected by the card: never presented again by this handle.
+    Rejected { tries_left: u8 },
+}
+
+pub(crate) struct Session {
+    yk: Option<YubiKey>,
+    pin: PinMemory,
+}
+
+impl Session {
+    pub(crate) fn yubikey(&mut self) -> Result<&mut YubiKey, OpError> {
+        self.yk.as_mut().ok_or(OpError::Transport {
+            operation: "use the card",
+            error: yubikey::Error::PcscError {
+                inner: Some(pcsc::Error::NoSmartcard),
+            },
+        })
+    }
+}
+
+/// An operation's failure: final, or a transport fault after which a reconnect may help.
+pub(crate) enum OpError {
+    Final(BackendError),
+    Transport {
+        operation: &'static str,
+        error: yubikey::Error,
+    },
+}
+
+impl From<BackendError> for OpError {
+    fn from(e: BackendError) -> Self {
+        OpError::Final(e)
+    }
+}
+
+pub(crate) struct DeviceInner {
+    pub(crate) info: DeviceInfo,
+    pub(crate) label: String,
+    pub(crate) options: DeviceOptions,
+    session: Mutex<Session>,
+}
+
+/// One YubiKey, opened. Cheap to clone; clones share the connection and the PIN memory.
+#[derive(Clone)]
+pub struct PivDevice {
+    pub(crate) inner: Arc<DeviceInner>,
+}
+
+impl fmt::Debug for PivDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PivDevice")
+            .field("device", &self.inner.info)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_transport(e: &yubikey::Error) -> bool {
+    use pcsc::Error as P;
+    matches!(
+        e,
+        yubikey::Error::PcscError {
+            inner: Some(
+                P::ResetCard
+                    | P::RemovedCard
+                    | P::NoSmartcard
+                    | P::CommError
+                    | P::ReaderUnavailable
+                    | P::UnknownReader
+                    | P::InvalidHandle
+                    | P::UnpoweredCard
+                    | P::UnresponsiveCard
+                    | P::NotTransacted
+                    | P::ServiceStopped
+                    | P::NoService
+            )
+        }
+    )
+}
+
+fn pcsc_unavailable(e: yubikey::Error) -> BackendError {
+    let hint = match e {
+        yubikey::Error::PcscError {
+            inner: Some(pcsc::Error::NoService | pcsc::Error::ServiceStopped),
+        } => "the PC/SC service is not running: start pcscd (apt-get install pcscd)",
+        _ => "check that pcscd runs and the YubiKey is plugged in",
+    };
+    BackendError::Device {
+        device: "PC/SC".to_owned(),
+        operation: "list readers".to_owned(),
+        reason: format!("{e}; {hint}"),
+    }
+}
+
+/// Connects to every reader that holds a YubiKey; the caller disconnects what it does not keep.
+fn probe_all() -> Result<Vec<(DeviceInfo, YubiKey)>, BackendError> {
+    let mut ctx = match yubikey::reader::Context::open() {
+        Ok(ctx) => ctx,
+        Err(yubikey::Error::PcscError {
+            inner: Some(pcsc::Error::NoReadersAvailable),
+        }) => return Ok(vec![]),
+        Err(e) => return Err(pcsc_unavailable(e)),
+    };
+    let readers = match ctx.iter() {
+        Ok(r) => r,
+        Err(yubikey::Error::PcscError {
+            inner: Some(pcsc::Error::NoReadersAvailable),
+        }) => return Ok(vec![]),
+        Err(e) => return Err(pcsc_unavailable(e)),
+    };
+    let mut out = Vec::new();
+    for reader in readers {
+        // Readers without a card, or with a card that is not a YubiKey PIV, are skipped.
+        if let Ok(yk) = reader.open() {
+            let info = DeviceInfo {
+                serial: yk.serial().0,
+                version: yk.version().to_string(),
+                reader: reader.name().into_owned(),
+            };
+            out.push((info, yk));
+        }
+    }
+    Ok(out)
+}
+
+/// Leaves the card as it is (no reset), so other sessions on it keep their state.
+fn release(yk: YubiKey) {
+    if let Err((yk, _)) = yk.disconnect(pcsc::Disposition::LeaveCard) {
+        // The handle is already broken; dropping it cannot disturb a healthy session.
+        drop(yk);
+    }
+}
+
+/// Lists the YubiKeys plugged in (serial, firmware version, reader).
+pub fn list_devices() -> Result<Vec<DeviceInfo>, BackendError> {
+    Ok(probe_all()?
+        .into_iter()
+        .map(|(info, yk)| {
+            release(yk);
+            info
+        })
+        .collect())
+}
+
+fn find(selector: &DeviceSelector) -> Result<(DeviceInfo, YubiKey), BackendError> {
+    let all = probe_all()?;
+    let found: Vec<String> = all.iter().map(|(i, _)| i.to_string()).collect();
+    let (mut matching, others): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|(i, _)| selector.matches(i));
+    others.into_iter().for_each(|(_, yk)| release(yk));
+    match matching.len() {
+        0 => Err(BackendError::DeviceNotFound {
+            wanted: selector.describe(),
+            found,
+        }),
+        1 => Ok(matching.remove(0)),
+        _ => {
+            let found = matching.iter().map(|(i, _)| i.to_string()).collect();
+            matching.into_iter().for_each(|(_, yk)| release(yk));
+            Err(BackendError::AmbiguousDevice { found })
+        }
+    }
+}
+
+impl PivDevice {
+    /// Opens the YubiKey `selector` names. Several matching and no serial given →
+    /// [`BackendError::AmbiguousDevice`]; none → [`BackendError::DeviceNotFound`].
+    pub fn open(selector: &DeviceSelector, options: DeviceOptions) -> Result<Self, BackendError> {
+        let (info, yk) = find(selector)?;
+        let label = format!("YubiKey serial {}", info.serial);
+        Ok(PivDevice {
+            inner: Arc::new(DeviceInner {
+                info,
+                label,
+                options,
+                session: Mutex::new(Session {
+                    yk: Some(yk),
+                    pin: PinMemory::Untried,
+                }),
+            }),
+        })
+    }
+
+    /// Serial, firmware and reader of this YubiKey.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.inner.info
+    }
+
+    /// `YubiKey serial N`, for messages.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    pub(crate) fn options(&self) -> &DeviceOptions {
+        &self.inner.options
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        // A panic while holding the lock leaves the session usable: it holds no invariant that a
+        // half-finished operation could break (the card itself is the state).
+        self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `op` with the connection; on a transport fault reconnects once and runs it again.
+    pub(crate) fn run<T>(
+        &self,
+        mut op: impl FnMut(&mut Session, &DeviceInner) -> Result<T, OpError>,
+    ) -> Result<T, BackendError> {
+        let mut session = self.lock();
+        match op(&mut session, &self.inner) {
+            Ok(v) => Ok(v),
+            Err(OpError::Final(e)) => Err(e),
+            Err(OpError::Transport { .. }) => {
+                tracing::info!(device = %self.inner.label, "card was reset or re-plugged; reconnecting once");
+                self.reconnect(&mut session)?;
+                op(&mut session, &self.inner).map_err(|e| self.finalize(e))
+            }
+        }
+    }
+
+    /// Runs `op` once, without reconnecting (for operations that must not run twice).
+    pub(crate) fn run_once<T>(
+        &self,
+        op: impl FnOnce(&mut Session, &DeviceInner) -> Result<T, OpError>,
+    ) -> Result<T, BackendError> {
+        let mut session = self.lock();
+        op(&mut session, &self.inner).map_err(|e| self.finalize(e))
+    }
+
+    fn finalize(&self, e: OpError) -> BackendError {
+        match e {
+            OpError::Final(e) => e,
+            OpError::Transport { operation, error } => self.inner.device_error(operation, error),
+        }
+    }
+
+    fn reconnect(&self, session: &mut Session) -> Result<(), BackendError> {
+        if let Some(old) = session.yk.take() {
+            release(old);
+        }
+        let selector = DeviceSelector {
+            serial: Some(self.inner.info.serial),
+            reader: None,
+        };
+        let (_, yk) = find(&selector).map_err(|e| match e {
+            BackendError::DeviceNotFound { found, .. } => BackendError::DeviceNotFound {
+                wanted: format!(
+                    "{} (it was reset or unplugged; plug it back in)",
+                    self.inner.label
+                ),
+                found,
+            },
+            other => other,
+        })?;
+        session.yk = Some(yk);
+        Ok(())
+    }
+}
+
+impl DeviceInner {
+    pub(crate) fn device_error(&self, operation: &str, error: yubikey::Error) -> BackendError {
+        BackendError::Device {
+            device: self.label.clone(),
+            operation: operation.to_owned(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// Maps a `yubikey` error: transport faults may be retried after a reconnect, others are final.
+    pub(crate) fn fail(&self, operation: &'static str, error: yubikey::Error) -> OpError {
+        if is_transport(&error) {
+            OpError::Transport { operation, error }
+        } else {
+            OpError::Final(self.device_error(operation, error))
+        }
+    }
+
+    /// Makes sure the PIN is verified for a key with `policy`, spending at most one try, and
+    /// only when allowed.
+    pub(crate) fn ensure_pin(&self, s: &mut Session, policy: PinPolicy) -> Result<(), OpError> {
+        if policy == PinPolicy::Never {
+            return Ok(());
+        }
+        // A PIN the card rejected is never presented again: no APDU at all.
+        if let PinMemory::Rejected { tries_left } = s.pin {
+            return Err(self.pin_rejected(tries_left).into());
+        }
+        let yk = s.yubikey()?;
+        // VERIFY without data reads the state without spending a try: 9000 when verified, 63Cx.
+        let tries = match yk.verify_pin(&[]) {
+            Ok(()) if policy != PinPolicy::Always => return Ok(()),
+            Ok(()) => None,
+            Err(yubikey::Error::WrongPin { tries }) => Some(tries),
+            Err(yubikey::Error::PinLocked) => Some(0),
+            Err(e) => return Err(self.fail("read the PIN retry counter", e)),
+        };
+        match tries {
+            Some(0) => {
+                return Err(BackendError::PinBlocked {
+                    device: self.label.clone(),
+                }
+                .into())
+            }
+            Some(1) if !self.options.allow_last_pin_try => {
+                return Err(BackendError::LastPinTry {
+                    device: self.label.clone(),
+                }
+                .into())
+            }
+            _ => {}
+        }
+        let pin = match &s.pin {
+            PinMemory::Accepted(pin) => pin.clone(),
+            _ => self.read_pin()?,
+        };
+        let yk = s.yubikey()?;
+        match yk.verify_pin(pin.expose_secret().as_bytes()) {
+            Ok(()) => {
+                s.pin = PinMemory::Accepted(pin);
+                Ok(())
+            }
+            Err(yubikey::Error::WrongPin { tries: 0 } | yubikey::Error::PinLocked) => {
+                s.pin = PinMemory::Rejected { tries_left: 0 };
+                Err(BackendError::PinBlocked {
+                    device: self.label.clone(),
+                }
+                .into())
+            }
+            Err(yubikey::Error::WrongPin { tries }) => {
+                s.pin = PinMemory::Rejected { tries_left: tries };
+                Err(self.pin_rejected(tries).into())
+            }
+            // The VERIFY may have reached the card: never re-send it, even after a reconnect.
+            Err(e) => Err(OpError::Final(self.device_error("verify the PIN", e))),
+        }
+    }
+
+    fn pin_rejected(&self, tries_left: u8) -> BackendError {
+        if tries_left == 0 {
+            BackendError::PinBlocked {
+                device: self.label.clone(),
+            }
+        } else {
+            BackendError::PinIncorrect {
+                device: self.label.clone(),
+                tries_left: Some(tries_left.into()),
+            }
+        }
+    }
+
+    fn read_pin(&self) -> Result<SecretString, BackendError> {
+        let source = self
+            .options
+            .pin_source
+            .as_ref()
+            .ok_or_else(|| BackendError::PinSource {
+                source_name: "(none)".to_owned(),
+                reason: format!(
+                    "the key on {} needs its PIN; give pin-source=env:NAME, file:PATH or prompt",
+                    self.label
+                ),
+            })?;
+        let pin = source.read(&format!("PIV PIN for {}", self.label))?;
+        // Checked before any VERIFY, so a malformed PIN never costs a try.
+        let len = pin.expose_secret().len();
+        if !(6..=8).contains(&len) || !pin.expose_secret().is_ascii() {
+            return Err(BackendError::PinSource {
+                source_name: source.to_string(),
+                reason: format!(
+                    "a PIV PIN is 6 to 8 ASCII characters, this one has {len}; no try was spent"
+                ),
+            });
+        }
+        Ok(pin)
+    }
+
+    /// Authenticates with the management key (needed to generate keys and write certificates).
+    pub(crate) fn authenticate(&self, s: &mut Session, key: &ManagementKey) -> Result<(), OpError> {
+        let yk = s.yubikey()?;
+        let mgm = match key {
+            ManagementKey::Default => MgmKey::get_default(yk)
+                .map_err(|e| self.fail("pick the default management key", e))?,
+            ManagementKey::Custom(bytes) => {
+                let alg = match piv::metadata(yk, SlotId::Management(ManagementSlotId::Management))
+                {
+                    Ok(meta) => match meta.algorithm {
+                        SlotAlgorithmId::Management(alg) => alg,
+                        _ => MgmAlgorithmId::ThreeDes,
+                    },
+                    // Firmware before 5.3 has no metadata and only 3DES management keys.
+                    Err(yubikey::Error::NotSupported) => MgmAlgorithmId::ThreeDes,
+                    Err(e) => return Err(self.fail("read the management key algorithm", e)),
+                };
+                MgmKey::from_bytes(bytes.as_slice(), Some(alg)).map_err(|_| {
+                    OpError::Final(BackendError::KeyLoad {
+                        what: format!("the management key for {}", self.label),
+                        reason: format!(
+                            "{} bytes do not fit the card's {alg:?} management key",
+                            bytes.len()
+                        ),
+                    })
+                })?
+            }
+        };
+        yk.authenticate(&mgm).map_err(|e| match e {
+            yubikey::Error::AuthenticationError => OpError::Final(BackendError::Device {
+                device: self.label.clone(),
+                operation: "management key authentication".to_owned(),
+                reason:
+                    "the card refused the management key; give the key this YubiKey was set up with"
+                        .to_owned(),
+            }),
+            e => self.fail("management key authentication", e),
+        })
+    }
+}

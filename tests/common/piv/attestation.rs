@@ -1,0 +1,220 @@
+//! A test attestation hierarchy shaped like Yubico's: a root CA (RSA-2048, as Yubico's PIV root
+//! is), a per-device attestation certificate in slot F9 (P-256 here), and per-key attestation
+//! certificates the virtual card issues on ATTEST with Yubico's extensions (firmware, serial,
+//! policies). Tests inject `TestAttestationCa::root_pem` where production uses Yubico's root.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use der::asn1::OctetString;
+use der::Encode;
+use rand_core::UnwrapErr;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::der;
+use x509_cert::ext::pkix::BasicConstraints;
+use x509_cert::ext::{Extension, ToExtension};
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use x509_cert::time::Validity;
+
+use super::card::AttestationIdentity;
+
+/// What an attestation certificate says about the key it covers.
+pub struct AttestedKeyInfo {
+    pub serial: u32,
+    pub version: [u8; 3],
+    pub pin_policy: u8,
+    pub touch_policy: u8,
+    pub slot: u8,
+}
+
+struct Profile {
+    issuer: Name,
+    subject: Name,
+    extensions: Vec<Extension>,
+}
+
+impl BuilderProfile for Profile {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+    fn build_extensions(
+        &self,
+        _spk: SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        _tbs: &x509_cert::TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        Ok(self.extensions.clone())
+    }
+}
+
+fn ca_extension(subject: &Name) -> Extension {
+    (&BasicConstraints {
+        ca: true,
+        path_len_constraint: None,
+    })
+        .to_extension(subject, &[])
+        .expect("encode basicConstraints")
+}
+
+fn yubico_extension(arc: u32, value: Vec<u8>) -> Extension {
+    Extension {
+        extn_id: der::oid::ObjectIdentifier::new(&format!("1.3.6.1.4.1.41482.3.{arc}"))
+            .expect("oid"),
+        critical: false,
+        extn_value: OctetString::new(value).expect("octet string"),
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut bytes).expect("rng");
+    bytes[0] &= 0x7F;
+    bytes[0] |= 0x01;
+    SerialNumber::new(&bytes).expect("serial")
+}
+
+/// A root CA and a device attestation identity issued by it.
+pub struct TestAttestationCa {
+    /// The root certificate as PEM (what a verifier trusts).
+    pub root_pem: String,
+    /// The root certificate as DER.
+    pub root_der: Vec<u8>,
+    /// The identity to put in a card's slot F9.
+    pub device: AttestationIdentity,
+}
+
+fn issue<S, Sig>(
+    signer: &S,
+    profile: Profile,
+    spki: SubjectPublicKeyInfoOwned,
+) -> x509_cert::Certificate
+where
+    S: signature::Signer<Sig>
+        + signature::Keypair
+        + x509_cert::spki::DynSignatureAlgorithmIdentifier,
+    S::VerifyingKey: x509_cert::spki::EncodePublicKey,
+    Sig: x509_cert::spki::SignatureBitStringEncoding,
+{
+    let validity = Validity::from_now(Duration::from_secs(3600 * 24 * 365)).expect("validity");
+    CertificateBuilder::new(profile, random_serial(), validity, spki)
+        .expect("certificate builder")
+        .build::<_, Sig>(signer)
+        .expect("sign the certificate")
+}
+
+impl TestAttestationCa {
+    /// Builds the hierarchy with an RSA-2048 root, as Yubico's is; the root key is the RSA test
+    /// fixture (no slow key generation in debug builds).
+    pub fn new() -> Self {
+        use pkcs8::DecodePrivateKey;
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/keys/rsa2048.pem"
+        ))
+        .expect("read the RSA fixture");
+        let root_key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("parse the RSA fixture");
+        let spki = SubjectPublicKeyInfoOwned::from_key(&rsa::RsaPublicKey::from(&root_key))
+            .expect("root spki");
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(root_key);
+        Self::build(spki, |profile, spki| {
+            issue::<_, rsa::pkcs1v15::Signature>(&signer, profile, spki)
+        })
+    }
+
+    /// The same hierarchy (same names) under a fresh P-256 root: a stranger to [`Self::new`]'s.
+    pub fn with_p256_root() -> Self {
+        let key = <p256::ecdsa::SigningKey as p256::elliptic_curve::Generate>::generate_from_rng(
+            &mut UnwrapErr(getrandom::SysRng),
+        );
+        let spki = SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).expect("root spki");
+        Self::build(spki, |profile, spki| {
+            issue::<_, p256::ecdsa::DerSignature>(&key, profile, spki)
+        })
+    }
+
+    fn build(
+        root_spki: SubjectPublicKeyInfoOwned,
+        sign_with_root: impl Fn(Profile, SubjectPublicKeyInfoOwned) -> x509_cert::Certificate,
+    ) -> Self {
+        let root_name = Name::from_str("CN=dfns-signer Test PIV Root CA").expect("name");
+        let root = sign_with_root(
+            Profile {
+                issuer: root_name.clone(),
+                subject: root_name.clone(),
+                extensions: vec![ca_extension(&root_name)],
+            },
+            root_spki,
+        );
+        let root_der = root.to_der().expect("root der");
+
+        let device_key =
+            <p256::ecdsa::SigningKey as p256::elliptic_curve::Generate>::generate_from_rng(
+                &mut UnwrapErr(getrandom::SysRng),
+            );
+        let device_name = Name::from_str("CN=Yubico PIV Attestation").expect("name");
+        let device_spki =
+            SubjectPublicKeyInfoOwned::from_key(device_key.verifying_key()).expect("spki");
+        let device_cert = sign_with_root(
+            Profile {
+                issuer: root_name,
+                subject: device_name.clone(),
+                extensions: vec![ca_extension(&device_name)],
+            },
+            device_spki,
+        );
+
+        let root_pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &root_der)
+            .expect("pem");
+        TestAttestationCa {
+            root_pem,
+            root_der,
+            device: AttestationIdentity {
+                key: device_key,
+                certificate_der: device_cert.to_der().expect("device der"),
+            },
+        }
+    }
+}
+
+/// Issues the attestation certificate for a key (what ATTEST returns), signed by the device key.
+pub fn issue_attestation(
+    identity: &AttestationIdentity,
+    subject_spki_der: Vec<u8>,
+    info: &AttestedKeyInfo,
+) -> Result<Vec<u8>, String> {
+    use der::Decode;
+    let issuer_cert =
+        x509_cert::Certificate::from_der(&identity.certificate_der).map_err(|e| e.to_string())?;
+    let issuer = issuer_cert.tbs_certificate().subject().clone();
+    let subject = Name::from_str(&format!("CN=YubiKey PIV Attestation {:02x}", info.slot))
+        .map_err(|e| e.to_string())?;
+    let spki = SubjectPublicKeyInfoOwned::from_der(&subject_spki_der).map_err(|e| e.to_string())?;
+    let extensions = vec![
+        yubico_extension(3, info.version.to_vec()),
+        yubico_extension(7, info.serial.to_der().map_err(|e| e.to_string())?),
+        yubico_extension(8, vec![info.pin_policy, info.touch_policy]),
+        yubico_extension(9, vec![0x01]),
+    ];
+    let validity =
+        Validity::from_now(Duration::from_secs(3600 * 24 * 365)).map_err(|e| e.to_string())?;
+    let cert = CertificateBuilder::new(
+        Profile {
+            issuer,
+            subject,
+            extensions,
+        },
+        random_serial(),
+        validity,
+        spki,
+    )
+    .map_err(|e| e.to_string())?
+    .build::<_, p256::ecdsa::DerSignature>(&identity.key)
+    .map_err(|e| e.to_string())?;
+    cert.to_der().map_err(|e| e.to_string())
+}

@@ -1,0 +1,820 @@
+//! The PIV backend against a virtual YubiKey on a real PC/SC stack (pcscd + vpcd), started by
+//! the tests themselves. Needs root and `apt-get install pcscd vsmartcard-vpcd yubico-piv-tool`;
+//! `DFNS_SIGNER_SKIP_HARDWARE=1` skips (with a message). One test at the end runs against a real
+//! YubiKey when `DFNS_SIGNER_REAL_YUBIKEY=<serial>` is set (`cargo test --test piv -- --ignored`).
+
+#[path = "common/piv/mod.rs"]
+mod piv_support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dfns_signer::backend::piv::{
+    list_devices, verify_attestation, AttestationRoots, DeviceOptions, DeviceSelector,
+    KeyGeneration, ManagementKey, PinPolicy, PivDevice, PivKey, Slot, TouchPolicy,
+};
+use dfns_signer::{Algorithm, BackendError, KeyBackend, KeyUri, PinSource};
+use piv_support::attestation::TestAttestationCa;
+use piv_support::card::{CardConfig, MgmAlgorithm, VirtualPiv};
+use piv_support::harness::{pcscd_or_skip, PivEnv};
+use secrecy::SecretString;
+use x509_cert::der::{Decode, Encode};
+
+const PIN: &str = "123456";
+
+fn pin(p: &str) -> PinSource {
+    PinSource::Value(SecretString::from(p.to_owned()))
+}
+
+fn device(serial: u32, pin_source: Option<PinSource>) -> PivDevice {
+    let options = DeviceOptions {
+        pin_source,
+        ..DeviceOptions::default()
+    };
+    PivDevice::open(
+        &DeviceSelector {
+            serial: Some(serial),
+            reader: None,
+        },
+        options,
+    )
+    .expect("open the virtual card")
+}
+
+/// A card with a P-256 key (and its certificate) in `slot`, generated through the backend.
+fn card_with_key(env: &PivEnv, serial: u32, slot: &str, touch: TouchPolicy) -> VirtualPiv {
+    let card = env.insert_card(CardConfig::new(serial));
+    let mut spec = KeyGeneration::new(slot.parse().unwrap());
+    spec.touch_policy = touch;
+    device(serial, Some(pin(PIN)))
+        .generate_key(&spec, &ManagementKey::Default)
+        .expect("generate");
+    card
+}
+
+fn key(serial: u32, slot: &str, pin_source: PinSource) -> dfns_signer::backend::piv::PivKeyBuilder {
+    PivKey::builder(slot.parse().unwrap())
+        .serial(serial)
+        .pin_source(pin_source)
+}
+
+#[test]
+fn yubico_piv_tool_reads_the_virtual_card() {
+    let Some(env) = pcscd_or_skip("yubico_piv_tool_reads_the_virtual_card") else {
+        return;
+    };
+    let _card = env.insert_card(CardConfig::new(31_000_001));
+    let reader = env.reader_of(31_000_001);
+    let out = std::process::Command::new("yubico-piv-tool")
+        .args(["-r", &reader, "-a", "status"])
+        .output()
+        .expect("run yubico-piv-tool (apt-get install yubico-piv-tool)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "yubico-piv-tool failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("31000001"), "serial missing from: {stdout}");
+    assert!(stdout.contains("5.7.1"), "version missing from: {stdout}");
+}
+
+#[test]
+fn devices_are_listed_and_selected_by_serial_or_reader() {
+    let Some(env) = pcscd_or_skip("devices_are_listed_and_selected_by_serial_or_reader") else {
+        return;
+    };
+    let _a = env.insert_card(CardConfig::new(32_000_001));
+    let mut config = CardConfig::new(32_000_002);
+    config.version = [5, 4, 3];
+    config.mgm_algorithm = MgmAlgorithm::TripleDes;
+    let _b = env.insert_card(config);
+
+    let devices = list_devices().unwrap();
+    let a = devices
+        .iter()
+        .find(|d| d.serial == 32_000_001)
+        .expect("card a listed");
+    let b = devices
+        .iter()
+        .find(|d| d.serial == 32_000_002)
+        .expect("card b listed");
+    assert_eq!(a.version, "5.7.1");
+    assert_eq!(b.version, "5.4.3");
+    assert!(
+        a.reader.starts_with("Yubico YubiKey Virtual PCD") && a.reader != b.reader,
+        "{a:?} {b:?}"
+    );
+
+    let err = PivDevice::open(&DeviceSelector::default(), DeviceOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, BackendError::AmbiguousDevice { found } if found.len() == 2),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("serial="), "{err}");
+
+    let err = PivDevice::open(
+        &DeviceSelector {
+            serial: Some(99),
+            reader: None,
+        },
+        DeviceOptions::default(),
+    )
+    .unwrap_err();
+    match &err {
+        BackendError::DeviceNotFound { wanted, found } => {
+            assert_eq!(wanted, "YubiKey serial 99");
+            assert!(
+                found.iter().any(|f| f.contains("32000001")) && found.len() == 2,
+                "{found:?}"
+            );
+        }
+        other => panic!("expected DeviceNotFound, got {other:?}"),
+    }
+
+    let by_serial = PivDevice::open(
+        &DeviceSelector {
+            serial: Some(32_000_002),
+            reader: None,
+        },
+        DeviceOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(by_serial.info(), b);
+    let by_reader = PivDevice::open(
+        &DeviceSelector {
+            serial: None,
+            reader: Some(a.reader.clone()),
+        },
+        DeviceOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(by_reader.info().serial, 32_000_001);
+}
+
+#[test]
+fn p256_key_is_generated_with_certificate_and_signs() {
+    let Some(env) = pcscd_or_skip("p256_key_is_generated_with_certificate_and_signs") else {
+        return;
+    };
+    let card = env.insert_card(CardConfig::new(33_000_001));
+    let dev = device(33_000_001, Some(pin(PIN)));
+    let generated = dev
+        .generate_key(
+            &KeyGeneration::new(Slot::AUTHENTICATION),
+            &ManagementKey::Default,
+        )
+        .unwrap();
+    assert_eq!(generated.public_key.algorithm(), Algorithm::EcdsaP256);
+    assert!(card.has_key(0x9a));
+
+    // The certificate in the slot holds the generated key and is signed by it (self-signed by the card).
+    let cert_der = dev
+        .certificate(Slot::AUTHENTICATION)
+        .unwrap()
+        .expect("certificate written");
+    assert_eq!(cert_der, generated.certificate_der);
+    let cert = x509_cert::Certificate::from_der(&cert_der).unwrap();
+    let spki = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .unwrap();
+    assert_eq!(spki, generated.public_key.spki_der());
+    {
+        use p256::pkcs8::DecodePublicKey;
+        use signature::Verifier;
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki).unwrap();
+        let sig = p256::ecdsa::DerSignature::from_bytes(cert.signature().raw_bytes()).unwrap();
+        vk.verify(&cert.tbs_certificate().to_der().unwrap(), &sig)
+            .expect("certificate self-signature");
+    }
+
+    // Sign through the URI path, as a caller of the library would.
+    std::env::set_var("DFNS_PIV_TEST_PIN_33", PIN);
+    let uri: KeyUri = "piv:slot=9a?serial=33000001&pin-source=env:DFNS_PIV_TEST_PIN_33"
+        .parse()
+        .unwrap();
+    let backend = dfns_signer::open(&uri).unwrap();
+    assert_eq!(backend.public_key(), &generated.public_key);
+    assert_eq!(backend.algorithm(), Algorithm::EcdsaP256);
+    assert!(
+        backend.describe().contains("33000001") && backend.describe().contains("9a"),
+        "{}",
+        backend.describe()
+    );
+    let message = br#"{"type":"key.get","challenge":"abc","origin":"https://app.dfns.io"}"#;
+    let signatures_before = card.counters().signatures;
+    let sig = backend.sign(message).unwrap();
+    assert_eq!(card.counters().signatures, signatures_before + 1);
+    backend.public_key().verify(message, &sig).unwrap();
+    {
+        use p256::pkcs8::DecodePublicKey;
+        use signature::Verifier;
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(generated.public_key.spki_der())
+            .unwrap();
+        let parsed = p256::ecdsa::Signature::from_der(&sig).expect("DER signature");
+        assert_eq!(parsed.to_der().as_bytes(), sig.as_slice(), "minimal DER");
+        vk.verify(message, &parsed)
+            .expect("p256 verifies independently");
+        assert!(vk.verify(b"another message", &parsed).is_err());
+    }
+
+    // A filled slot is not overwritten without force; with force it gets a new key.
+    let err = dev
+        .generate_key(
+            &KeyGeneration::new(Slot::AUTHENTICATION),
+            &ManagementKey::Default,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::SlotOccupied { ref slot, .. } if slot == "9a"),
+        "{err:?}"
+    );
+    let mut forced = KeyGeneration::new(Slot::AUTHENTICATION);
+    forced.force = true;
+    let second = dev.generate_key(&forced, &ManagementKey::Default).unwrap();
+    assert_ne!(second.public_key, generated.public_key);
+
+    // An empty slot is a typed error naming what is there.
+    let err = key(33_000_001, "9d", pin(PIN)).open().unwrap_err();
+    match err {
+        BackendError::KeyNotFound { wanted, found, .. } => {
+            assert_eq!(wanted, "slot 9d");
+            assert_eq!(found, vec!["slot 9a".to_owned()]);
+        }
+        other => panic!("expected KeyNotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn attestation_chain_verifies_up_to_the_injected_root() {
+    let Some(env) = pcscd_or_skip("attestation_chain_verifies_up_to_the_injected_root") else {
+        return;
+    };
+    let ca = TestAttestationCa::new();
+    let mut config = CardConfig::new(34_000_001);
+    config.attestation = Some(ca.device.clone());
+    let _card = env.insert_card(config);
+    let dev = device(34_000_001, Some(pin(PIN)));
+    let mut spec = KeyGeneration::new(Slot::SIGNATURE);
+    spec.pin_policy = PinPolicy::Once;
+    spec.touch_policy = TouchPolicy::Cached;
+    let generated = dev.generate_key(&spec, &ManagementKey::Default).unwrap();
+
+    let roots = AttestationRoots::from_pem(&ca.root_pem).unwrap();
+    let attested = dev.attest(Slot::SIGNATURE, &roots).unwrap();
+    assert_eq!(attested.serial, 34_000_001);
+    assert_eq!(attested.firmware, "5.7.1");
+    assert_eq!(attested.public_key, generated.public_key);
+    assert_eq!(attested.pin_policy, Some(PinPolicy::Once));
+    assert_eq!(attested.touch_policy, Some(TouchPolicy::Cached));
+    let text = attested.to_string();
+    assert!(
+        text.contains("generated on YubiKey serial 34000001")
+            && text.contains("cannot be exported"),
+        "{text}"
+    );
+
+    // Another root, even under the same name, does not vouch for this card.
+    let stranger = TestAttestationCa::with_p256_root();
+    let evidence = dev.attestation(Slot::SIGNATURE).unwrap();
+    // …while a chain ending in a P-256 root verifies when that root is the trusted one.
+    let mut ec_config = CardConfig::new(34_000_002);
+    ec_config.attestation = Some(stranger.device.clone());
+    let _ec_card = env.insert_card(ec_config);
+    let ec_dev = device(34_000_002, Some(pin(PIN)));
+    ec_dev
+        .generate_key(
+            &KeyGeneration::new(Slot::AUTHENTICATION),
+            &ManagementKey::Default,
+        )
+        .unwrap();
+    let ec_roots = AttestationRoots::from_pem(&stranger.root_pem).unwrap();
+    assert_eq!(
+        ec_dev
+            .attest(Slot::AUTHENTICATION, &ec_roots)
+            .unwrap()
+            .serial,
+        34_000_002
+    );
+    assert!(ec_dev.attest(Slot::AUTHENTICATION, &roots).is_err());
+    let err = verify_attestation(
+        &evidence,
+        &AttestationRoots::from_pem(&stranger.root_pem).unwrap(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no trusted root"), "{err}");
+    // A key certificate from another device does not chain to this device certificate.
+    let mut forged = evidence.clone();
+    forged.device_certificate_der = stranger.device.certificate_der.clone();
+    assert!(verify_attestation(&forged, &roots).is_err());
+    // Production roots are not bundled: the error says where to get them.
+    let err = AttestationRoots::yubico().unwrap_err().to_string();
+    assert!(err.contains("developers.yubico.com"), "{err}");
+}
+
+#[test]
+fn wrong_pin_is_tried_once_and_never_again() {
+    let Some(env) = pcscd_or_skip("wrong_pin_is_tried_once_and_never_again") else {
+        return;
+    };
+    let card = card_with_key(&env, 35_000_001, "9a", TouchPolicy::Never);
+    let before = card.counters();
+    assert_eq!(card.pin_tries_left(), 3);
+
+    let key = key(35_000_001, "9a", pin("654321"))
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let err = key.sign(b"m").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::PinIncorrect {
+                tries_left: Some(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        card.pin_tries_left(),
+        2,
+        "the card's counter went down exactly once"
+    );
+    let after_first = card.counters();
+    assert_eq!(after_first.pin_verifies, before.pin_verifies + 1);
+
+    // The same handle does not present the PIN again, nor even ask the card.
+    let err = key.sign(b"m").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::PinIncorrect {
+                tries_left: Some(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        card.counters(),
+        after_first,
+        "no APDU that touches the PIN was sent"
+    );
+    assert_eq!(card.pin_tries_left(), 2);
+    assert_eq!(card.counters().signatures, before.signatures);
+
+    // A wrong PIN at open fails open, once.
+    let err = self::key(35_000_001, "9a", pin("111111"))
+        .open()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::PinIncorrect {
+                tries_left: Some(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(card.pin_tries_left(), 1);
+}
+
+#[test]
+fn last_pin_try_is_kept_unless_allowed_and_blocked_pin_is_reported() {
+    let Some(env) =
+        pcscd_or_skip("last_pin_try_is_kept_unless_allowed_and_blocked_pin_is_reported")
+    else {
+        return;
+    };
+    let card = card_with_key(&env, 36_000_001, "9a", TouchPolicy::Never);
+
+    card.set_pin_tries_left(1);
+    let verifies = card.counters().pin_verifies;
+    let guarded = key(36_000_001, "9a", pin(PIN))
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let err = guarded.sign(b"m").unwrap_err();
+    assert!(matches!(err, BackendError::LastPinTry { .. }), "{err:?}");
+    assert_eq!(
+        card.counters().pin_verifies,
+        verifies,
+        "the last try was not spent"
+    );
+    assert_eq!(card.pin_tries_left(), 1);
+
+    // Through the URI, `allow-last-pin-try=true` lets the right PIN through (and resets the counter).
+    std::env::set_var("DFNS_PIV_TEST_PIN_36", PIN);
+    let uri: KeyUri =
+        "piv:slot=9a?serial=36000001&pin-source=env:DFNS_PIV_TEST_PIN_36&allow-last-pin-try=true"
+            .parse()
+            .unwrap();
+    let allowed = dfns_signer::open(&uri).unwrap();
+    allowed.sign(b"m").unwrap();
+    assert_eq!(card.pin_tries_left(), 3);
+
+    // A wrong PIN on the last try blocks the PIN: the crate says WrongPin{0}, we say PinBlocked.
+    card.set_pin_tries_left(1);
+    let last = key(36_000_001, "9a", pin("000000"))
+        .allow_last_pin_try(true)
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let err = last.sign(b"m").unwrap_err();
+    assert!(matches!(err, BackendError::PinBlocked { .. }), "{err:?}");
+    assert_eq!(card.pin_tries_left(), 0);
+
+    // Blocked: reported from the status query, without a VERIFY.
+    let verifies = card.counters().pin_verifies;
+    let blocked = key(36_000_001, "9a", pin(PIN))
+        .allow_last_pin_try(true)
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let err = blocked.sign(b"m").unwrap_err();
+    assert!(matches!(err, BackendError::PinBlocked { .. }), "{err:?}");
+    assert!(err.to_string().contains("PUK"), "{err}");
+    assert_eq!(card.counters().pin_verifies, verifies);
+}
+
+#[test]
+fn malformed_pin_costs_no_try_and_secrets_never_print() {
+    let Some(env) = pcscd_or_skip("malformed_pin_costs_no_try_and_secrets_never_print") else {
+        return;
+    };
+    let card = card_with_key(&env, 37_000_001, "9a", TouchPolicy::Never);
+    let verifies = card.counters().pin_verifies;
+    for bad in ["1234", "123456789"] {
+        let err = key(37_000_001, "9a", pin(bad)).open().unwrap_err();
+        assert!(matches!(err, BackendError::PinSource { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("6 to 8") && !err.to_string().contains(bad),
+            "{err}"
+        );
+    }
+    assert_eq!(card.counters().pin_verifies, verifies);
+    assert_eq!(card.pin_tries_left(), 3);
+
+    let secret = "97531864";
+    let builder = key(37_000_001, "9a", pin(secret)).verify_pin_at_open(false);
+    let builder_text = format!("{builder:?}");
+    let key = builder.open().unwrap();
+    let err = key.sign(b"m").unwrap_err();
+    let mgm = ManagementKey::from_hex("a1a2a3a4a5a6a7a8a1a2a3a4a5a6a7a8a1a2a3a4a5a6a7a8").unwrap();
+    let texts = [
+        builder_text,
+        format!("{key:?}"),
+        key.describe(),
+        format!("{:?}", key.device()),
+        format!("{err:?}"),
+        err.to_string(),
+        format!("{mgm:?}"),
+    ];
+    for text in &texts {
+        assert!(!text.contains(secret), "PIN leaked: {text}");
+        assert!(
+            !text.to_lowercase().contains("a1a2a3"),
+            "management key leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn touch_is_announced_and_times_out() {
+    let Some(env) = pcscd_or_skip("touch_is_announced_and_times_out") else {
+        return;
+    };
+    let card = card_with_key(&env, 38_000_001, "9c", TouchPolicy::Always);
+    let notices = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&notices);
+    let key = key(38_000_001, "9c", pin(PIN))
+        .touch_timeout(Duration::from_secs(1))
+        .on_touch(move |req| {
+            assert_eq!(req.serial, 38_000_001);
+            assert_eq!(req.slot, "9c");
+            assert!(req.to_string().contains("touch your YubiKey"));
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .open()
+        .unwrap();
+    assert_eq!(key.touch_policy(), TouchPolicy::Always);
+    assert_eq!(
+        key.pin_policy(),
+        PinPolicy::Always,
+        "9c defaults to PIN-always"
+    );
+
+    // Touched quickly: signs, after one notice.
+    card.set_touch_delay(Duration::from_millis(100));
+    let sig = key.sign(b"touch me").unwrap();
+    key.public_key().verify(b"touch me", &sig).unwrap();
+    assert_eq!(notices.load(Ordering::SeqCst), 1);
+
+    // Nobody touches within the timeout: a clear error, on time.
+    card.set_touch_delay(Duration::from_secs(3));
+    let started = Instant::now();
+    let err = key.sign(b"touch me").unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+        "{err:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(2500),
+        "gave up after {waited:?}"
+    );
+    assert_eq!(notices.load(Ordering::SeqCst), 2);
+
+    // Once the card has given up on the abandoned signature, the same key signs again.
+    card.set_touch_delay(Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(2500));
+    let sig = key.sign(b"after").unwrap();
+    key.public_key().verify(b"after", &sig).unwrap();
+    assert_eq!(notices.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn reconnects_once_after_the_card_is_replugged() {
+    let Some(env) = pcscd_or_skip("reconnects_once_after_the_card_is_replugged") else {
+        return;
+    };
+    let card = card_with_key(&env, 39_000_001, "9a", TouchPolicy::Never);
+    let key = key(39_000_001, "9a", pin(PIN)).open().unwrap();
+    key.sign(b"before").unwrap();
+    let before = card.counters();
+
+    card.replug();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !list_devices()
+        .unwrap()
+        .iter()
+        .any(|d| d.serial == 39_000_001)
+    {
+        assert!(Instant::now() < deadline, "card did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sig = key.sign(b"after").unwrap();
+    key.public_key().verify(b"after", &sig).unwrap();
+    let after = card.counters();
+    assert_eq!(
+        after.pin_verifies,
+        before.pin_verifies + 1,
+        "the known-good PIN is presented once after the reset"
+    );
+    assert_eq!(after.signatures, before.signatures + 1);
+}
+
+#[test]
+fn rsa_2048_and_ed25519_keys_sign() {
+    let Some(env) = pcscd_or_skip("rsa_2048_and_ed25519_keys_sign") else {
+        return;
+    };
+    let _card = env.insert_card(CardConfig::new(40_000_001));
+    let dev = device(40_000_001, Some(pin(PIN)));
+
+    let mut rsa_spec = KeyGeneration::new(Slot::KEY_MANAGEMENT);
+    rsa_spec.algorithm = Algorithm::RsaPkcs1Sha256;
+    let rsa_key = dev
+        .generate_key(&rsa_spec, &ManagementKey::Default)
+        .unwrap();
+    let signer = PivKey::on_device(&dev, Slot::KEY_MANAGEMENT).unwrap();
+    assert_eq!(signer.algorithm(), Algorithm::RsaPkcs1Sha256);
+    let sig = signer.sign(b"rsa message").unwrap();
+    assert_eq!(sig.len(), 256);
+    rsa_key.public_key.verify(b"rsa message", &sig).unwrap();
+    {
+        use rsa::pkcs8::DecodePublicKey;
+        use signature::Verifier;
+        let pk = rsa::RsaPublicKey::from_public_key_der(rsa_key.public_key.spki_der()).unwrap();
+        let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk);
+        vk.verify(
+            b"rsa message",
+            &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap(),
+        )
+        .unwrap();
+    }
+
+    let mut ed_spec = KeyGeneration::new("82".parse().unwrap());
+    ed_spec.algorithm = Algorithm::Ed25519;
+    let ed_key = dev.generate_key(&ed_spec, &ManagementKey::Default).unwrap();
+    let signer = PivKey::on_device(&dev, "82".parse().unwrap()).unwrap();
+    let sig = signer.sign(b"ed message").unwrap();
+    assert_eq!(sig.len(), 64);
+    {
+        use ed25519_dalek::pkcs8::DecodePublicKey;
+        let vk =
+            ed25519_dalek::VerifyingKey::from_public_key_der(ed_key.public_key.spki_der()).unwrap();
+        vk.verify_strict(
+            b"ed message",
+            &ed25519_dalek::Signature::from_slice(&sig).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn management_keys_3des_default_and_custom_aes() {
+    let Some(env) = pcscd_or_skip("management_keys_3des_default_and_custom_aes") else {
+        return;
+    };
+    let mut old = CardConfig::new(41_000_001);
+    old.version = [5, 4, 3];
+    old.mgm_algorithm = MgmAlgorithm::TripleDes;
+    let _old = env.insert_card(old);
+    let dev = device(41_000_001, Some(pin(PIN)));
+    dev.generate_key(
+        &KeyGeneration::new(Slot::AUTHENTICATION),
+        &ManagementKey::Default,
+    )
+    .unwrap();
+    let mut ed = KeyGeneration::new(Slot::SIGNATURE);
+    ed.algorithm = Algorithm::Ed25519;
+    let err = dev.generate_key(&ed, &ManagementKey::Default).unwrap_err();
+    assert!(err.to_string().contains("5.7"), "{err}");
+
+    let custom_hex = "00112233445566778899aabbccddeeff";
+    let mut aes = CardConfig::new(41_000_002);
+    aes.mgm_algorithm = MgmAlgorithm::Aes128;
+    aes.mgm_key = hex::decode(custom_hex).unwrap();
+    let _aes = env.insert_card(aes);
+    let dev = device(41_000_002, Some(pin(PIN)));
+    let err = dev
+        .generate_key(
+            &KeyGeneration::new(Slot::AUTHENTICATION),
+            &ManagementKey::Default,
+        )
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Device { .. }), "{err:?}");
+    let custom = ManagementKey::from_hex(custom_hex).unwrap();
+    dev.generate_key(&KeyGeneration::new(Slot::AUTHENTICATION), &custom)
+        .unwrap();
+    let wrong = ManagementKey::from_hex("ffeeddccbbaa99887766554433221100").unwrap();
+    let err = dev
+        .generate_key(&KeyGeneration::new(Slot::CARD_AUTHENTICATION), &wrong)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("refused the management key"),
+        "{err}"
+    );
+}
+
+/// Runs against a real YubiKey: `DFNS_SIGNER_REAL_YUBIKEY=<serial> DFNS_SIGNER_REAL_PIN=<pin>
+/// cargo test --test piv -- --ignored real_yubikey`. It generates a key in retired slot 95
+/// (overwriting it), with touch policy "always": touch the key when it blinks.
+#[test]
+#[ignore = "needs a real YubiKey: set DFNS_SIGNER_REAL_YUBIKEY=<serial>"]
+fn real_yubikey_generate_attest_sign() {
+    let Ok(serial) = std::env::var("DFNS_SIGNER_REAL_YUBIKEY") else {
+        eprintln!(
+            "SKIPPED real_yubikey_generate_attest_sign: set DFNS_SIGNER_REAL_YUBIKEY=<serial>"
+        );
+        return;
+    };
+    let serial: u32 = serial
+        .parse()
+        .expect("DFNS_SIGNER_REAL_YUBIKEY is a serial number");
+    let pin_source = PinSource::parse("env:DFNS_SIGNER_REAL_PIN").unwrap();
+    let slot: Slot = "95".parse().unwrap();
+    let options = DeviceOptions {
+        pin_source: Some(pin_source.clone()),
+        touch_notifier: Some(Arc::new(|req| eprintln!("{req}"))),
+        ..DeviceOptions::default()
+    };
+    let dev = PivDevice::open(
+        &DeviceSelector {
+            serial: Some(serial),
+            reader: None,
+        },
+        options,
+    )
+    .unwrap();
+    eprintln!("using {}", dev.info());
+    let mgm = match std::env::var("DFNS_SIGNER_REAL_MGM_KEY") {
+        Ok(hex) => ManagementKey::from_hex(&hex).unwrap(),
+        Err(_) => ManagementKey::Default,
+    };
+    let mut spec = KeyGeneration::new(slot);
+    spec.touch_policy = TouchPolicy::Always;
+    spec.force = true;
+    let generated = dev.generate_key(&spec, &mgm).unwrap();
+    eprintln!("public key:\n{}", generated.public_key.to_pem());
+    match std::env::var("DFNS_SIGNER_YUBICO_ROOT_PEM") {
+        Ok(path) => {
+            let roots = AttestationRoots::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap();
+            eprintln!("{}", dev.attest(slot, &roots).unwrap());
+        }
+        Err(_) => eprintln!("attestation not checked: set DFNS_SIGNER_YUBICO_ROOT_PEM=<path to Yubico's PIV root PEM>"),
+    }
+    let key = PivKey::on_device(&dev, slot).unwrap();
+    let sig = key.sign(b"dfns-signer real device check").unwrap();
+    key.public_key()
+        .verify(b"dfns-signer real device check", &sig)
+        .unwrap();
+    eprintln!("signature verified: {}", hex::encode(&sig));
+}
+
+#[test]
+fn other_piv_tools_see_and_use_the_generated_key() {
+    let Some(env) = pcscd_or_skip("other_piv_tools_see_and_use_the_generated_key") else {
+        return;
+    };
+    let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
+    assert!(
+        std::path::Path::new(module).exists(),
+        "Yubico's PKCS#11 module is missing: apt-get install ykcs11 opensc"
+    );
+    let _card = card_with_key(&env, 42_000_001, "9a", TouchPolicy::Never);
+    let public_key = PivKey::builder(Slot::AUTHENTICATION)
+        .serial(42_000_001)
+        .open()
+        .unwrap()
+        .public_key()
+        .clone();
+    let dir = std::env::temp_dir().join(format!("dfns-piv-ykcs11-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (data, sig_path) = (dir.join("data"), dir.join("sig"));
+    std::fs::write(&data, b"signed through ykcs11").unwrap();
+    let out = std::process::Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module,
+            "--login",
+            "--pin",
+            PIN,
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+        ])
+        .args(["--id", "01", "--signature-format", "openssl", "-i"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&sig_path)
+        .output()
+        .expect("run pkcs11-tool (apt-get install opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sig = std::fs::read(&sig_path).unwrap();
+    public_key
+        .verify(b"signed through ykcs11", &sig)
+        .expect("ykcs11 signed with the key we generated");
+
+    // yubico-piv-tool reads back the certificate the backend wrote, with our key in it.
+    let reader = env.reader_of(42_000_001);
+    let out = std::process::Command::new("yubico-piv-tool")
+        .args(["-r", &reader, "-a", "read-certificate", "-s", "9a"])
+        .output()
+        .expect("run yubico-piv-tool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = String::from_utf8(out.stdout).unwrap();
+    let cert = x509_cert::Certificate::load_pem_chain(pem.as_bytes()).expect("a PEM certificate");
+    let spki = cert[0]
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .unwrap();
+    assert_eq!(spki, public_key.spki_der());
+}
+
+#[test]
+fn concurrent_callers_queue_on_one_device() {
+    let Some(env) = pcscd_or_skip("concurrent_callers_queue_on_one_device") else {
+        return;
+    };
+    let card = card_with_key(&env, 43_000_001, "9a", TouchPolicy::Never);
+    let key: Arc<dyn KeyBackend> = Arc::new(key(43_000_001, "9a", pin(PIN)).open().unwrap());
+    let before = card.counters();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    let message = format!("thread {t} message {i}");
+                    let sig = key.sign(message.as_bytes()).unwrap();
+                    key.public_key().verify(message.as_bytes(), &sig).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a signing thread failed");
+    }
+    let after = card.counters();
+    assert_eq!(after.signatures, before.signatures + 30);
+    assert_eq!(
+        after.pin_verifies, before.pin_verifies,
+        "the PIN verified at open stays verified (policy once)"
+    );
+}
