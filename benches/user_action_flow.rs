@@ -19,7 +19,11 @@ const WINDOW: Duration = Duration::from_secs(3);
 #[tokio::main]
 async fn main() {
     let key = Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap());
-    let sim = Simulator::builder().root_public_key_pem(key.public_key().to_pem()).start().await.unwrap();
+    let sim = Simulator::builder()
+        .root_public_key_pem(key.public_key().to_pem())
+        .start()
+        .await
+        .unwrap();
     let client = DfnsClient::builder()
         .base_url(sim.base_url())
         .auth_token(sim.auth_token().clone())

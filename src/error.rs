@@ -426,7 +426,11 @@ mod tests {
             }
             .into(),
             ClientError::SignTask("t".into()).into(),
-            BackendError::SlotOccupied { device: "YubiKey serial 1".into(), slot: "9a".into() }.into(),
+            BackendError::SlotOccupied {
+                device: "YubiKey serial 1".into(),
+                slot: "9a".into(),
+            }
+            .into(),
         ];
         for e in &all {
             let text = e.to_string();
