@@ -365,3 +365,61 @@ async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
         "exactly one line on stdout"
     );
 }
+
+/// The README's demo path: a key generated on a SoftHSM token (the same steps as
+/// `hsm-config/run-demo.sh`).
+#[cfg(all(feature = "simulator", feature = "pkcs11"))]
+#[test]
+fn demo_generates_its_key_on_softhsm() {
+    let module = "/usr/lib/softhsm/libsofthsm2.so";
+    if !std::path::Path::new(module).exists() {
+        if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
+            eprintln!("SKIPPED demo_generates_its_key_on_softhsm: SoftHSM is not installed (DFNS_SIGNER_SKIP_HARDWARE=1)");
+            return;
+        }
+        panic!("SoftHSM is not installed: apt-get install softhsm2 opensc (or set DFNS_SIGNER_SKIP_HARDWARE=1)");
+    }
+    let dir = std::env::temp_dir().join(format!("dfns-cli-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let init = Command::new(format!(
+        "{}/hsm-config/softhsm/init-token.sh",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(&dir)
+    .env("KEYS", "")
+    .env("TOKEN_LABEL", "cli-demo")
+    .env("USER_PIN", "864213")
+    .output()
+    .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let out = bin()
+        .args(["demo", "--algorithm", "ed25519", "--pkcs11"])
+        .arg(format!(
+            "pkcs11:token=cli-demo?module-path={module}&pin-source=env:CLI_DEMO_PIN"
+        ))
+        .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+        .env("CLI_DEMO_PIN", "864213")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ed25519 key `dfns-demo-"), "{stdout}");
+    assert!(
+        stdout.contains("generated on the token and never extractable: true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[6/6] replayed that user action: refused"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("864213") && !String::from_utf8_lossy(&out.stderr).contains("864213"));
+}

@@ -36,6 +36,8 @@ pub struct UriAttributes {
     raw: String,
     path: Vec<(String, String)>,
     query: Vec<(String, String)>,
+    /// The exact bytes of `id` (binary in RFC 7512, so it may not be UTF-8).
+    id_bytes: Option<Vec<u8>>,
 }
 
 impl UriAttributes {
@@ -45,6 +47,11 @@ impl UriAttributes {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The exact bytes of the `id` path attribute (an RFC 7512 id is binary: `id=%b0%30`).
+    pub fn id_bytes(&self) -> Option<&[u8]> {
+        self.id_bytes.as_deref()
     }
 
     /// A query attribute (`module-path`, `pin-source`, `serial`…).
@@ -109,10 +116,15 @@ impl UriAttributes {
                 let (k, v) = item
                     .split_once('=')
                     .ok_or_else(|| invalid(format!("`{item}` is not of the form name=value")))?;
-                let v = percent_encoding::percent_decode_str(v)
-                    .decode_utf8()
-                    .map_err(|_| invalid(format!("value of `{k}` is not UTF-8 once decoded")))?
-                    .into_owned();
+                let bytes: Vec<u8> = percent_encoding::percent_decode_str(v).collect();
+                // Only `id` is binary; every other value is text.
+                let v = match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) if k == "id" => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                    Err(_) => {
+                        return Err(invalid(format!("value of `{k}` is not UTF-8 once decoded")))
+                    }
+                };
                 if k == "pin-value" {
                     return Err(invalid(
                         "a PIN inside a URI would end up in logs and shell history; use \
@@ -127,8 +139,13 @@ impl UriAttributes {
             }
             Ok(out)
         };
+        let id_bytes = path_part
+            .split(';')
+            .find_map(|kv| kv.strip_prefix("id="))
+            .map(|v| percent_encoding::percent_decode_str(v).collect());
         Ok(UriAttributes {
             raw: raw.to_owned(),
+            id_bytes,
             path: split(path_part, ';')?,
             query: match query_part {
                 Some(q) => split(q, '&')?,
@@ -235,6 +252,16 @@ mod tests {
         assert_eq!(a.path_attr("token"), Some("my token"));
         assert_eq!(a.path_attr("object"), Some("dfns-1"));
         assert_eq!(a.path_attr("id"), Some("\u{1}\u{2}"));
+        assert_eq!(a.id_bytes(), Some(&[1u8, 2][..]));
+        let binary = KeyUri::parse("pkcs11:token=t;id=%b0%30%ff").unwrap();
+        let KeyUri::Pkcs11(b) = &binary else {
+            unreachable!()
+        };
+        assert_eq!(b.id_bytes(), Some(&[0xb0u8, 0x30, 0xff][..]));
+        assert!(
+            KeyUri::parse("pkcs11:token=%ff").is_err(),
+            "only ids are binary"
+        );
         assert_eq!(
             a.query_attr("module-path"),
             Some("/usr/lib/softhsm/libsofthsm2.so")

@@ -252,12 +252,46 @@ async fn create_key(
     Ok((Arc::new(key), what))
 }
 
+/// Generates a new key on the token `token_uri` names (module, token, PIN source), labelled
+/// `dfns-demo-XXXX`, and opens it: the private key is created on the token and never leaves it.
 #[cfg(feature = "pkcs11")]
 async fn create_on_token(
-    _token_uri: &str,
-    _algorithm: Algorithm,
+    token_uri: &str,
+    algorithm: Algorithm,
 ) -> Result<(Arc<dyn KeyBackend>, String), String> {
-    Err("not wired yet".into())
+    use dfns_signer::backend::pkcs11::{generate_key_for_uri, Pkcs11Config, Pkcs11Key};
+
+    let tag: [u8; 2] = {
+        let mut b = [0u8; 2];
+        getrandom::fill(&mut b).map_err(|e| format!("no randomness: {e}"))?;
+        b
+    };
+    let label = format!("dfns-demo-{}", hex::encode(tag));
+    let (path, query) = token_uri.split_once('?').unwrap_or((token_uri, ""));
+    let key_uri = format!(
+        "{path};object={label};id=%{:02x}%{:02x}?{query}",
+        tag[0], tag[1]
+    );
+    let KeyUri::Pkcs11(attrs) = KeyUri::parse(&key_uri).map_err(|e| e.to_string())? else {
+        return Err(format!(
+            "--pkcs11 expects a `pkcs11:` URI, got `{token_uri}`"
+        ));
+    };
+    tokio::task::spawn_blocking(move || {
+        generate_key_for_uri(&attrs, algorithm).map_err(|e| e.to_string())?;
+        let key = Pkcs11Key::open(&Pkcs11Config::from_uri(&attrs).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let p = key.provenance();
+        let where_ = format!(
+            "{algorithm} key `{label}` generated on the PKCS#11 token\n      {}\n      sensitive: {}, extractable: {}, generated on the token and never extractable: {}",
+            key.describe(),
+            p.sensitive,
+            p.extractable,
+            p.never_left_the_token()
+        );
+        Ok((Arc::new(key) as Arc<dyn KeyBackend>, where_))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 #[cfg(not(feature = "pkcs11"))]

@@ -118,11 +118,11 @@ impl Pkcs11Config {
         c.token.label = attrs.path_attr("token").map(str::to_owned);
         c.token.serial = attrs.path_attr("serial").map(str::to_owned);
         c.key.label = attrs.path_attr("object").map(str::to_owned);
-        c.key.id = attrs
-            .path_attr("id")
-            .map(|_| raw_id(attrs.as_str()))
-            .transpose()
-            .map_err(|e| attrs.invalid(e))?;
+        c.key.id = match attrs.id_bytes() {
+            Some([]) => return Err(attrs.invalid("`id=` is empty")),
+            Some(id) => Some(id.to_vec()),
+            None => None,
+        };
         if c.key.label.is_none() && c.key.id.is_none() {
             return Err(attrs.invalid("name the key with `object=LABEL` and/or `id=%01%02…`"));
         }
@@ -158,22 +158,6 @@ impl Default for Pkcs11Config {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The `id` attribute's exact bytes. `UriAttributes` decodes values as UTF-8 text; an id is
-/// binary, so it is decoded again here from the URI as written.
-fn raw_id(uri: &str) -> Result<Vec<u8>, String> {
-    let body = uri.strip_prefix("pkcs11:").unwrap_or(uri);
-    let path = body.split('?').next().unwrap_or("");
-    let value = path
-        .split(';')
-        .find_map(|kv| kv.strip_prefix("id="))
-        .ok_or_else(|| "`id` is missing".to_owned())?;
-    let id: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
-    if id.is_empty() {
-        return Err("`id=` is empty".into());
-    }
-    Ok(id)
 }
 
 impl fmt::Debug for Pkcs11Config {
