@@ -818,3 +818,108 @@ fn concurrent_callers_queue_on_one_device() {
         "the PIN verified at open stays verified (policy once)"
     );
 }
+
+/// The desk flow end to end: a P-256 key generated in 9a of the (virtual) YubiKey is registered
+/// on the local Dfns simulator and signs the user actions of real calls, verified by the
+/// simulator's own code; the same key signs through `dfns-signer sign-challenge` too.
+#[cfg(feature = "simulator")]
+#[test]
+fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
+    use dfns_signer::client::CreateServiceAccount;
+    use dfns_signer::simulator::Simulator;
+    use dfns_signer::{CredentialSigner, DfnsClient};
+
+    let Some(env) = pcscd_or_skip("key_in_9a_completes_the_user_action_flow_against_the_simulator")
+    else {
+        return;
+    };
+    let card = card_with_key(&env, 39_000_001, "9a", TouchPolicy::Never);
+    std::env::set_var("DFNS_PIV_TEST_PIN_39", PIN);
+    let uri: KeyUri = "piv:slot=9a?serial=39000001&pin-source=env:DFNS_PIV_TEST_PIN_39"
+        .parse()
+        .unwrap();
+    let key = dfns_signer::open(&uri).expect("open the 9a key by URI");
+    assert_eq!(key.algorithm(), Algorithm::EcdsaP256);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let root = Arc::new(dfns_signer::backend::software::SoftwareKey::generate(Algorithm::Ed25519).unwrap());
+        let sim = Simulator::builder().root_public_key_pem(root.public_key().to_pem()).start().await.unwrap();
+        let admin = DfnsClient::builder()
+            .base_url(sim.base_url())
+            .auth_token(sim.auth_token().clone())
+            .signer(CredentialSigner::new(sim.credential_id(), root))
+            .build()
+            .unwrap();
+        let created = admin
+            .create_service_account(&CreateServiceAccount {
+                name: "desk-yubikey".into(),
+                public_key: key.public_key().to_pem(),
+                permission_id: None,
+                external_id: None,
+                days_valid: None,
+            })
+            .await
+            .unwrap();
+        let desk = admin
+            .with_auth_token(created.access_token)
+            .with_signer(CredentialSigner::new(created.credential_id.unwrap(), key.clone()));
+        for i in 0..3 {
+            let body = serde_json::json!({"network": "EthereumSepolia", "externalId": format!("desk-{i}")});
+            desk.create_wallet(&body).await.unwrap().done().unwrap();
+        }
+        assert_eq!(sim.stats().user_actions_used, 4);
+    });
+    let signatures = card.counters().signatures;
+    assert!(
+        signatures >= 3,
+        "the card signed each user action ({signatures} signatures)"
+    );
+
+    // A person at the desk: `dfns-signer sign-challenge` with the same slot, in another process.
+    #[cfg(feature = "cli")]
+    {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+            .args([
+                "sign-challenge",
+                "--key",
+                &uri.to_string(),
+                "--cred-id",
+                "desk-cred",
+                "--output",
+                "json",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let init = r#"{"challenge":"ZGVzay1jaGFsbGVuZ2U","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"desk-cred"}],"webauthn":[]}}"#;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(init.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let a = &ff["credentialAssertion"];
+        let decode = |f: &str| {
+            dfns_signer::protocol::encoding::b64url_decode(a[f].as_str().unwrap()).unwrap()
+        };
+        assert_eq!(
+            decode("clientData"),
+            br#"{"type":"key.get","challenge":"ZGVzay1jaGFsbGVuZ2U"}"#
+        );
+        key.public_key()
+            .verify(&decode("clientData"), &decode("signature"))
+            .unwrap();
+        assert_eq!(card.counters().signatures, signatures + 1);
+    }
+}

@@ -635,3 +635,69 @@ fn keys_that_want_the_pin_for_every_signature_are_refused() {
     assert!(matches!(err, BackendError::UnsupportedKey(_)), "{err}");
     assert!(err.to_string().contains("CKA_ALWAYS_AUTHENTICATE"), "{err}");
 }
+
+/// Every algorithm on the token completes the whole Dfns flow: the key is registered on the
+/// local simulator (service account), then signs the user actions of a wallet creation and a
+/// signature request — verified by the simulator's own code.
+#[cfg(feature = "simulator")]
+#[test]
+fn every_algorithm_completes_the_user_action_flow_against_the_simulator() {
+    use dfns_signer::client::CreateServiceAccount;
+    use dfns_signer::simulator::Simulator;
+    use dfns_signer::{CredentialSigner, DfnsClient};
+
+    let Some(h) = hsm() else { return };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let root = Arc::new(
+            dfns_signer::backend::software::SoftwareKey::generate(Algorithm::EcdsaP256).unwrap(),
+        );
+        let sim = Simulator::builder()
+            .root_public_key_pem(root.public_key().to_pem())
+            .start()
+            .await
+            .unwrap();
+        let admin = DfnsClient::builder()
+            .base_url(sim.base_url())
+            .auth_token(sim.auth_token().clone())
+            .signer(CredentialSigner::new(sim.credential_id(), root))
+            .build()
+            .unwrap();
+        for label in ["p256", "secp256k1", "ed25519", "rsa2048"] {
+            let key = open_by_uri(&h, &format!("token=algs;object={label}"), "").unwrap();
+            let created = admin
+                .create_service_account(&CreateServiceAccount {
+                    name: format!("hsm-{label}"),
+                    public_key: key.public_key().to_pem(),
+                    permission_id: None,
+                    external_id: None,
+                    days_valid: None,
+                })
+                .await
+                .unwrap();
+            let hsm_client = admin
+                .with_auth_token(created.access_token)
+                .with_signer(CredentialSigner::new(created.credential_id.unwrap(), key));
+            let wallet = hsm_client
+                .create_wallet(&serde_json::json!({"network": "Bitcoin"}))
+                .await
+                .unwrap()
+                .done()
+                .unwrap();
+            let id = wallet["id"].as_str().unwrap();
+            let body =
+                serde_json::json!({"kind": "Hash", "hash": format!("0x{}", "42".repeat(32))});
+            hsm_client
+                .generate_signature(id, &body)
+                .await
+                .unwrap()
+                .done()
+                .unwrap();
+        }
+        assert_eq!(
+            sim.stats().user_actions_used,
+            4 + 8,
+            "4 registrations by the root, 2 calls per HSM key"
+        );
+    });
+}
