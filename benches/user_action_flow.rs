@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::simulator::Simulator;
-use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend};
+use dfns_signer::{Algorithm, KeyBackend};
 
 const WINDOW: Duration = Duration::from_secs(3);
 
@@ -24,12 +24,7 @@ async fn main() {
         .start()
         .await
         .unwrap();
-    let client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(CredentialSigner::new(sim.credential_id(), key))
-        .build()
-        .unwrap();
+    let client = sim.root_client(key).unwrap();
     let body = serde_json::json!({"network": "Bitcoin"});
     // Warm the pool.
     client.create_wallet(&body).await.unwrap();

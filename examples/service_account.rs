@@ -13,7 +13,7 @@ use std::sync::Arc;
 use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::client::CreateServiceAccount;
 use dfns_signer::simulator::Simulator;
-use dfns_signer::{open, Algorithm, CredentialSigner, DfnsClient, KeyBackend, KeyUri};
+use dfns_signer::{open, Algorithm, CredentialSigner, KeyBackend, KeyUri};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .root_public_key_pem(admin_key.public_key().to_pem())
         .start()
         .await?;
-    let admin = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(CredentialSigner::new(sim.credential_id(), admin_key))
-        .build()?;
+    let admin = sim.root_client(admin_key)?;
 
     let created = admin
         .create_service_account(&CreateServiceAccount {

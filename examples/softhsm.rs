@@ -10,7 +10,7 @@
 //! simulator, and every user action is signed by `C_Sign` on the token.
 
 use dfns_signer::simulator::Simulator;
-use dfns_signer::{open, CredentialSigner, DfnsClient, KeyUri};
+use dfns_signer::{open, KeyUri};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,11 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .root_public_key_pem(key.public_key().to_pem())
         .start()
         .await?;
-    let client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(CredentialSigner::new(sim.credential_id(), key))
-        .build()?;
+    let client = sim.root_client(key)?;
     for i in 0..3 {
         let wallet = client
             .create_wallet(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::{Backoff, CreateServiceAccount, ListWallets};
+use dfns_signer::client::{Backoff, ListWallets};
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::{Faults, Simulator};
 use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend, Outcome};
@@ -27,31 +27,8 @@ async fn start() -> (Simulator, DfnsClient) {
         .start()
         .await
         .unwrap();
-    let admin = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(CredentialSigner::new(sim.credential_id(), root))
-        .build()
-        .unwrap();
+    let admin = sim.root_client(root).unwrap();
     (sim, admin)
-}
-
-/// A service account whose credential is `key`, as a ready client.
-async fn service_account(admin: &DfnsClient, key: Arc<dyn KeyBackend>, name: &str) -> DfnsClient {
-    let created = admin
-        .create_service_account(&CreateServiceAccount {
-            name: name.into(),
-            public_key: key.public_key().to_pem(),
-            permission_id: None,
-            external_id: None,
-            days_valid: Some(10),
-        })
-        .await
-        .unwrap();
-    let cred = created.credential_id.expect("credential id in the answer");
-    admin
-        .with_auth_token(created.access_token)
-        .with_signer(CredentialSigner::new(cred, key))
 }
 
 #[tokio::test]
@@ -59,7 +36,10 @@ async fn every_key_type_registers_and_signs_calls() {
     let (sim, admin) = start().await;
     for alg in ALGORITHMS {
         let key: Arc<dyn KeyBackend> = Arc::new(SoftwareKey::generate(alg).unwrap());
-        let sa = service_account(&admin, key, &format!("sa-{alg}")).await;
+        let sa = admin
+            .service_account_client(&format!("sa-{alg}"), key)
+            .await
+            .unwrap();
         let wallet = sa
             .create_wallet(
                 &json!({"network": "EthereumSepolia", "name": format!("Trésorerie ✓ {alg}")}),

@@ -825,9 +825,7 @@ fn concurrent_callers_queue_on_one_device() {
 #[cfg(feature = "simulator")]
 #[test]
 fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
-    use dfns_signer::client::CreateServiceAccount;
     use dfns_signer::simulator::Simulator;
-    use dfns_signer::{CredentialSigner, DfnsClient};
 
     let Some(env) = pcscd_or_skip("key_in_9a_completes_the_user_action_flow_against_the_simulator")
     else {
@@ -845,25 +843,8 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
     runtime.block_on(async {
         let root = Arc::new(dfns_signer::backend::software::SoftwareKey::generate(Algorithm::Ed25519).unwrap());
         let sim = Simulator::builder().root_public_key_pem(root.public_key().to_pem()).start().await.unwrap();
-        let admin = DfnsClient::builder()
-            .base_url(sim.base_url())
-            .auth_token(sim.auth_token().clone())
-            .signer(CredentialSigner::new(sim.credential_id(), root))
-            .build()
-            .unwrap();
-        let created = admin
-            .create_service_account(&CreateServiceAccount {
-                name: "desk-yubikey".into(),
-                public_key: key.public_key().to_pem(),
-                permission_id: None,
-                external_id: None,
-                days_valid: None,
-            })
-            .await
-            .unwrap();
-        let desk = admin
-            .with_auth_token(created.access_token)
-            .with_signer(CredentialSigner::new(created.credential_id.unwrap(), key.clone()));
+        let admin = sim.root_client(root).unwrap();
+        let desk = admin.service_account_client("desk-yubikey", key.clone()).await.unwrap();
         for i in 0..3 {
             let body = serde_json::json!({"network": "EthereumSepolia", "externalId": format!("desk-{i}")});
             desk.create_wallet(&body).await.unwrap().done().unwrap();

@@ -642,9 +642,7 @@ fn keys_that_want_the_pin_for_every_signature_are_refused() {
 #[cfg(feature = "simulator")]
 #[test]
 fn every_algorithm_completes_the_user_action_flow_against_the_simulator() {
-    use dfns_signer::client::CreateServiceAccount;
     use dfns_signer::simulator::Simulator;
-    use dfns_signer::{CredentialSigner, DfnsClient};
 
     let Some(h) = hsm() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -657,27 +655,13 @@ fn every_algorithm_completes_the_user_action_flow_against_the_simulator() {
             .start()
             .await
             .unwrap();
-        let admin = DfnsClient::builder()
-            .base_url(sim.base_url())
-            .auth_token(sim.auth_token().clone())
-            .signer(CredentialSigner::new(sim.credential_id(), root))
-            .build()
-            .unwrap();
+        let admin = sim.root_client(root).unwrap();
         for label in ["p256", "secp256k1", "ed25519", "rsa2048"] {
             let key = open_by_uri(&h, &format!("token=algs;object={label}"), "").unwrap();
-            let created = admin
-                .create_service_account(&CreateServiceAccount {
-                    name: format!("hsm-{label}"),
-                    public_key: key.public_key().to_pem(),
-                    permission_id: None,
-                    external_id: None,
-                    days_valid: None,
-                })
+            let hsm_client = admin
+                .service_account_client(&format!("hsm-{label}"), key)
                 .await
                 .unwrap();
-            let hsm_client = admin
-                .with_auth_token(created.access_token)
-                .with_signer(CredentialSigner::new(created.credential_id.unwrap(), key));
             let wallet = hsm_client
                 .create_wallet(&serde_json::json!({"network": "Bitcoin"}))
                 .await

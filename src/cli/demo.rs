@@ -13,7 +13,7 @@ use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::client::CreateServiceAccount;
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::Simulator;
-use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend, KeyUri, Outcome};
+use dfns_signer::{Algorithm, CredentialSigner, KeyBackend, KeyUri, Outcome};
 
 /// Arguments of `demo`.
 #[derive(clap::Args, Debug)]
@@ -77,12 +77,7 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
         t.elapsed(),
     );
     detail("its root credential (a software P-256 key) stands in for your organisation's admin");
-    let admin = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(CredentialSigner::new(sim.credential_id(), root_key))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let admin = sim.root_client(root_key).map_err(|e| e.to_string())?;
 
     // 2. The credential key.
     let t = Instant::now();

@@ -3,6 +3,8 @@
 //! [`DfnsClient::request`]. Entities come back as `serde_json::Value`: Dfns adds fields often,
 //! and a custody backend should not break when it does.
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,7 +13,8 @@ use super::{DfnsClient, Outcome};
 use crate::backend::KeyBackend;
 use crate::error::{ClientError, Error};
 use crate::protocol::{
-    attest, encode_segment, FirstFactor, KeyCredentialInfo, Method, Payload, UserActionChallenge,
+    attest, encode_segment, CredentialSigner, FirstFactor, KeyCredentialInfo, Method, Payload,
+    UserActionChallenge,
 };
 
 /// The challenge of `POST /auth/credentials/init` (or `/auth/credentials/code/init`).
@@ -219,6 +222,32 @@ impl DfnsClient {
         })
     }
 
+    /// Registers `key` as the credential of a new service account named `name` (signed by this
+    /// client's credential) and returns a client acting as that service account: its token, its
+    /// credential, this client's connection pool.
+    pub async fn service_account_client(
+        &self,
+        name: &str,
+        key: Arc<dyn KeyBackend>,
+    ) -> Result<DfnsClient, Error> {
+        let path = "/auth/service-accounts";
+        let created = self
+            .create_service_account(&CreateServiceAccount {
+                name: name.to_owned(),
+                public_key: key.public_key().to_pem(),
+                permission_id: None,
+                external_id: None,
+                days_valid: None,
+            })
+            .await?;
+        let cred_id = created
+            .credential_id
+            .ok_or_else(|| missing(path, "the new credential's id"))?;
+        Ok(self
+            .with_auth_token(created.access_token)
+            .with_signer(CredentialSigner::new(cred_id, key)))
+    }
+
     /// `POST /auth/pats` (user action): a personal access token. Returns the token and the
     /// answer without it.
     pub async fn create_personal_access_token(
@@ -282,13 +311,7 @@ impl DfnsClient {
 
     /// Logs in as `username` with this client's credential: init, sign, complete.
     pub async fn login(&self, username: &str, org_id: &str) -> Result<SecretString, Error> {
-        let signer = self
-            .signer()
-            .cloned()
-            .ok_or_else(|| ClientError::SignerRequired {
-                method: "POST".to_owned(),
-                path: "/auth/login".to_owned(),
-            })?;
+        let signer = self.require_signer(Method::Post, "/auth/login")?;
         let challenge = self.login_init(username, org_id).await?;
         let identifier = challenge.challenge_identifier.clone();
         let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))

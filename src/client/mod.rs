@@ -378,14 +378,7 @@ impl DfnsClient {
         needs_user_action: bool,
     ) -> Result<Outcome<RawResponse>, Error> {
         let token = if needs_user_action {
-            let signer = self
-                .inner
-                .signer
-                .clone()
-                .ok_or_else(|| ClientError::SignerRequired {
-                    method: method.to_string(),
-                    path: path.to_owned(),
-                })?;
+            let signer = self.require_signer(method, path)?;
             Some(
                 self.user_action_with(&signer, method, path, payload)
                     .await?,
@@ -412,15 +405,19 @@ impl DfnsClient {
         path: &str,
         payload: &Payload,
     ) -> Result<SecretString, Error> {
-        let signer = self
-            .inner
+        let signer = self.require_signer(method, path)?;
+        self.user_action_with(&signer, method, path, payload).await
+    }
+
+    /// The signer, or the error that says a request to `method path` needs one.
+    fn require_signer(&self, method: Method, path: &str) -> Result<CredentialSigner, ClientError> {
+        self.inner
             .signer
             .clone()
             .ok_or_else(|| ClientError::SignerRequired {
                 method: method.to_string(),
                 path: path.to_owned(),
-            })?;
-        self.user_action_with(&signer, method, path, payload).await
+            })
     }
 
     async fn user_action_with(

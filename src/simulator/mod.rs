@@ -257,6 +257,19 @@ impl Simulator {
         &self.auth_token
     }
 
+    /// A client acting as the root service account: this simulator's URL and root token, signing
+    /// with `root_key` (the private half of the root public key) under the root credential id.
+    pub fn root_client(
+        &self,
+        root_key: std::sync::Arc<dyn crate::KeyBackend>,
+    ) -> Result<crate::DfnsClient, crate::Error> {
+        crate::DfnsClient::builder()
+            .base_url(self.base_url())
+            .auth_token(self.auth_token().clone())
+            .signer(crate::CredentialSigner::new(self.credential_id(), root_key))
+            .build()
+    }
+
     /// The root credential's id, to sign user actions with.
     pub fn credential_id(&self) -> &str {
         &self.credential_id

@@ -7,9 +7,9 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::Session;
 
 use super::config::Pkcs11Config;
+use super::fault;
 use super::key::{self, ED25519_OID_PARAMS};
-use super::token::{self, Login};
-use super::{fault, module};
+use super::token::Login;
 use crate::backend::{Algorithm, PublicKey};
 use crate::error::BackendError;
 
@@ -28,21 +28,8 @@ pub fn generate_key(
             reason: "give a non-empty label and id, so the key can be named later".into(),
         });
     }
-    let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| {
-        BackendError::Device {
-            device: "PKCS#11".into(),
-            operation: "choosing the module".into(),
-            reason,
-        }
-    })?;
-    let module = module::load(&path)?;
-    let token = token::find(&module, &config.token)?;
+    let (module, token, pin) = super::connect(config)?;
     let name = token.name();
-    let pin = config
-        .pin
-        .as_ref()
-        .map(|src| src.read(&format!("User PIN for {name}")))
-        .transpose()?;
     let session = module
         .ctx()
         .open_rw_session(token.slot)

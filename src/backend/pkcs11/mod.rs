@@ -123,6 +123,35 @@ pub struct Pkcs11Key {
     pool: Pool,
 }
 
+/// The first steps of every use of a config: load the module, find the token, read the PIN
+/// (from its source, once).
+fn connect(
+    config: &Pkcs11Config,
+) -> Result<
+    (
+        Arc<module::Module>,
+        token::FoundToken,
+        Option<secrecy::SecretString>,
+    ),
+    BackendError,
+> {
+    let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| {
+        BackendError::Device {
+            device: "PKCS#11".into(),
+            operation: "choosing the module".into(),
+            reason,
+        }
+    })?;
+    let module = module::load(&path)?;
+    let token = token::find(&module, &config.token)?;
+    let pin = config
+        .pin
+        .as_ref()
+        .map(|src| src.read(&format!("User PIN for {}", token.name())))
+        .transpose()?;
+    Ok((module, token, pin))
+}
+
 /// How one signing attempt failed.
 enum Attempt {
     /// The session, login or handle went away; a reopen may cure it.
@@ -135,27 +164,14 @@ impl Pkcs11Key {
     /// Loads the module, finds the token and the key, logs in, reads the public key and checks it
     /// against the private key with one test signature.
     pub fn open(config: &Pkcs11Config) -> Result<Self, BackendError> {
-        let path = module::resolve_path(config.module_path.as_deref()).map_err(|reason| {
-            BackendError::Device {
-                device: "PKCS#11".into(),
-                operation: "choosing the module".into(),
-                reason,
-            }
-        })?;
         if config.key.label.is_none() && config.key.id.is_none() {
             return Err(BackendError::KeyLoad {
                 what: "PKCS#11 key".into(),
                 reason: "no key named: give a key label and/or id".into(),
             });
         }
-        let module = module::load(&path)?;
-        let token = token::find(&module, &config.token)?;
+        let (module, token, pin) = connect(config)?;
         let token_name = token.name();
-        let pin = config
-            .pin
-            .as_ref()
-            .map(|src| src.read(&format!("User PIN for {token_name}")))
-            .transpose()?;
         let login = Login::new(pin);
         let sessions_valid_from = Arc::new(AtomicU64::new(0));
         let session = module
@@ -171,7 +187,7 @@ impl Pkcs11Key {
         let key_name = format!(
             "PKCS#11 key {} on {token_name} via {}",
             info.name(),
-            path.display()
+            module.path().display()
         );
 
         let pool = Pool::new(config.pool_size());
