@@ -904,3 +904,46 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
         assert_eq!(card.counters().signatures, signatures + 1);
     }
 }
+
+/// At a desk: `dfns-signer sign-challenge` with a slot whose touch policy is "always" tells the
+/// person to touch the key, on stderr, before the card signs.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_asks_for_a_touch_when_the_slot_wants_one() {
+    use std::io::Write;
+
+    let Some(env) = pcscd_or_skip("cli_asks_for_a_touch_when_the_slot_wants_one") else {
+        return;
+    };
+    let card = card_with_key(&env, 39_500_001, "9c", TouchPolicy::Always);
+    card.set_touch_delay(Duration::from_millis(300));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args(["sign-challenge", "--cred-id", "touch-cred"])
+        .args([
+            "--key",
+            "piv:slot=9c?serial=39500001&pin-source=env:DFNS_PIV_TOUCH_PIN&touch-timeout=10",
+        ])
+        .env("DFNS_PIV_TOUCH_PIN", PIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let init = r#"{"challenge":"dG91Y2g","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"touch-cred"}],"webauthn":[]}}"#;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(init.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "touch your YubiKey (serial 39500001) to sign with slot 9c (waiting up to 10 s)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PIN) && !String::from_utf8_lossy(&out.stdout).contains(PIN));
+}

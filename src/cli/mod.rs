@@ -69,10 +69,26 @@ impl KeyArgs {
             }
             (Some(uri), Some(id)) => {
                 let uri = KeyUri::parse(uri).map_err(|e| e.to_string())?;
-                let backend = dfns_signer::open(&uri).map_err(|e| e.to_string())?;
+                let backend = open_key(&uri).map_err(|e| e.to_string())?;
                 Ok(Some(CredentialSigner::new(id.clone(), backend)))
             }
         }
+    }
+}
+
+/// Opens a key for a person at a terminal: a YubiKey whose slot wants a touch says so on stderr.
+fn open_key(
+    uri: &KeyUri,
+) -> Result<std::sync::Arc<dyn dfns_signer::KeyBackend>, dfns_signer::BackendError> {
+    match uri {
+        #[cfg(feature = "piv")]
+        KeyUri::Piv(attrs) => {
+            let key = dfns_signer::backend::piv::builder_from_uri(attrs)?
+                .on_touch(|request| eprintln!("{request}"))
+                .open()?;
+            Ok(std::sync::Arc::new(key))
+        }
+        other => dfns_signer::open(other),
     }
 }
 
