@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 pub use api::{CreateServiceAccount, CreatedServiceAccount, CredentialChallenge, ListWallets};
 pub use retry::{Backoff, NoRetry, RetryPolicy};
@@ -348,24 +349,42 @@ impl DfnsClient {
         needs_user_action: bool,
     ) -> Result<Outcome<RawResponse>, Error> {
         crate::protocol::endpoints::validate_path(path)?;
-        let span = tracing::info_span!("dfns.request", method = %method, path = %crate::protocol::endpoints::strip_query(path));
-        let _enter = span.enter();
+        let span = tracing::info_span!(
+            "dfns.request",
+            method = %method,
+            path = %crate::protocol::endpoints::strip_query(path)
+        );
+        // `instrument`, not `span.enter()`: an entered guard must not live across `.await`.
+        self.with_retries(method, path, &payload, needs_user_action)
+            .instrument(span)
+            .await
+    }
+
+    /// Runs attempts until one succeeds or the retry policy gives up.
+    async fn with_retries(
+        &self,
+        method: Method,
+        path: &str,
+        payload: &Payload,
+        needs_user_action: bool,
+    ) -> Result<Outcome<RawResponse>, Error> {
         let mut attempt = 1;
         loop {
-            let result = self
-                .attempt(method, path, &payload, needs_user_action)
-                .await;
-            match result {
+            let err = match self.attempt(method, path, payload, needs_user_action).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(err) => match self.inner.retry.retry_after(attempt, &err) {
-                    Some(delay) => {
-                        tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying with a fresh user action");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                    None => return Err(err),
-                },
-            }
+                Err(err) => err,
+            };
+            let Some(delay) = self.inner.retry.retry_after(attempt, &err) else {
+                return Err(err);
+            };
+            tracing::warn!(
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "retrying with a fresh user action"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
