@@ -242,6 +242,7 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+#[derive(Clone)]
 struct Inner {
     http: reqwest::Client,
     base: String,
@@ -298,14 +299,7 @@ impl DfnsClient {
     }
 
     fn with(&self, change: impl FnOnce(&mut Inner)) -> DfnsClient {
-        let mut inner = Inner {
-            http: self.inner.http.clone(),
-            base: self.inner.base.clone(),
-            auth_token: self.inner.auth_token.clone(),
-            signer: self.inner.signer.clone(),
-            timeout: self.inner.timeout,
-            retry: self.inner.retry.clone(),
-        };
+        let mut inner = (*self.inner).clone();
         change(&mut inner);
         DfnsClient {
             inner: Arc::new(inner),
