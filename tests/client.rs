@@ -260,3 +260,24 @@ async fn invalid_paths_are_refused_before_any_request() {
         );
     }
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let server = MockServer::start(vec![Scripted {
+        status: 307,
+        headers: vec![("location".into(), "http://127.0.0.1:9/elsewhere".into())],
+        body: Vec::new(),
+    }])
+    .await;
+    let client = DfnsClient::builder()
+        .base_url(&server.base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .build()
+        .unwrap();
+    let err = client
+        .request(Method::Get, "/wallets", Payload::empty())
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().map(|a| a.status), Some(307), "{err}");
+    assert_eq!(server.recorded().len(), 1);
+}

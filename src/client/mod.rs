@@ -171,6 +171,8 @@ impl DfnsClientBuilder {
     }
 
     /// Shares an existing `reqwest` client (and its connection pool) instead of building one.
+    /// Build it with `redirect(Policy::none())` and a timeout: this client's own defaults (no
+    /// redirects, [`DfnsClientBuilder::timeout`]) apply only to the client it builds.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -214,7 +216,10 @@ impl DfnsClientBuilder {
         url.set_path(&trimmed);
         let http = match self.http {
             Some(h) => h,
+            // No redirects: Dfns never sends one, and following it would replay a single-use
+            // user action (and the bearer token) to wherever it points.
             None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(self.timeout)
                 .user_agent(concat!("dfns-signer/", env!("CARGO_PKG_VERSION")))
                 .build()
