@@ -42,15 +42,15 @@ impl CredentialSigner {
     }
 
     /// Answers a challenge. Fails with [`ProtocolError::CredentialNotAllowed`] when the challenge
-    /// lists Key credentials and ours is not among them — signing anyway would only earn a
-    /// rejection, and may cost a PIN entry or a touch for nothing. A challenge with no Key
-    /// credential listed at all (some login flows) is signed.
+    /// lists allowed credentials and ours is not among its Key credentials — signing anyway would
+    /// only earn a rejection, and may cost a PIN entry or a touch for nothing. A challenge that
+    /// lists no credential at all (some login flows) is signed.
     pub fn assert(&self, challenge: &UserActionChallenge) -> Result<FirstFactor, Error> {
         challenge.validate()?;
         let allowed: Vec<String> = challenge.allowed_key_ids().map(str::to_owned).collect();
-        let listed = challenge.allow_credentials.key.is_empty()
+        let nothing_listed = challenge.allow_credentials.key.is_empty()
             && challenge.allow_credentials.webauthn.is_empty();
-        if !listed && !allowed.contains(&self.cred_id) {
+        if !nothing_listed && !allowed.contains(&self.cred_id) {
             return Err(ProtocolError::CredentialNotAllowed {
                 cred_id: self.cred_id.clone(),
                 allowed,
