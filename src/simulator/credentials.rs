@@ -23,10 +23,13 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let user_id = req.caller()?.user_id.clone();
     let body = req.json()?;
     let kind = nonempty_field(&body, "kind")?;
-    registration_challenge(inner, &user_id, kind)
+    registration_challenge(inner, &user_id, kind, ChallengeKind::Credential)
 }
 
-fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str) -> Reply {
+/// A registration challenge of `purpose`: a plain one (needs a user action to complete) or one
+/// born of a code (completes without one). Keeping them apart stops a bare auth token from
+/// registering a credential through the code route without any code.
+fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str, purpose: ChallengeKind) -> Reply {
     if kind != "Key" {
         return Err(ApiError::bad_request(format!(
             "credential kind {kind:?} is not supported by the simulator (only \"Key\")"
@@ -37,7 +40,7 @@ fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str) -> Reply
         .get(user_id)
         .map(|u| u.username.clone())
         .unwrap_or_default();
-    let (challenge, identifier) = inner.issue_challenge(user_id, ChallengeKind::Credential);
+    let (challenge, identifier) = inner.issue_challenge(user_id, purpose);
     ok(json!({
         "kind": "Key",
         "user": { "id": user_id, "displayName": username, "name": username },
@@ -57,7 +60,7 @@ fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str) -> Reply
 /// `POST /auth/credentials` (user action required, checked before this runs).
 pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let user_id = req.caller()?.user_id.clone();
-    register(inner, &user_id, req)
+    register(inner, &user_id, req, ChallengeKind::Credential)
 }
 
 /// `POST /auth/credentials/code/verify`: like `create`, authorised by a code-born challenge.
@@ -69,10 +72,10 @@ pub(crate) fn create_with_code(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .get(identifier)
         .map(|c| c.user_id.clone())
         .ok_or_else(|| ApiError::challenge_invalid("unknown challengeIdentifier"))?;
-    register(inner, &user_id, req)
+    register(inner, &user_id, req, ChallengeKind::CodeCredential)
 }
 
-fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>) -> Reply {
+fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>, expected: ChallengeKind) -> Reply {
     let body = req.json()?;
     let kind = nonempty_field(&body, "credentialKind")?;
     if kind != "Key" {
@@ -92,9 +95,9 @@ fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>) -> Reply {
     let attestation_b64 = nonempty_field(info, "attestationData")?;
 
     let challenge = inner.take_challenge(identifier)?;
-    if challenge.user_id != user_id || challenge.kind != ChallengeKind::Credential {
+    if challenge.user_id != user_id || challenge.kind != expected {
         return Err(ApiError::challenge_invalid(
-            "not a credential challenge of this user",
+            "not a credential challenge of this user for this route",
         ));
     }
     if !cred_id
@@ -214,5 +217,5 @@ pub(crate) fn code_init(inner: &mut Inner, req: &Req<'_>) -> Reply {
             "invalid or expired code",
         ));
     }
-    registration_challenge(inner, &entry.user_id, &kind)
+    registration_challenge(inner, &entry.user_id, &kind, ChallengeKind::CodeCredential)
 }

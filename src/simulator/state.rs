@@ -62,8 +62,12 @@ pub(crate) enum ChallengeKind {
     },
     /// A login for the user.
     Login,
-    /// Registration of a new credential (`Key`).
+    /// Registration of a new credential (`Key`), for `POST /auth/credentials` (which also needs
+    /// a user action signed by an existing credential).
     Credential,
+    /// Registration of a new credential authorised by a one-minute code, for
+    /// `POST /auth/credentials/code/verify` (no auth token, no user action: the code is the proof).
+    CodeCredential,
 }
 
 /// An issued challenge, single-use.
@@ -280,7 +284,7 @@ impl Inner {
         let purpose = match kind {
             ChallengeKind::Action { .. } => Purpose::ActionChallenge,
             ChallengeKind::Login => Purpose::LoginChallenge,
-            ChallengeKind::Credential => Purpose::CredentialChallenge,
+            ChallengeKind::Credential | ChallengeKind::CodeCredential => Purpose::CredentialChallenge,
         };
         self.prune();
         let identifier = self.mint_for(user_id, purpose);
