@@ -109,6 +109,17 @@ fn sign_challenge_errors_are_one_clear_line() {
             "pin-source",
         ),
         (
+            // The PIN given as the source by mistake.
+            vec![
+                "--key".into(),
+                "piv:slot=9a?pin-source=1234".into(),
+                "--cred-id".into(),
+                "c".into(),
+            ],
+            "{}",
+            "pin-source",
+        ),
+        (
             vec!["--key".into(), key, "--output".into(), "json".into()],
             "{}",
             "--cred-id",

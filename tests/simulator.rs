@@ -981,6 +981,67 @@ async fn a_credential_code_registers_a_key_without_an_existing_credential() {
         )
         .await;
     assert_eq!(again.status, 401);
+
+    // A plain registration challenge (any bearer token gets one) does not open the code route:
+    // without this, a token with no credential could register one with no code and no user action.
+    let plain = api
+        .send(
+            "POST",
+            "/auth/credentials/init",
+            r#"{"kind":"Key"}"#,
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    let (other_key, other_pem) = TestKey::load("secp256k1");
+    let body = attestation(&plain.body, &other_key, &other_pem, "cred-without-code", "");
+    let r = api
+        .send("POST", "/auth/credentials/code/verify", &body, None, None)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // And a code-born challenge cannot be spent on the signed route either.
+    let code = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/credentials/code",
+            r#"{"expiration":60}"#,
+        )
+        .await
+        .body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let init = api
+        .send(
+            "POST",
+            "/auth/credentials/code/init",
+            &json!({"credentialKind":"Key","code":code}).to_string(),
+            None,
+            None,
+        )
+        .await;
+    let body = attestation(
+        &init.body,
+        &other_key,
+        &other_pem,
+        "cred-code-on-signed-route",
+        "",
+    );
+    let r = api
+        .signed(
+            &t,
+            &root_key,
+            sim.credential_id(),
+            "POST",
+            "/auth/credentials",
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
 }
 
 // ---------------------------------------------------------------- tokens: SA, PAT, logins

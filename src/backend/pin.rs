@@ -28,8 +28,10 @@ pub enum PinSource {
 impl PinSource {
     /// Parses `env:NAME`, `file:PATH` or `prompt`.
     pub fn parse(s: &str) -> Result<Self, BackendError> {
+        // The text given is never echoed: `pin-source=123456` (the PIN itself, by mistake) is
+        // the likeliest wrong value.
         let bad = |reason: &str| BackendError::PinSource {
-            source_name: s.to_owned(),
+            source_name: "the pin-source given".to_owned(),
             reason: reason.to_owned(),
         };
         if s == "prompt" {
@@ -106,7 +108,9 @@ mod tests {
             PinSource::Prompt
         ));
         assert!(PinSource::parse("env:").is_err());
-        assert!(PinSource::parse("123456").is_err());
+        let err = PinSource::parse("123456").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("123456"), "{err}");
+        assert!(err.to_string().contains("env:NAME"), "{err}");
 
         std::env::set_var("DFNS_SIGNER_TEST_PIN_A", "246810");
         let pin = PinSource::parse("env:DFNS_SIGNER_TEST_PIN_A")

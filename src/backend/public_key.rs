@@ -179,6 +179,11 @@ impl PublicKey {
             Algorithm::RsaPkcs1Sha256 => {
                 let key = rsa::RsaPublicKey::from_public_key_der(&self.spki_der)
                     .map_err(|_| refused("RSA"))?;
+                // Exactly the modulus length, as OpenSSL (and so Dfns) requires: the rsa crate
+                // would accept a few bytes less (its integers round up to whole limbs).
+                if signature.len() != rsa::traits::PublicKeyParts::size(&key) {
+                    return Err(refused("RSA (wrong length)"));
+                }
                 let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
                 let sig =
                     rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused("RSA"))?;

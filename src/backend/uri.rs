@@ -103,7 +103,7 @@ impl UriAttributes {
 
     fn parse(raw: &str, body: &str) -> Result<Self, BackendError> {
         let invalid = |reason: String| BackendError::InvalidUri {
-            uri: redact_pin_value(raw),
+            uri: redact_pins(raw),
             reason,
         };
         let (path_part, query_part) = match body.split_once('?') {
@@ -144,7 +144,8 @@ impl UriAttributes {
             .find_map(|kv| kv.strip_prefix("id="))
             .map(|v| percent_encoding::percent_decode_str(v).collect());
         Ok(UriAttributes {
-            raw: raw.to_owned(),
+            // Kept redacted: it ends up in errors and descriptions.
+            raw: redact_pins(raw),
             id_bytes,
             path: split(path_part, ';')?,
             query: match query_part {
@@ -155,15 +156,29 @@ impl UriAttributes {
     }
 }
 
-/// Hides the value of any `pin-value=` attribute, so that a refused URI can be quoted in an error.
-fn redact_pin_value(uri: &str) -> String {
+/// Hides what may be a PIN before a URI is kept or quoted: the value of any `pin-value=`, and
+/// a `pin-source=` that is not a source (`pin-source=123456`: the PIN itself, by mistake).
+fn redact_pins(uri: &str) -> String {
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
-    while let Some(at) = rest.find("pin-value=") {
-        let (before, after) = rest.split_at(at + "pin-value=".len());
+    while let Some(at) = ["pin-value=", "pin-source="]
+        .iter()
+        .filter_map(|k| rest.find(k).map(|i| (i, k.len())))
+        .min()
+    {
+        let (start, key_len) = at;
+        let (before, after) = rest.split_at(start + key_len);
         out.push_str(before);
-        out.push_str("[REDACTED]");
-        rest = after.find([';', '&', '?']).map_or("", |end| &after[end..]);
+        let end = after.find([';', '&', '?']).unwrap_or(after.len());
+        let value = &after[..end];
+        let is_source =
+            value == "prompt" || value.starts_with("env:") || value.starts_with("file:");
+        if before.ends_with("pin-source=") && is_source {
+            out.push_str(value);
+        } else {
+            out.push_str("[REDACTED]");
+        }
+        rest = &after[end..];
     }
     out.push_str(rest);
     out
@@ -179,7 +194,7 @@ impl KeyUri {
     /// Parses a key URI.
     pub fn parse(s: &str) -> Result<Self, BackendError> {
         let invalid = |reason: &str| BackendError::InvalidUri {
-            uri: redact_pin_value(s),
+            uri: redact_pins(s),
             reason: reason.to_owned(),
         };
         let (scheme, body) = s
@@ -291,6 +306,19 @@ mod tests {
         );
         let err = KeyUri::parse("piv:slot=9a;pin-value=1234").unwrap_err();
         assert!(matches!(err, BackendError::InvalidUri { .. }));
+
+        // A PIN given as the source by mistake is kept out of the URI's text and its errors.
+        let KeyUri::Pkcs11(a) = KeyUri::parse("pkcs11:token=t;object=k?pin-source=246813").unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(a.as_str(), "pkcs11:token=t;object=k?pin-source=[REDACTED]");
+        assert!(!format!("{a:?} {}", a.invalid("x")).contains("246813"));
+        let KeyUri::Piv(a) = KeyUri::parse("piv:slot=9a?pin-source=env:PIV_PIN&serial=1").unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(a.as_str(), "piv:slot=9a?pin-source=env:PIV_PIN&serial=1");
     }
 
     #[test]

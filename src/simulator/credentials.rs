@@ -29,7 +29,12 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
 /// A registration challenge of `purpose`: a plain one (needs a user action to complete) or one
 /// born of a code (completes without one). Keeping them apart stops a bare auth token from
 /// registering a credential through the code route without any code.
-fn registration_challenge(inner: &mut Inner, user_id: &str, kind: &str, purpose: ChallengeKind) -> Reply {
+fn registration_challenge(
+    inner: &mut Inner,
+    user_id: &str,
+    kind: &str,
+    purpose: ChallengeKind,
+) -> Reply {
     if kind != "Key" {
         return Err(ApiError::bad_request(format!(
             "credential kind {kind:?} is not supported by the simulator (only \"Key\")"

@@ -284,7 +284,9 @@ impl Inner {
         let purpose = match kind {
             ChallengeKind::Action { .. } => Purpose::ActionChallenge,
             ChallengeKind::Login => Purpose::LoginChallenge,
-            ChallengeKind::Credential | ChallengeKind::CodeCredential => Purpose::CredentialChallenge,
+            ChallengeKind::Credential | ChallengeKind::CodeCredential => {
+                Purpose::CredentialChallenge
+            }
         };
         self.prune();
         let identifier = self.mint_for(user_id, purpose);

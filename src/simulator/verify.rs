@@ -112,6 +112,16 @@ impl CredentialKey {
                 key.verify_strict(message, &sig).map_err(|_| refused())
             }
             CredentialKey::Rsa(key) => {
+                // Exactly the modulus length, as OpenSSL (and so Dfns) requires; the rsa crate
+                // alone accepts a few bytes less.
+                let public: &rsa::RsaPublicKey = (**key).as_ref();
+                let modulus_len = rsa::traits::PublicKeyParts::size(public);
+                if signature.len() != modulus_len {
+                    return Err(format!(
+                        "RSA signature must be {modulus_len} bytes (the modulus length), got {}",
+                        signature.len()
+                    ));
+                }
                 let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused())?;
                 key.verify(message, &sig).map_err(|_| refused())
             }
@@ -135,6 +145,31 @@ mod tests {
     //! fixed vectors and every assertion captured in the transcripts.
     use super::*;
     use serde_json::Value;
+
+    /// An RSA signature with a leading zero byte, stripped, is one byte short: OpenSSL refuses
+    /// it, so the simulator must too (the rsa crate alone would accept it).
+    #[test]
+    fn short_rsa_signatures_are_refused() {
+        use crate::backend::software::SoftwareKey;
+        use crate::backend::{Algorithm, KeyBackend};
+        let key = SoftwareKey::generate(Algorithm::RsaPkcs1Sha256).unwrap();
+        let verifier = CredentialKey::from_pem(&key.public_key().to_pem()).unwrap();
+        let (message, sig) = (0u32..)
+            .map(|i| {
+                let m = i.to_be_bytes().to_vec();
+                let s = key.sign(&m).unwrap();
+                (m, s)
+            })
+            .find(|(_, s)| s[0] == 0)
+            .unwrap();
+        verifier.verify(&message, &sig).unwrap();
+        let err = verifier.verify(&message, &sig[1..]).unwrap_err();
+        assert!(err.contains("256 bytes"), "{err}");
+        assert!(
+            key.public_key().verify(&message, &sig[1..]).is_err(),
+            "our own verifier too"
+        );
+    }
 
     fn fixture(name: &str) -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
