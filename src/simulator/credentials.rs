@@ -105,10 +105,7 @@ fn register(inner: &mut Inner, user_id: &str, req: &Req<'_>, expected: Challenge
             "not a credential challenge of this user for this route",
         ));
     }
-    if !cred_id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !super::util::is_b64url(&cred_id) {
         return Err(ApiError::bad_request("`credId` must be a base64url string"));
     }
     if inner.credentials.contains_key(&cred_id) {

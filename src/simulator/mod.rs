@@ -163,11 +163,7 @@ impl SimulatorBuilder {
                 .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?
                 .default_credential_id(),
         };
-        if cred_id.is_empty()
-            || !cred_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !util::is_b64url(&cred_id) {
             return Err(SimulatorError::InvalidCredentialId(cred_id));
         }
         let username = self

@@ -18,6 +18,13 @@ pub(crate) fn random_u64() -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
 
+/// Whether `s` is a non-empty base64url string (what Dfns credential ids are).
+pub(crate) fn is_b64url(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// base64url without padding, as Dfns uses everywhere.
 pub(crate) fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
