@@ -132,7 +132,10 @@ async fn login_delegated_login_pat_and_credential_code() {
         .unwrap();
 
     // Credential code: register a key from a machine without a credential.
-    let code = admin.create_credential_code().await.unwrap();
+    let code = admin
+        .create_credential_code(Duration::from_secs(60))
+        .await
+        .unwrap();
     let code = code["code"].as_str().expect("a code").to_owned();
     let new_key = SoftwareKey::generate(Algorithm::EcdsaSecp256k1).unwrap();
     let bare = DfnsClient::builder()

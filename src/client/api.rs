@@ -152,13 +152,22 @@ impl DfnsClient {
             .await
     }
 
-    /// `POST /auth/credentials/code` (user action): a one-minute code to register a credential
-    /// from somewhere without one.
-    pub async fn create_credential_code(&self) -> Result<Value, Error> {
+    /// `POST /auth/credentials/code` (user action): a short-lived code to register a credential
+    /// from somewhere without one. `valid_for` sets its expiration (Dfns allows about a minute).
+    pub async fn create_credential_code(
+        &self,
+        valid_for: std::time::Duration,
+    ) -> Result<Value, Error> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // A unix timestamp in seconds, one of the two forms the API takes.
+        let expiration = (now + valid_for).as_secs();
+        let body = serde_json::json!({ "expiration": expiration });
         self.call_done(
             Method::Post,
             "/auth/credentials/code",
-            Payload::json(&serde_json::json!({"expiration": null}))?,
+            Payload::json(&body)?,
         )
         .await
     }

@@ -180,6 +180,15 @@ pub(crate) fn list(inner: &mut Inner, req: &Req<'_>) -> Reply {
 /// `POST /auth/credentials/code` (user action): a one-minute code for the caller.
 pub(crate) fn create_code(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let user_id = req.caller()?.user_id.clone();
+    // Dfns' schema requires it: an ISO-8601 string or a unix timestamp.
+    match req.json()?.get("expiration") {
+        Some(Value::String(_) | Value::Number(_)) => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "`expiration` is required (an ISO-8601 datetime string or a unix timestamp)",
+            ))
+        }
+    }
     let alphabet = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let code: String = random_bytes(9)
         .iter()
