@@ -459,6 +459,58 @@ fn logout_behind_our_back_is_healed() {
 }
 
 #[test]
+fn failed_signatures_close_their_sessions() {
+    let Some(h) = hsm() else { return };
+    use cryptoki::object::{Attribute, ObjectClass};
+    let key = Pkcs11Key::open(
+        &config(&h, "signfail")
+            .with_key_label("p256")
+            .with_pool_size(2),
+    )
+    .unwrap();
+    sign_verified(&key, b"before");
+    // Someone takes the right to sign away: C_SignInit answers CKR_KEY_FUNCTION_NOT_PERMITTED,
+    // an error the module answers normally, in a session that stays alive.
+    let session = softhsm::own_context()
+        .open_rw_session(softhsm::slot_of("signfail"))
+        .unwrap();
+    let private = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(b"p256".to_vec()),
+        ])
+        .unwrap()[0];
+    session
+        .update_attributes(private, &[Attribute::Sign(false)])
+        .unwrap();
+    for _ in 0..20 {
+        let err = key.sign(b"refused").unwrap_err();
+        assert!(
+            matches!(err, BackendError::Device { .. })
+                && err.to_string().contains("CKR_KEY_FUNCTION_NOT_PERMITTED"),
+            "{err}"
+        );
+    }
+    // Each failed session was closed: none leaked (+1 is the test's own).
+    assert_eq!(
+        softhsm::sessions_on("signfail"),
+        key.open_sessions() + 1,
+        "sessions leaked by failed signatures"
+    );
+    assert!(key.open_sessions() <= 2);
+    session
+        .update_attributes(private, &[Attribute::Sign(true)])
+        .unwrap();
+    sign_verified(&key, b"allowed again");
+    assert_eq!(
+        key.reopen_count(),
+        0,
+        "a refused signature is not a lost session"
+    );
+    assert_eq!(key.login_attempts(), 1);
+}
+
+#[test]
 fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
     let Some(mut h) = hsm() else { return };
     let key = open(&h, "reinit", "p256");

@@ -291,9 +291,17 @@ impl Pkcs11Key {
             Ok(sig) => Ok(sig),
             Err(e) => {
                 let generation = p.generation();
-                // Not reused (a failed C_Sign may leave it in any state) and not closed (it may
-                // be dead, its number reused: see `pool`).
-                lease.forget();
+                // Not reused: a module that misbehaved once may have left the operation half done.
+                if fault::is_reopenable(&e) {
+                    // It may be dead, and the module may have given its number to another
+                    // session: closing it could close someone else's (see `pool`).
+                    lease.forget();
+                } else {
+                    // The module answered, so the session is alive (a failed C_Sign ends the
+                    // operation): close it, or a persistent error would leak one session per
+                    // call until the token runs out (CKR_SESSION_COUNT), for every user of it.
+                    lease.discard();
+                }
                 if fault::is_reopenable(&e) {
                     Err(Attempt::Lost {
                         generation,
