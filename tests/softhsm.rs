@@ -442,20 +442,54 @@ fn sessions_closed_behind_our_back_are_reopened() {
     );
     sign_verified(&key, b"and after that");
     assert_eq!(key.reopen_count(), 1);
+    // The module closed the old sessions: forgotten, and nothing else is open.
+    assert_eq!(softhsm::sessions_on("closed"), key.open_sessions());
 }
 
 #[test]
 fn logout_behind_our_back_is_healed() {
     let Some(h) = hsm() else { return };
-    let key = open(&h, "logout", "p256");
-    sign_verified(&key, b"before");
+    let key = Arc::new(
+        Pkcs11Key::open(
+            &config(&h, "logout")
+                .with_key_label("p256")
+                .with_pool_size(3),
+        )
+        .unwrap(),
+    );
+    // Several threads at once, so that the pool holds more than one session.
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    sign_verified(&*key, format!("before {t} {i}").as_bytes());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let before = key.open_sessions();
+    assert_eq!(softhsm::sessions_on("logout"), before);
     let session = softhsm::own_context()
         .open_ro_session(softhsm::slot_of("logout"))
         .unwrap();
     session.logout().unwrap(); // login state is per token: this logs every session out
-    sign_verified(&key, b"after");
+    sign_verified(&*key, b"after");
     assert_eq!(key.reopen_count(), 1);
     assert_eq!(key.login_attempts(), 2);
+    for i in 0..2 * before {
+        sign_verified(&*key, format!("after {i}").as_bytes());
+    }
+    // A logout leaves the sessions alive: the old ones are closed, not forgotten open.
+    assert_eq!(
+        softhsm::sessions_on("logout"),
+        key.open_sessions() + 1,
+        "sessions leaked ({before} were open before the logout; +1 is the test's own)"
+    );
+    drop(session);
 }
 
 #[test]

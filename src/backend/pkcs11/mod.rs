@@ -155,7 +155,13 @@ fn connect(
 /// How one signing attempt failed.
 enum Attempt {
     /// The session, login or handle went away; a reopen may cure it.
-    Lost { generation: u64, reason: String },
+    Lost {
+        generation: u64,
+        reason: String,
+        /// The module may have closed the sessions of `generation` (see [`fault::sessions_dead`]):
+        /// they must be forgotten, not closed.
+        sessions_dead: bool,
+    },
     /// Anything else: reported as is.
     Failed(BackendError),
 }
@@ -274,6 +280,7 @@ impl Pkcs11Key {
             Err(e) if fault::is_reopenable(&e) => Err(Attempt::Lost {
                 generation: cur.generation,
                 reason: fault::describe(&e),
+                sessions_dead: fault::sessions_dead(&e),
             }),
             Err(e) => Err(Attempt::Failed(fault::device(
                 &self.key_name,
@@ -291,10 +298,11 @@ impl Pkcs11Key {
             Ok(sig) => Ok(sig),
             Err(e) => {
                 let generation = p.generation();
+                let sessions_dead = fault::sessions_dead(&e);
                 // Not reused: a module that misbehaved once may have left the operation half done.
-                if fault::is_reopenable(&e) {
-                    // It may be dead, and the module may have given its number to another
-                    // session: closing it could close someone else's (see `pool`).
+                if sessions_dead {
+                    // The module may have closed it and given its number to another session:
+                    // closing it could close someone else's (see `pool`).
                     lease.forget();
                 } else {
                     // The module answered, so the session is alive (a failed C_Sign ends the
@@ -306,6 +314,7 @@ impl Pkcs11Key {
                     Err(Attempt::Lost {
                         generation,
                         reason: fault::describe(&e),
+                        sessions_dead,
                     })
                 } else {
                     Err(Attempt::Failed(fault::device(
@@ -319,9 +328,12 @@ impl Pkcs11Key {
     }
 
     /// Finds the token, logs in and finds the key again, unless another thread already did
-    /// since `seen` failed. Sessions of generation `seen` and older are forgotten, not closed.
-    fn reopen(&self, seen: u64) -> Result<(), BackendError> {
-        self.forget_sessions_up_to(seen);
+    /// since `seen` failed. Sessions of generation `seen` and older are closed as they come back
+    /// to the pool, or forgotten if `sessions_dead` (the module closed them already).
+    fn reopen(&self, seen: u64, sessions_dead: bool) -> Result<(), BackendError> {
+        if sessions_dead {
+            self.forget_sessions_up_to(seen);
+        }
         let _one_at_a_time = self.reopening.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != seen {
             return Ok(());
@@ -371,8 +383,10 @@ impl Pkcs11Key {
         Ok(())
     }
 
-    /// Marks sessions of `generation` and older as possibly dead: whether or not a reopen
-    /// succeeds, they must never be closed (their handle numbers may be someone else's by now).
+    /// Marks sessions of `generation` and older as dead: whether or not a reopen succeeds, they
+    /// must never be closed (their handle numbers may be someone else's by now). Only for errors
+    /// that say the module closed them ([`fault::sessions_dead`]); after a logout or a lost key
+    /// handle they are alive and closing them is what keeps them from leaking.
     fn forget_sessions_up_to(&self, generation: u64) {
         self.sessions_valid_from
             .fetch_max(generation + 1, Ordering::AcqRel);
@@ -450,18 +464,28 @@ impl KeyBackend for Pkcs11Key {
             Algorithm::Ed25519 | Algorithm::RsaPkcs1Sha256 => message,
         };
         let mechanism = self.mechanism();
-        let (seen, reason) = match self.sign_once(&mechanism, input) {
+        let (seen, reason, sessions_dead) = match self.sign_once(&mechanism, input) {
             Ok(raw) => return self.encode(raw),
             Err(Attempt::Failed(e)) => return Err(e),
-            Err(Attempt::Lost { generation, reason }) => (generation, reason),
+            Err(Attempt::Lost {
+                generation,
+                reason,
+                sessions_dead,
+            }) => (generation, reason, sessions_dead),
         };
         tracing::info!(key = %self.key_name, %reason, "token state lost; reopening and retrying once");
-        self.reopen(seen)?;
+        self.reopen(seen, sessions_dead)?;
         match self.sign_once(&mechanism, input) {
             Ok(raw) => self.encode(raw),
             Err(Attempt::Failed(e)) => Err(e),
-            Err(Attempt::Lost { reason, generation }) => {
-                self.forget_sessions_up_to(generation);
+            Err(Attempt::Lost {
+                reason,
+                generation,
+                sessions_dead,
+            }) => {
+                if sessions_dead {
+                    self.forget_sessions_up_to(generation);
+                }
                 Err(BackendError::Device {
                     device: self.key_name.clone(),
                     operation: "signing".into(),

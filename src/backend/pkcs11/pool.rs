@@ -8,13 +8,12 @@
 //! Sessions are never closed for being idle: closing a token's last session logs the whole
 //! application out of it.
 //!
-//! A session whose operation failed with an error the module answered normally is closed, not
-//! reused. One that failed in a way that may mean it is gone (see `fault::is_reopenable`), and
-//! every session older than a reopen, is forgotten rather than closed: it may have been closed
-//! by the module already (`C_CloseAllSessions` by other code, a token removed), and a module may
-//! reuse session handle numbers (PKCS#11 allows it), so closing a dead handle could close a
-//! session someone else just opened. For the same reason a session is closed only if the
-//! module still reports it on our slot.
+//! A session that failed is closed, not reused; so are sessions older than a reopen, as they
+//! come back. Only when the error says the module closed our sessions itself
+//! (`C_CloseAllSessions` by other code, a token removed: see `fault::sessions_dead`) are they
+//! forgotten instead: a module may reuse session handle numbers (PKCS#11 allows it), so closing
+//! a dead handle could close a session someone else just opened. For the same reason a session
+//! is closed only if the module still reports it on our slot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
