@@ -660,6 +660,69 @@ fn a_pin_rejected_on_reopen_is_never_presented_again() {
 }
 
 #[test]
+fn a_refused_pin_is_not_presented_again_by_another_key_of_the_process() {
+    let Some(h) = hsm() else { return };
+    let slot = softhsm::slot_of("pinreg");
+    let flags = || softhsm::own_context().get_token_info(slot).unwrap();
+    let wrong = |pin: &str| {
+        config(&h, "pinreg").with_pin(PinSource::Value(SecretString::from(pin.to_owned())))
+    };
+    assert!(!flags().user_pin_count_low());
+    // A backend opens its first key with a wrong PIN: one C_Login, refused; SoftHSM counts the
+    // failure as CKF_USER_PIN_COUNT_LOW.
+    let first = Pkcs11Key::open(&wrong("wrong-Pin-1").with_key_label("p256")).unwrap_err();
+    assert!(
+        matches!(first, BackendError::PinIncorrect { .. }),
+        "{first}"
+    );
+    assert!(flags().user_pin_count_low());
+    // Clear the flag with a good login (and log out again), so a second failure would show.
+    let session = softhsm::own_context().open_ro_session(slot).unwrap();
+    session
+        .login(
+            cryptoki::session::UserType::User,
+            Some(&SecretString::from(USER_PIN.to_owned())),
+        )
+        .unwrap();
+    assert!(!flags().user_pin_count_low());
+    session.logout().unwrap();
+    // Another key, key generation, a URI: the same wrong PIN gets the same error, and the token
+    // sees no second try.
+    let second = Pkcs11Key::open(&wrong("wrong-Pin-1").with_key_label("ed25519")).unwrap_err();
+    assert_eq!(second.to_string(), first.to_string());
+    let third = generate_key(
+        &wrong("wrong-Pin-1"),
+        Algorithm::EcdsaP256,
+        "never-made",
+        &[0x77],
+    )
+    .unwrap_err();
+    assert_eq!(third.to_string(), first.to_string());
+    assert!(
+        !flags().user_pin_count_low(),
+        "the refused PIN was presented to the token again"
+    );
+    // A different PIN (the operator fixed it) is tried: this one wrong too, so one more failure.
+    let other = Pkcs11Key::open(&wrong("wrong-Pin-2").with_key_label("p256")).unwrap_err();
+    assert!(
+        matches!(other, BackendError::PinIncorrect { .. }),
+        "{other}"
+    );
+    assert!(flags().user_pin_count_low());
+    // The right PIN logs in: the token is not locked, and the registry did not refuse it.
+    let key = open(&h, "pinreg", "ed25519");
+    sign_verified(&key, b"right PIN");
+    assert_eq!(key.login_attempts(), 1);
+    assert!(!flags().user_pin_count_low());
+    let text = format!("{first} {first:?} {second:?} {third:?} {other:?} {key:?}");
+    assert!(
+        !text.contains("wrong-Pin") && !text.contains(USER_PIN),
+        "PIN leaked: {text}"
+    );
+    drop(session);
+}
+
+#[test]
 fn pins_never_show_in_debug_display_or_errors() {
     let Some(h) = hsm() else { return };
     let cfg = config(&h, "algs").with_key_label("p256");

@@ -29,6 +29,7 @@ pub const TOKENS: &[(&str, &str)] = &[
     ("reinit", "p256"),
     ("pinchg", "p256"),
     ("badpin", "p256"),
+    ("pinreg", "p256 ed25519"),
     ("signfail", "p256"),
     ("keygen", ""),
     ("unsafe", ""),

@@ -50,8 +50,11 @@
 //!
 //! # PIN safety
 //!
-//! A PIN is presented at most once per [`Pkcs11Key`]: if the token rejects it, that key never
-//! presents it again, not even on a later reopen; every later call returns the same error. The
+//! A PIN a token refused is never presented to that token again by the process: not by the key
+//! that met the refusal (not even on a later reopen), nor by another key opened on the same
+//! token with the same PIN, nor by [`generate_key`]; every later call returns the same error
+//! without calling `C_Login`. Refusals are remembered per module and token serial as a keyed
+//! digest of the PIN, in memory only; a different PIN (the operator fixed it) is tried. The
 //! error says how many tries are left when the token tells.
 //!
 //! # Key protection
@@ -235,8 +238,8 @@ impl Pkcs11Key {
         self.provenance
     }
 
-    /// How many times this key called `C_Login` (at most once per PIN: a rejected PIN is not
-    /// presented again). For monitoring and tests.
+    /// How many times this key called `C_Login` (a PIN the token refused is not presented again
+    /// by any key of the process). For monitoring and tests.
     pub fn login_attempts(&self) -> u64 {
         self.login.attempts()
     }
