@@ -113,6 +113,8 @@ pub struct Pkcs11Key {
     config: Pkcs11Config,
     login: Login,
     public_key: PublicKey,
+    /// RSA: the modulus length in bytes, which every signature has (zero for other keys).
+    rsa_len: usize,
     provenance: KeyProvenance,
     key_name: String,
     current: RwLock<Current>,
@@ -193,6 +195,7 @@ impl Pkcs11Key {
         let handle = key::find_private(session.get(), &config.key, &token_name)?;
         let info = key::read(session.get(), handle, &token_name)?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
+        let rsa_len = rsa_signature_len(&info.public_key)?;
         let key_name = format!(
             "PKCS#11 key {} on {token_name} via {}",
             info.name(),
@@ -205,6 +208,7 @@ impl Pkcs11Key {
             config: config.clone(),
             login,
             public_key: info.public_key.clone(),
+            rsa_len,
             provenance: info.provenance,
             key_name,
             current: RwLock::new(Current {
@@ -394,28 +398,52 @@ impl Pkcs11Key {
         self.sessions_valid_from
             .fetch_max(generation + 1, Ordering::AcqRel);
     }
+}
 
-    /// Turns the token's raw signature into Dfns' wire encoding.
-    fn encode(&self, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        let bad = |what: &str| {
-            BackendError::Crypto(format!("the token returned a malformed {what} signature"))
-        };
-        match self.public_key.algorithm() {
-            Algorithm::EcdsaP256 => {
-                let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            Algorithm::EcdsaSecp256k1 => {
-                // Tokens return either S; secp256k1 verifiers accept only the low one.
-                let sig = k256::ecdsa::Signature::from_slice(&raw)
-                    .map_err(|_| bad("secp256k1"))?
-                    .normalize_s();
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),
-            Algorithm::Ed25519 => Err(bad("Ed25519")),
-            Algorithm::RsaPkcs1Sha256 => Ok(raw),
+/// The length every signature of an RSA key has, in bytes (its modulus length); zero for other
+/// keys.
+fn rsa_signature_len(public_key: &PublicKey) -> Result<usize, BackendError> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    if public_key.algorithm() != Algorithm::RsaPkcs1Sha256 {
+        return Ok(0);
+    }
+    rsa::RsaPublicKey::from_public_key_der(public_key.spki_der())
+        .map(|k| k.size())
+        .map_err(|e| BackendError::Crypto(format!("reading the RSA public key: {e}")))
+}
+
+/// Turns the token's raw signature into Dfns' wire encoding; `rsa_len` is the RSA modulus
+/// length in bytes.
+fn encode(alg: Algorithm, rsa_len: usize, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+    let bad = |what: &str| {
+        BackendError::Crypto(format!("the token returned a malformed {what} signature"))
+    };
+    match alg {
+        Algorithm::EcdsaP256 => {
+            let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
+            Ok(sig.to_der().as_bytes().to_vec())
         }
+        Algorithm::EcdsaSecp256k1 => {
+            // Tokens return either S. Dfns accepts both; low S is what many secp256k1
+            // verifiers insist on, and normalising keeps the signature valid.
+            let sig = k256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|_| bad("secp256k1"))?
+                .normalize_s();
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+        Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),
+        Algorithm::Ed25519 => Err(bad("Ed25519")),
+        // PKCS#1 fixes the signature's length to the modulus'; a module that returns the
+        // integer without its leading zero bytes (1 signature in 256) would be refused by
+        // verifiers that check the length (OpenSSL: WRONG_SIGNATURE_LENGTH).
+        Algorithm::RsaPkcs1Sha256 if raw.len() < rsa_len => {
+            let mut padded = vec![0u8; rsa_len - raw.len()];
+            padded.extend_from_slice(&raw);
+            Ok(padded)
+        }
+        Algorithm::RsaPkcs1Sha256 if raw.len() == rsa_len => Ok(raw),
+        Algorithm::RsaPkcs1Sha256 => Err(bad("RSA (longer than the modulus)")),
     }
 }
 
@@ -468,7 +496,7 @@ impl KeyBackend for Pkcs11Key {
         };
         let mechanism = self.mechanism();
         let (seen, reason, sessions_dead) = match self.sign_once(&mechanism, input) {
-            Ok(raw) => return self.encode(raw),
+            Ok(raw) => return encode(self.public_key.algorithm(), self.rsa_len, raw),
             Err(Attempt::Failed(e)) => return Err(e),
             Err(Attempt::Lost {
                 generation,
@@ -479,7 +507,7 @@ impl KeyBackend for Pkcs11Key {
         tracing::info!(key = %self.key_name, %reason, "token state lost; reopening and retrying once");
         self.reopen(seen, sessions_dead)?;
         match self.sign_once(&mechanism, input) {
-            Ok(raw) => self.encode(raw),
+            Ok(raw) => encode(self.public_key.algorithm(), self.rsa_len, raw),
             Err(Attempt::Failed(e)) => Err(e),
             Err(Attempt::Lost {
                 reason,
@@ -513,5 +541,36 @@ impl fmt::Debug for Pkcs11Key {
             .field("login", &self.login)
             .field("generation", &self.generation.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_signatures_are_padded_to_the_modulus_length() {
+        let alg = Algorithm::RsaPkcs1Sha256;
+        // A module that stripped the leading zero byte of a 256-byte signature.
+        let stripped: Vec<u8> = (1..=255u8).collect();
+        let sig = encode(alg, 256, stripped.clone()).unwrap();
+        assert_eq!(sig.len(), 256);
+        assert_eq!(sig[0], 0);
+        assert_eq!(&sig[1..], &stripped[..]);
+        let full = vec![0x5a; 256];
+        assert_eq!(encode(alg, 256, full.clone()).unwrap(), full);
+        assert!(matches!(
+            encode(alg, 256, vec![1; 257]),
+            Err(BackendError::Crypto(_))
+        ));
+    }
+
+    #[test]
+    fn ed25519_signatures_must_be_64_bytes() {
+        assert!(encode(Algorithm::Ed25519, 0, vec![1; 63]).is_err());
+        assert_eq!(
+            encode(Algorithm::Ed25519, 0, vec![1; 64]).unwrap().len(),
+            64
+        );
     }
 }
