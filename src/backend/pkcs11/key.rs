@@ -364,23 +364,21 @@ fn public_ec_point(
 }
 
 /// CKA_EC_POINT is specified as a DER OCTET STRING around the point; some modules hand back the
-/// bare point. Unwrap when the bytes are exactly one short-form OCTET STRING.
+/// bare point. Unwrap only an OCTET STRING holding exactly what we accept — an Ed25519 key
+/// (32 bytes) or an uncompressed 256-bit point (65 bytes) — and nothing else: a bare point can
+/// start with bytes that look like an OCTET STRING header (a bare uncompressed point always
+/// starts with 0x04; an Ed25519 key can).
 pub(crate) fn unwrap_octet_string(bytes: &[u8]) -> &[u8] {
-    match bytes {
-        [0x04, len, rest @ ..]
-            if (*len as usize) < 0x80 && rest.len() == *len as usize && !is_bare_point(bytes) =>
-        {
-            rest
-        }
+    let inner = match bytes {
+        [0x04, len, rest @ ..] if rest.len() == *len as usize => rest,
+        // Long form, which DER does not use for these lengths but lax encoders do.
         [0x04, 0x81, len, rest @ ..] if rest.len() == *len as usize => rest,
+        _ => return bytes,
+    };
+    match inner.len() {
+        32 | 65 => inner,
         _ => bytes,
     }
-}
-
-/// A bare uncompressed point (0x04‖X‖Y) of a 256-bit curve is 65 bytes; a bare Ed25519 key is 32.
-/// A 65-byte value whose second byte happens to be 63 would otherwise read as an OCTET STRING.
-fn is_bare_point(bytes: &[u8]) -> bool {
-    bytes.len() == 65 && bytes[0] == 0x04
 }
 
 #[cfg(test)]
@@ -400,6 +398,27 @@ mod tests {
         ed_wrapped.extend(ed);
         assert_eq!(unwrap_octet_string(&ed_wrapped), &ed[..]);
         assert_eq!(unwrap_octet_string(&ed), &ed[..]);
+        let mut ed_lax = vec![0x04, 0x81, 32];
+        ed_lax.extend(ed);
+        assert_eq!(unwrap_octet_string(&ed_lax), &ed[..]);
+    }
+
+    #[test]
+    fn bare_ed25519_keys_that_look_wrapped_stay_whole() {
+        // A bare 32-byte Ed25519 key whose first bytes are `04 1e`: an OCTET STRING header
+        // announcing the 30 bytes that follow. It is the key itself, not a 30-byte key.
+        let mut bare = vec![0x04, 0x1e];
+        bare.extend((0..30u8).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+        assert_eq!(bare.len(), 32);
+        assert_eq!(unwrap_octet_string(&bare), &bare[..]);
+        // Another that looks like a long-form header (`04 81 1d` + 29 bytes).
+        let mut long_form = vec![0x04, 0x81, 0x1d];
+        long_form.extend([0x42; 29]);
+        assert_eq!(unwrap_octet_string(&long_form), &long_form[..]);
+        // And a bare 65-byte point whose second byte is 0x3f = 63, the length of the rest.
+        let mut point = vec![0x04, 0x3f];
+        point.extend([0x3f; 63]);
+        assert_eq!(unwrap_octet_string(&point), &point[..]);
     }
 
     #[test]
