@@ -39,12 +39,15 @@ impl KeySelector {
 
 /// How a private key is protected and where it came from, as the token reports it.
 ///
-/// `None` means the token did not report that attribute.
+/// For the provenance attributes (`local`, `never_extractable`, `always_sensitive`), `None`
+/// means the token did not report it. `sensitive` and `extractable` are always set: a token
+/// that does not report them is taken at its worst (not sensitive, extractable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyProvenance {
-    /// `CKA_SENSITIVE`: the private value cannot be read in the clear.
+    /// `CKA_SENSITIVE`: the private value cannot be read in the clear (`false` if not reported).
     pub sensitive: bool,
-    /// `CKA_EXTRACTABLE`: the key may be exported (wrapped) off the token.
+    /// `CKA_EXTRACTABLE`: the key may be exported (wrapped) off the token (`true` if not
+    /// reported).
     pub extractable: bool,
     /// `CKA_LOCAL`: the key was generated on the token (not imported).
     pub local: Option<bool>,

@@ -29,9 +29,11 @@
 //! # Algorithms
 //!
 //! ECDSA P-256 and secp256k1 (`CKM_ECDSA` over a host-computed SHA-256, the token's raw `r‖s`
-//! turned into minimal DER; secp256k1 signatures are normalised to low S, which verifiers of
-//! that curve require), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
-//! (`CKM_SHA256_RSA_PKCS`). Other curves and RSA under 2048 bits are refused at open.
+//! turned into minimal DER; secp256k1 signatures are normalised to low S: Dfns accepts either
+//! S, but many secp256k1 verifiers (Bitcoin-style) take only the low one, and normalising keeps
+//! the signature valid at no cost), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
+//! (`CKM_SHA256_RSA_PKCS`, the signature left-padded to the modulus length should the module
+//! strip leading zeros). Other curves and RSA under 2048 bits are refused at open.
 //!
 //! # Concurrency and recovery
 //!
