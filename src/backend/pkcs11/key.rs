@@ -83,8 +83,13 @@ pub(crate) struct KeyInfo {
 
 impl KeyInfo {
     pub(crate) fn name(&self) -> String {
-        format!("\"{}\" (id {})", self.label, hex::encode(&self.id))
+        key_name(&self.label, &self.id)
     }
+}
+
+/// How errors and logs name a key on a token: `"label" (id 01)`.
+fn key_name(label: &str, id: &[u8]) -> String {
+    format!("\"{label}\" (id {})", hex::encode(id))
 }
 
 /// DER of the curve OIDs Dfns takes, as CKA_EC_PARAMS holds them.
@@ -117,7 +122,7 @@ fn list_private_keys(session: &Session) -> Vec<String> {
                 .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
                 .ok()?;
             let (label, id) = label_and_id(&attrs);
-            Some(format!("\"{label}\" (id {})", hex::encode(id)))
+            Some(key_name(&label, &id))
         })
         .collect()
 }
@@ -189,7 +194,7 @@ pub(crate) fn read(
         )
         .map_err(|e| dev("reading the private key's attributes", e))?;
     let (label, id) = label_and_id(&attrs);
-    let name = format!("\"{label}\" (id {})", hex::encode(&id));
+    let name = key_name(&label, &id);
     let mut key_type = None;
     let mut can_sign = None;
     let mut pin_per_signature = false;

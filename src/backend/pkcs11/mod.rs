@@ -187,15 +187,14 @@ impl Pkcs11Key {
         let token_name = token.name();
         let login = Login::new(pin);
         let sessions_valid_from = Arc::new(AtomicU64::new(0));
-        let session = module
-            .ctx()
-            .open_ro_session_no_drop(token.slot)
-            .map_err(|e| fault::device(&token_name, "opening a session", &e))?;
-        // Wrapped at once, so that every early return below closes it.
-        let session = OwnedSession::new(session, token.slot, 0, &sessions_valid_from);
-        login.ensure(&module, session.get(), &token)?;
-        let handle = key::find_private(session.get(), &config.key, &token_name)?;
-        let info = key::read(session.get(), handle, &token_name)?;
+        let (session, handle, info) = find_key(
+            &module,
+            &token,
+            &login,
+            &config.key,
+            0,
+            &sessions_valid_from,
+        )?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
         let rsa_len = rsa_signature_len(&info.public_key)?;
         let key_name = format!(
@@ -350,15 +349,14 @@ impl Pkcs11Key {
         let generation = seen + 1;
         let token = token::find(&self.module, &self.config.token)?;
         let name = token.name();
-        let session = self
-            .module
-            .ctx()
-            .open_ro_session_no_drop(token.slot)
-            .map_err(|e| fault::device(&name, "opening a session", &e))?;
-        let session = OwnedSession::new(session, token.slot, generation, &self.sessions_valid_from);
-        self.login.ensure(&self.module, session.get(), &token)?;
-        let handle = key::find_private(session.get(), &self.config.key, &name)?;
-        let info = key::read(session.get(), handle, &name)?;
+        let (session, handle, info) = find_key(
+            &self.module,
+            &token,
+            &self.login,
+            &self.config.key,
+            generation,
+            &self.sessions_valid_from,
+        )?;
         if info.public_key != self.public_key {
             // Same label or id, another key (the token was re-initialised or the key replaced).
             // Signing with it would give signatures the registered credential cannot verify.
@@ -400,6 +398,29 @@ impl Pkcs11Key {
         self.sessions_valid_from
             .fetch_max(generation + 1, Ordering::AcqRel);
     }
+}
+
+/// Opens a session on `token` under `generation`, logs in, finds the private key `wanted` and
+/// reads it: the common steps of opening and reopening a key.
+fn find_key(
+    module: &Module,
+    token: &FoundToken,
+    login: &Login,
+    wanted: &key::KeySelector,
+    generation: u64,
+    valid_from: &Arc<AtomicU64>,
+) -> Result<(OwnedSession, ObjectHandle, KeyInfo), BackendError> {
+    let name = token.name();
+    let session = module
+        .ctx()
+        .open_ro_session_no_drop(token.slot)
+        .map_err(|e| fault::device(&name, "opening a session", &e))?;
+    // Wrapped at once, so that every early return below closes it.
+    let session = OwnedSession::new(session, token.slot, generation, valid_from);
+    login.ensure(module, session.get(), token)?;
+    let handle = key::find_private(session.get(), wanted, &name)?;
+    let info = key::read(session.get(), handle, &name)?;
+    Ok((session, handle, info))
 }
 
 /// The length every signature of an RSA key has, in bytes (its modulus length); zero for other
