@@ -743,6 +743,26 @@ fn pins_never_show_in_debug_display_or_errors() {
 }
 
 #[test]
+fn a_pin_given_as_the_pin_source_is_not_echoed() {
+    let Some(h) = hsm() else { return };
+    // The PIN itself where its source belongs: refused, and never repeated in the error.
+    let pin = "739164";
+    let text = match KeyUri::parse(&format!(
+        "pkcs11:token=algs;object=p256?module-path={}&pin-source={pin}",
+        h.module.display()
+    )) {
+        Ok(KeyUri::Pkcs11(attrs)) => match open_uri(&attrs) {
+            Ok(key) => panic!("opened with pin-source={pin}: {key:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        },
+        Ok(other) => panic!("not a pkcs11 URI: {other}"),
+        Err(e) => format!("{e} {e:?}"),
+    };
+    assert!(text.contains("pin-source"), "{text}");
+    assert!(!text.contains(pin), "PIN echoed: {text}");
+}
+
+#[test]
 fn keys_that_want_the_pin_for_every_signature_are_refused() {
     let Some(h) = hsm() else { return };
     use cryptoki::mechanism::Mechanism;
