@@ -307,16 +307,16 @@ impl Pkcs11Key {
             Err(e) => {
                 let generation = p.generation();
                 let sessions_dead = fault::sessions_dead(&e);
-                // Not reused: a module that misbehaved once may have left the operation half done.
                 if sessions_dead {
                     // The module may have closed it and given its number to another session:
                     // closing it could close someone else's (see `pool`).
                     lease.forget();
                 } else {
                     // The module answered, so the session is alive (a failed C_Sign ends the
-                    // operation): close it, or a persistent error would leak one session per
-                    // call until the token runs out (CKR_SESSION_COUNT), for every user of it.
-                    lease.discard();
+                    // operation). Forgetting it would leak one session per call until the token
+                    // runs out (CKR_SESSION_COUNT), for every user of it: close it, or keep it
+                    // if it is the last one (closing that would log the token out).
+                    lease.discard_unless_last();
                 }
                 if fault::is_reopenable(&e) {
                     Err(Attempt::Lost {
