@@ -158,14 +158,53 @@ fn every_algorithm_signs_verifiably_with_keys_made_by_pkcs11_tool() {
 fn der_signatures_are_minimal() {
     let Some(h) = hsm() else { return };
     let key = open(&h, "algs", "p256");
-    for i in 0..64u32 {
+    // 256 signatures: about one in 128 has an r or s under 2^248 (a short integer) and half
+    // need the sign byte, so both edge cases are exercised.
+    for i in 0..256u32 {
         let message = i.to_be_bytes();
         let sig = sign_verified(&key, &message);
-        let parsed = p256::ecdsa::Signature::from_der(&sig).unwrap();
-        // `from_der` accepts only canonical DER, and re-encoding gives back the same bytes.
-        assert_eq!(parsed.to_der().as_bytes(), &sig[..]);
-        assert!(sig.len() <= 72 && sig.len() >= 8);
+        assert_minimal_der_signature(&sig);
     }
+}
+
+/// Checks the bytes themselves, without a DER library: SEQUENCE { INTEGER r, INTEGER s }, short
+/// lengths that match, each integer positive, without a superfluous leading zero, at most 33
+/// bytes (a 256-bit value plus the sign byte).
+fn assert_minimal_der_signature(sig: &[u8]) {
+    assert_eq!(sig[0], 0x30, "not a SEQUENCE: {}", hex::encode(sig));
+    assert_eq!(
+        sig[1] as usize,
+        sig.len() - 2,
+        "SEQUENCE length: {}",
+        hex::encode(sig)
+    );
+    let mut rest = &sig[2..];
+    for which in ["r", "s"] {
+        assert_eq!(
+            rest[0],
+            0x02,
+            "{which} not an INTEGER: {}",
+            hex::encode(sig)
+        );
+        let len = rest[1] as usize;
+        assert!(
+            (1..=33).contains(&len),
+            "{which} length {len}: {}",
+            hex::encode(sig)
+        );
+        let int = &rest[2..2 + len];
+        assert!(int[0] & 0x80 == 0, "{which} negative: {}", hex::encode(sig));
+        if len > 1 {
+            assert!(
+                !(int[0] == 0 && int[1] & 0x80 == 0),
+                "{which} has a superfluous leading zero: {}",
+                hex::encode(sig)
+            );
+        }
+        assert!(int.iter().any(|b| *b != 0), "{which} is zero");
+        rest = &rest[2 + len..];
+    }
+    assert!(rest.is_empty(), "trailing bytes: {}", hex::encode(sig));
 }
 
 #[test]
@@ -442,20 +481,125 @@ fn sessions_closed_behind_our_back_are_reopened() {
     );
     sign_verified(&key, b"and after that");
     assert_eq!(key.reopen_count(), 1);
+    // The module closed the old sessions: forgotten, and nothing else is open.
+    assert_eq!(softhsm::sessions_on("closed"), key.open_sessions());
 }
 
 #[test]
 fn logout_behind_our_back_is_healed() {
     let Some(h) = hsm() else { return };
-    let key = open(&h, "logout", "p256");
-    sign_verified(&key, b"before");
+    let key = Arc::new(
+        Pkcs11Key::open(
+            &config(&h, "logout")
+                .with_key_label("p256")
+                .with_pool_size(3),
+        )
+        .unwrap(),
+    );
+    // Several threads at once, so that the pool holds more than one session.
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    sign_verified(&*key, format!("before {t} {i}").as_bytes());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let before = key.open_sessions();
+    assert_eq!(softhsm::sessions_on("logout"), before);
     let session = softhsm::own_context()
         .open_ro_session(softhsm::slot_of("logout"))
         .unwrap();
     session.logout().unwrap(); // login state is per token: this logs every session out
-    sign_verified(&key, b"after");
+    sign_verified(&*key, b"after");
     assert_eq!(key.reopen_count(), 1);
     assert_eq!(key.login_attempts(), 2);
+    for i in 0..2 * before {
+        sign_verified(&*key, format!("after {i}").as_bytes());
+    }
+    // A logout leaves the sessions alive: the old ones are closed, not forgotten open.
+    assert_eq!(
+        softhsm::sessions_on("logout"),
+        key.open_sessions() + 1,
+        "sessions leaked ({before} were open before the logout; +1 is the test's own)"
+    );
+    drop(session);
+}
+
+#[test]
+fn failed_signatures_close_their_sessions() {
+    let Some(h) = hsm() else { return };
+    use cryptoki::object::{Attribute, ObjectClass};
+    let key = Arc::new(
+        Pkcs11Key::open(
+            &config(&h, "signfail")
+                .with_key_label("p256")
+                .with_pool_size(2),
+        )
+        .unwrap(),
+    );
+    // Several threads at once, so that the pool holds both its sessions.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let key = Arc::clone(&key);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    sign_verified(&*key, format!("before {t} {i}").as_bytes());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(key.open_sessions(), 2, "the threads never overlapped");
+    // Someone takes the right to sign away: C_SignInit answers CKR_KEY_FUNCTION_NOT_PERMITTED,
+    // an error the module answers normally, in a session that stays alive.
+    let set_sign = |allowed: bool| {
+        let session = softhsm::own_context()
+            .open_rw_session(softhsm::slot_of("signfail"))
+            .unwrap();
+        let private = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(b"p256".to_vec()),
+            ])
+            .unwrap()[0];
+        session
+            .update_attributes(private, &[Attribute::Sign(allowed)])
+            .unwrap();
+    };
+    set_sign(false);
+    for _ in 0..20 {
+        let err = key.sign(b"refused").unwrap_err();
+        assert!(
+            matches!(err, BackendError::Device { .. })
+                && err.to_string().contains("CKR_KEY_FUNCTION_NOT_PERMITTED"),
+            "{err}"
+        );
+    }
+    // No session leaked: the failed ones were closed, except the last, kept so that the token
+    // stays logged in (closing the application's last session logs it out).
+    assert_eq!(key.open_sessions(), 1);
+    assert_eq!(
+        softhsm::sessions_on("signfail"),
+        1,
+        "sessions leaked by failed signatures"
+    );
+    assert_eq!(key.login_attempts(), 1, "the token was logged out");
+    set_sign(true);
+    sign_verified(&*key, b"allowed again");
+    assert_eq!(
+        key.reopen_count(),
+        0,
+        "a refused signature is not a lost session"
+    );
+    assert_eq!(key.login_attempts(), 1);
 }
 
 #[test]
@@ -517,14 +661,21 @@ fn a_wrong_pin_at_open_is_tried_once_and_reported() {
         panic!("{err}")
     };
     assert!(device.contains("badpin"), "{err}");
-    // SoftHSM raises CKF_USER_PIN_COUNT_LOW without a number: no number is invented.
+    // SoftHSM raises CKF_USER_PIN_COUNT_LOW after a failed login, without a number (and never
+    // CKF_USER_PIN_FINAL_TRY: it does not lock): the error says so and invents no number.
     let info = softhsm::own_context()
         .get_token_info(softhsm::slot_of("badpin"))
         .unwrap();
-    if info.user_pin_count_low() && !info.user_pin_final_try() {
-        assert_eq!(*tries_left, None);
-        assert!(device.contains("few PIN tries"), "{err}");
-    }
+    assert!(
+        info.user_pin_count_low() && !info.user_pin_final_try() && !info.user_pin_locked(),
+        "SoftHSM no longer reports a failed login as CKF_USER_PIN_COUNT_LOW alone: update this test \
+         (flags: low={} final={} locked={})",
+        info.user_pin_count_low(),
+        info.user_pin_final_try(),
+        info.user_pin_locked()
+    );
+    assert_eq!(*tries_left, None);
+    assert!(device.contains("few PIN tries"), "{err}");
     let text = format!("{err} {err:?} {cfg:?}");
     assert!(
         !text.contains(wrong) && !text.contains(USER_PIN),
@@ -574,6 +725,69 @@ fn a_pin_rejected_on_reopen_is_never_presented_again() {
 }
 
 #[test]
+fn a_refused_pin_is_not_presented_again_by_another_key_of_the_process() {
+    let Some(h) = hsm() else { return };
+    let slot = softhsm::slot_of("pinreg");
+    let flags = || softhsm::own_context().get_token_info(slot).unwrap();
+    let wrong = |pin: &str| {
+        config(&h, "pinreg").with_pin(PinSource::Value(SecretString::from(pin.to_owned())))
+    };
+    assert!(!flags().user_pin_count_low());
+    // A backend opens its first key with a wrong PIN: one C_Login, refused; SoftHSM counts the
+    // failure as CKF_USER_PIN_COUNT_LOW.
+    let first = Pkcs11Key::open(&wrong("wrong-Pin-1").with_key_label("p256")).unwrap_err();
+    assert!(
+        matches!(first, BackendError::PinIncorrect { .. }),
+        "{first}"
+    );
+    assert!(flags().user_pin_count_low());
+    // Clear the flag with a good login (and log out again), so a second failure would show.
+    let session = softhsm::own_context().open_ro_session(slot).unwrap();
+    session
+        .login(
+            cryptoki::session::UserType::User,
+            Some(&SecretString::from(USER_PIN.to_owned())),
+        )
+        .unwrap();
+    assert!(!flags().user_pin_count_low());
+    session.logout().unwrap();
+    // Another key, key generation, a URI: the same wrong PIN gets the same error, and the token
+    // sees no second try.
+    let second = Pkcs11Key::open(&wrong("wrong-Pin-1").with_key_label("ed25519")).unwrap_err();
+    assert_eq!(second.to_string(), first.to_string());
+    let third = generate_key(
+        &wrong("wrong-Pin-1"),
+        Algorithm::EcdsaP256,
+        "never-made",
+        &[0x77],
+    )
+    .unwrap_err();
+    assert_eq!(third.to_string(), first.to_string());
+    assert!(
+        !flags().user_pin_count_low(),
+        "the refused PIN was presented to the token again"
+    );
+    // A different PIN (the operator fixed it) is tried: this one wrong too, so one more failure.
+    let other = Pkcs11Key::open(&wrong("wrong-Pin-2").with_key_label("p256")).unwrap_err();
+    assert!(
+        matches!(other, BackendError::PinIncorrect { .. }),
+        "{other}"
+    );
+    assert!(flags().user_pin_count_low());
+    // The right PIN logs in: the token is not locked, and the registry did not refuse it.
+    let key = open(&h, "pinreg", "ed25519");
+    sign_verified(&key, b"right PIN");
+    assert_eq!(key.login_attempts(), 1);
+    assert!(!flags().user_pin_count_low());
+    let text = format!("{first} {first:?} {second:?} {third:?} {other:?} {key:?}");
+    assert!(
+        !text.contains("wrong-Pin") && !text.contains(USER_PIN),
+        "PIN leaked: {text}"
+    );
+    drop(session);
+}
+
+#[test]
 fn pins_never_show_in_debug_display_or_errors() {
     let Some(h) = hsm() else { return };
     let cfg = config(&h, "algs").with_key_label("p256");
@@ -591,6 +805,26 @@ fn pins_never_show_in_debug_display_or_errors() {
         text.contains("env:") || text.contains("PinSource"),
         "{text}"
     );
+}
+
+#[test]
+fn a_pin_given_as_the_pin_source_is_not_echoed() {
+    let Some(h) = hsm() else { return };
+    // The PIN itself where its source belongs: refused, and never repeated in the error.
+    let pin = "739164";
+    let text = match KeyUri::parse(&format!(
+        "pkcs11:token=algs;object=p256?module-path={}&pin-source={pin}",
+        h.module.display()
+    )) {
+        Ok(KeyUri::Pkcs11(attrs)) => match open_uri(&attrs) {
+            Ok(key) => panic!("opened with pin-source={pin}: {key:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        },
+        Ok(other) => panic!("not a pkcs11 URI: {other}"),
+        Err(e) => format!("{e} {e:?}"),
+    };
+    assert!(text.contains("pin-source"), "{text}");
+    assert!(!text.contains(pin), "PIN echoed: {text}");
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub const TOKENS: &[(&str, &str)] = &[
     ("reinit", "p256"),
     ("pinchg", "p256"),
     ("badpin", "p256"),
+    ("pinreg", "p256 ed25519"),
+    ("signfail", "p256"),
     ("keygen", ""),
     ("unsafe", ""),
 ];
@@ -217,19 +219,42 @@ pub fn slot_of(label: &str) -> cryptoki::slot::Slot {
         .unwrap_or_else(|| panic!("no token {label}"))
 }
 
+/// The module loaded a second time through `cryptoki-sys`, for calls `cryptoki` has no safe
+/// form of (dlopen shares the module's state with the backend's).
+fn raw_module() -> &'static cryptoki_sys::Pkcs11 {
+    static RAW: OnceLock<&'static cryptoki_sys::Pkcs11> = OnceLock::new();
+    // SAFETY: loads the same library the backend uses; it stays loaded for the process.
+    RAW.get_or_init(|| unsafe {
+        Box::leak(Box::new(
+            cryptoki_sys::Pkcs11::new(module_path()).expect("dlopen SoftHSM"),
+        ))
+    })
+}
+
+/// How many sessions the module holds open on the token's slot, whoever opened them: SoftHSM
+/// reports no session count (`ulSessionCount` is unavailable), so this asks `C_GetSessionInfo`
+/// about every handle SoftHSM may have given out (it numbers sessions from 1 and reuses the
+/// numbers of closed ones). Each test uses its own token, so other tests do not count here.
+pub fn sessions_on(label: &str) -> usize {
+    let slot = slot_of(label).id() as cryptoki_sys::CK_SLOT_ID;
+    let lib = raw_module();
+    (1..=4096)
+        .filter(|h| {
+            let mut info = cryptoki_sys::CK_SESSION_INFO::default();
+            // SAFETY: a valid out-pointer; any handle number may be asked about.
+            let rv = unsafe { lib.C_GetSessionInfo(*h, &mut info) };
+            rv == cryptoki_sys::CKR_OK && info.slotID == slot
+        })
+        .count()
+}
+
 /// Calls `C_CloseAllSessions` on the token's slot, as another part of the application (or a
 /// misbehaving library user) might. `cryptoki` has no safe call for it.
 pub fn close_all_sessions(label: &str) {
     let slot = slot_of(label);
-    // SAFETY: loads the same module the backend uses (dlopen shares its state) and calls a
-    // PKCS#11 function that takes only a slot id; the library stays loaded for the process.
-    unsafe {
-        let lib = Box::leak(Box::new(
-            cryptoki_sys::Pkcs11::new(module_path()).expect("dlopen SoftHSM"),
-        ));
-        let rv = lib.C_CloseAllSessions(slot.id() as cryptoki_sys::CK_SLOT_ID);
-        assert_eq!(rv, cryptoki_sys::CKR_OK, "C_CloseAllSessions");
-    }
+    // SAFETY: a PKCS#11 function that takes only a slot id.
+    let rv = unsafe { raw_module().C_CloseAllSessions(slot.id() as cryptoki_sys::CK_SLOT_ID) };
+    assert_eq!(rv, cryptoki_sys::CKR_OK, "C_CloseAllSessions");
 }
 
 fn run_softhsm_util(args: &[&str]) {

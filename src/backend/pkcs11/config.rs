@@ -129,7 +129,17 @@ impl Pkcs11Config {
         c.module_path = attrs.query_attr("module-path").map(PathBuf::from);
         c.pin = attrs
             .query_attr("pin-source")
-            .map(PinSource::parse)
+            .map(|src| {
+                PinSource::parse(src).map_err(|e| match e {
+                    // An unparsable source may be the PIN itself, given by mistake
+                    // (`pin-source=123456`): never repeat it.
+                    BackendError::PinSource { reason, .. } => BackendError::PinSource {
+                        source_name: "`pin-source=` (value not shown: it may be a PIN)".into(),
+                        reason,
+                    },
+                    other => other,
+                })
+            })
             .transpose()?;
         if let Some(n) = attrs.query_attr("pool-size") {
             let n: usize = n
@@ -215,5 +225,7 @@ mod tests {
         assert!(bad("pkcs11:object=k?pool-size=0").contains("pool-size"));
         assert!(bad("pkcs11:object=k?allow-unsafe-key=yes").contains("true"));
         assert!(bad("pkcs11:object=k?pin-source=1234").contains("env:NAME"));
+        // A PIN given by mistake as the source is not repeated.
+        assert!(!bad("pkcs11:object=k?pin-source=987654").contains("987654"));
     }
 }

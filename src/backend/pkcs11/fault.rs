@@ -28,6 +28,28 @@ pub(crate) fn is_reopenable(e: &CkError) -> bool {
     )
 }
 
+/// Whether `e` says our sessions on the token may no longer exist: closed by the module
+/// (`C_CloseAllSessions` by other code) or gone with the token. Such a session must be forgotten,
+/// never closed: the module may have given its handle number to a session opened since.
+///
+/// After the other reopenable errors (logged out, key handle gone) the sessions are alive and
+/// are closed normally. `CKR_SLOT_ID_INVALID` and `CKR_TOKEN_NOT_RECOGNIZED` mean the token
+/// itself went away, taking its sessions with it.
+pub(crate) fn sessions_dead(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::SlotIdInvalid
+                | RvError::TokenNotRecognized,
+            _
+        )
+    )
+}
+
 /// A short, stable description of a cryptoki error: the CKR_ name and the function.
 pub(crate) fn describe(e: &CkError) -> String {
     match e {
@@ -75,6 +97,18 @@ mod tests {
         )));
         assert!(!is_reopenable(&CkError::Pkcs11(
             RvError::MechanismInvalid,
+            Function::Sign
+        )));
+        // Logged out or key gone: reopen, but the sessions are alive and get closed.
+        for rv in [RvError::UserNotLoggedIn, RvError::KeyHandleInvalid] {
+            let e = CkError::Pkcs11(rv, Function::Sign);
+            assert!(is_reopenable(&e) && !sessions_dead(&e), "{rv:?}");
+        }
+        // A device error: the session answered, so it is alive (and not a reason to reopen).
+        let e = CkError::Pkcs11(RvError::DeviceError, Function::Sign);
+        assert!(!is_reopenable(&e) && !sessions_dead(&e));
+        assert!(sessions_dead(&CkError::Pkcs11(
+            RvError::SessionClosed,
             Function::Sign
         )));
     }

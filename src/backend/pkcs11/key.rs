@@ -39,12 +39,15 @@ impl KeySelector {
 
 /// How a private key is protected and where it came from, as the token reports it.
 ///
-/// `None` means the token did not report that attribute.
+/// For the provenance attributes (`local`, `never_extractable`, `always_sensitive`), `None`
+/// means the token did not report it. `sensitive` and `extractable` are always set: a token
+/// that does not report them is taken at its worst (not sensitive, extractable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyProvenance {
-    /// `CKA_SENSITIVE`: the private value cannot be read in the clear.
+    /// `CKA_SENSITIVE`: the private value cannot be read in the clear (`false` if not reported).
     pub sensitive: bool,
-    /// `CKA_EXTRACTABLE`: the key may be exported (wrapped) off the token.
+    /// `CKA_EXTRACTABLE`: the key may be exported (wrapped) off the token (`true` if not
+    /// reported).
     pub extractable: bool,
     /// `CKA_LOCAL`: the key was generated on the token (not imported).
     pub local: Option<bool>,
@@ -80,8 +83,13 @@ pub(crate) struct KeyInfo {
 
 impl KeyInfo {
     pub(crate) fn name(&self) -> String {
-        format!("\"{}\" (id {})", self.label, hex::encode(&self.id))
+        key_name(&self.label, &self.id)
     }
+}
+
+/// How errors and logs name a key on a token: `"label" (id 01)`.
+fn key_name(label: &str, id: &[u8]) -> String {
+    format!("\"{label}\" (id {})", hex::encode(id))
 }
 
 /// DER of the curve OIDs Dfns takes, as CKA_EC_PARAMS holds them.
@@ -114,7 +122,7 @@ fn list_private_keys(session: &Session) -> Vec<String> {
                 .get_attributes(h, &[AttributeType::Label, AttributeType::Id])
                 .ok()?;
             let (label, id) = label_and_id(&attrs);
-            Some(format!("\"{label}\" (id {})", hex::encode(id)))
+            Some(key_name(&label, &id))
         })
         .collect()
 }
@@ -186,7 +194,7 @@ pub(crate) fn read(
         )
         .map_err(|e| dev("reading the private key's attributes", e))?;
     let (label, id) = label_and_id(&attrs);
-    let name = format!("\"{label}\" (id {})", hex::encode(&id));
+    let name = key_name(&label, &id);
     let mut key_type = None;
     let mut can_sign = None;
     let mut pin_per_signature = false;
@@ -364,23 +372,21 @@ fn public_ec_point(
 }
 
 /// CKA_EC_POINT is specified as a DER OCTET STRING around the point; some modules hand back the
-/// bare point. Unwrap when the bytes are exactly one short-form OCTET STRING.
+/// bare point. Unwrap only an OCTET STRING holding exactly what we accept — an Ed25519 key
+/// (32 bytes) or an uncompressed 256-bit point (65 bytes) — and nothing else: a bare point can
+/// start with bytes that look like an OCTET STRING header (a bare uncompressed point always
+/// starts with 0x04; an Ed25519 key can).
 pub(crate) fn unwrap_octet_string(bytes: &[u8]) -> &[u8] {
-    match bytes {
-        [0x04, len, rest @ ..]
-            if (*len as usize) < 0x80 && rest.len() == *len as usize && !is_bare_point(bytes) =>
-        {
-            rest
-        }
+    let inner = match bytes {
+        [0x04, len, rest @ ..] if rest.len() == *len as usize => rest,
+        // Long form, which DER does not use for these lengths but lax encoders do.
         [0x04, 0x81, len, rest @ ..] if rest.len() == *len as usize => rest,
+        _ => return bytes,
+    };
+    match inner.len() {
+        32 | 65 => inner,
         _ => bytes,
     }
-}
-
-/// A bare uncompressed point (0x04‖X‖Y) of a 256-bit curve is 65 bytes; a bare Ed25519 key is 32.
-/// A 65-byte value whose second byte happens to be 63 would otherwise read as an OCTET STRING.
-fn is_bare_point(bytes: &[u8]) -> bool {
-    bytes.len() == 65 && bytes[0] == 0x04
 }
 
 #[cfg(test)]
@@ -400,6 +406,27 @@ mod tests {
         ed_wrapped.extend(ed);
         assert_eq!(unwrap_octet_string(&ed_wrapped), &ed[..]);
         assert_eq!(unwrap_octet_string(&ed), &ed[..]);
+        let mut ed_lax = vec![0x04, 0x81, 32];
+        ed_lax.extend(ed);
+        assert_eq!(unwrap_octet_string(&ed_lax), &ed[..]);
+    }
+
+    #[test]
+    fn bare_ed25519_keys_that_look_wrapped_stay_whole() {
+        // A bare 32-byte Ed25519 key whose first bytes are `04 1e`: an OCTET STRING header
+        // announcing the 30 bytes that follow. It is the key itself, not a 30-byte key.
+        let mut bare = vec![0x04, 0x1e];
+        bare.extend((0..30u8).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+        assert_eq!(bare.len(), 32);
+        assert_eq!(unwrap_octet_string(&bare), &bare[..]);
+        // Another that looks like a long-form header (`04 81 1d` + 29 bytes).
+        let mut long_form = vec![0x04, 0x81, 0x1d];
+        long_form.extend([0x42; 29]);
+        assert_eq!(unwrap_octet_string(&long_form), &long_form[..]);
+        // And a bare 65-byte point whose second byte is 0x3f = 63, the length of the rest.
+        let mut point = vec![0x04, 0x3f];
+        point.extend([0x3f; 63]);
+        assert_eq!(unwrap_octet_string(&point), &point[..]);
     }
 
     #[test]

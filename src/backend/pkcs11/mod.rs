@@ -29,9 +29,11 @@
 //! # Algorithms
 //!
 //! ECDSA P-256 and secp256k1 (`CKM_ECDSA` over a host-computed SHA-256, the token's raw `r‖s`
-//! turned into minimal DER; secp256k1 signatures are normalised to low S, which verifiers of
-//! that curve require), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
-//! (`CKM_SHA256_RSA_PKCS`). Other curves and RSA under 2048 bits are refused at open.
+//! turned into minimal DER; secp256k1 signatures are normalised to low S: Dfns accepts either
+//! S, but many secp256k1 verifiers (Bitcoin-style) take only the low one, and normalising keeps
+//! the signature valid at no cost), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
+//! (`CKM_SHA256_RSA_PKCS`, the signature left-padded to the modulus length should the module
+//! strip leading zeros). Other curves and RSA under 2048 bits are refused at open.
 //!
 //! # Concurrency and recovery
 //!
@@ -50,8 +52,11 @@
 //!
 //! # PIN safety
 //!
-//! A PIN is presented at most once per [`Pkcs11Key`]: if the token rejects it, that key never
-//! presents it again, not even on a later reopen; every later call returns the same error. The
+//! A PIN a token refused is never presented to that token again by the process: not by the key
+//! that met the refusal (not even on a later reopen), nor by another key opened on the same
+//! token with the same PIN, nor by [`generate_key`]; every later call returns the same error
+//! without calling `C_Login`. Refusals are remembered per module and token serial as a keyed
+//! digest of the PIN, in memory only; a different PIN (the operator fixed it) is tried. The
 //! error says how many tries are left when the token tells.
 //!
 //! # Key protection
@@ -110,6 +115,8 @@ pub struct Pkcs11Key {
     config: Pkcs11Config,
     login: Login,
     public_key: PublicKey,
+    /// RSA: the modulus length in bytes, which every signature has (zero for other keys).
+    rsa_len: usize,
     provenance: KeyProvenance,
     key_name: String,
     current: RwLock<Current>,
@@ -155,7 +162,13 @@ fn connect(
 /// How one signing attempt failed.
 enum Attempt {
     /// The session, login or handle went away; a reopen may cure it.
-    Lost { generation: u64, reason: String },
+    Lost {
+        generation: u64,
+        reason: String,
+        /// The module may have closed the sessions of `generation` (see [`fault::sessions_dead`]):
+        /// they must be forgotten, not closed.
+        sessions_dead: bool,
+    },
     /// Anything else: reported as is.
     Failed(BackendError),
 }
@@ -174,16 +187,16 @@ impl Pkcs11Key {
         let token_name = token.name();
         let login = Login::new(pin);
         let sessions_valid_from = Arc::new(AtomicU64::new(0));
-        let session = module
-            .ctx()
-            .open_ro_session_no_drop(token.slot)
-            .map_err(|e| fault::device(&token_name, "opening a session", &e))?;
-        // Wrapped at once, so that every early return below closes it.
-        let session = OwnedSession::new(session, token.slot, 0, &sessions_valid_from);
-        login.ensure(&module, session.get(), &token)?;
-        let handle = key::find_private(session.get(), &config.key, &token_name)?;
-        let info = key::read(session.get(), handle, &token_name)?;
+        let (session, handle, info) = find_key(
+            &module,
+            &token,
+            &login,
+            &config.key,
+            0,
+            &sessions_valid_from,
+        )?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
+        let rsa_len = rsa_signature_len(&info.public_key)?;
         let key_name = format!(
             "PKCS#11 key {} on {token_name} via {}",
             info.name(),
@@ -196,6 +209,7 @@ impl Pkcs11Key {
             config: config.clone(),
             login,
             public_key: info.public_key.clone(),
+            rsa_len,
             provenance: info.provenance,
             key_name,
             current: RwLock::new(Current {
@@ -229,8 +243,8 @@ impl Pkcs11Key {
         self.provenance
     }
 
-    /// How many times this key called `C_Login` (at most once per PIN: a rejected PIN is not
-    /// presented again). For monitoring and tests.
+    /// How many times this key called `C_Login` (a PIN the token refused is not presented again
+    /// by any key of the process). For monitoring and tests.
     pub fn login_attempts(&self) -> u64 {
         self.login.attempts()
     }
@@ -274,6 +288,7 @@ impl Pkcs11Key {
             Err(e) if fault::is_reopenable(&e) => Err(Attempt::Lost {
                 generation: cur.generation,
                 reason: fault::describe(&e),
+                sessions_dead: fault::sessions_dead(&e),
             }),
             Err(e) => Err(Attempt::Failed(fault::device(
                 &self.key_name,
@@ -291,13 +306,23 @@ impl Pkcs11Key {
             Ok(sig) => Ok(sig),
             Err(e) => {
                 let generation = p.generation();
-                // Not reused (a failed C_Sign may leave it in any state) and not closed (it may
-                // be dead, its number reused: see `pool`).
-                lease.forget();
+                let sessions_dead = fault::sessions_dead(&e);
+                if sessions_dead {
+                    // The module may have closed it and given its number to another session:
+                    // closing it could close someone else's (see `pool`).
+                    lease.forget();
+                } else {
+                    // The module answered, so the session is alive (a failed C_Sign ends the
+                    // operation). Forgetting it would leak one session per call until the token
+                    // runs out (CKR_SESSION_COUNT), for every user of it: close it, or keep it
+                    // if it is the last one (closing that would log the token out).
+                    lease.discard_unless_last();
+                }
                 if fault::is_reopenable(&e) {
                     Err(Attempt::Lost {
                         generation,
                         reason: fault::describe(&e),
+                        sessions_dead,
                     })
                 } else {
                     Err(Attempt::Failed(fault::device(
@@ -311,9 +336,12 @@ impl Pkcs11Key {
     }
 
     /// Finds the token, logs in and finds the key again, unless another thread already did
-    /// since `seen` failed. Sessions of generation `seen` and older are forgotten, not closed.
-    fn reopen(&self, seen: u64) -> Result<(), BackendError> {
-        self.forget_sessions_up_to(seen);
+    /// since `seen` failed. Sessions of generation `seen` and older are closed as they come back
+    /// to the pool, or forgotten if `sessions_dead` (the module closed them already).
+    fn reopen(&self, seen: u64, sessions_dead: bool) -> Result<(), BackendError> {
+        if sessions_dead {
+            self.forget_sessions_up_to(seen);
+        }
         let _one_at_a_time = self.reopening.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != seen {
             return Ok(());
@@ -321,15 +349,14 @@ impl Pkcs11Key {
         let generation = seen + 1;
         let token = token::find(&self.module, &self.config.token)?;
         let name = token.name();
-        let session = self
-            .module
-            .ctx()
-            .open_ro_session_no_drop(token.slot)
-            .map_err(|e| fault::device(&name, "opening a session", &e))?;
-        let session = OwnedSession::new(session, token.slot, generation, &self.sessions_valid_from);
-        self.login.ensure(&self.module, session.get(), &token)?;
-        let handle = key::find_private(session.get(), &self.config.key, &name)?;
-        let info = key::read(session.get(), handle, &name)?;
+        let (session, handle, info) = find_key(
+            &self.module,
+            &token,
+            &self.login,
+            &self.config.key,
+            generation,
+            &self.sessions_valid_from,
+        )?;
         if info.public_key != self.public_key {
             // Same label or id, another key (the token was re-initialised or the key replaced).
             // Signing with it would give signatures the registered credential cannot verify.
@@ -363,34 +390,83 @@ impl Pkcs11Key {
         Ok(())
     }
 
-    /// Marks sessions of `generation` and older as possibly dead: whether or not a reopen
-    /// succeeds, they must never be closed (their handle numbers may be someone else's by now).
+    /// Marks sessions of `generation` and older as dead: whether or not a reopen succeeds, they
+    /// must never be closed (their handle numbers may be someone else's by now). Only for errors
+    /// that say the module closed them ([`fault::sessions_dead`]); after a logout or a lost key
+    /// handle they are alive and closing them is what keeps them from leaking.
     fn forget_sessions_up_to(&self, generation: u64) {
         self.sessions_valid_from
             .fetch_max(generation + 1, Ordering::AcqRel);
     }
+}
 
-    /// Turns the token's raw signature into Dfns' wire encoding.
-    fn encode(&self, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        let bad = |what: &str| {
-            BackendError::Crypto(format!("the token returned a malformed {what} signature"))
-        };
-        match self.public_key.algorithm() {
-            Algorithm::EcdsaP256 => {
-                let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            Algorithm::EcdsaSecp256k1 => {
-                // Tokens return either S; secp256k1 verifiers accept only the low one.
-                let sig = k256::ecdsa::Signature::from_slice(&raw)
-                    .map_err(|_| bad("secp256k1"))?
-                    .normalize_s();
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
-            Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),
-            Algorithm::Ed25519 => Err(bad("Ed25519")),
-            Algorithm::RsaPkcs1Sha256 => Ok(raw),
+/// Opens a session on `token` under `generation`, logs in, finds the private key `wanted` and
+/// reads it: the common steps of opening and reopening a key.
+fn find_key(
+    module: &Module,
+    token: &FoundToken,
+    login: &Login,
+    wanted: &key::KeySelector,
+    generation: u64,
+    valid_from: &Arc<AtomicU64>,
+) -> Result<(OwnedSession, ObjectHandle, KeyInfo), BackendError> {
+    let name = token.name();
+    let session = module
+        .ctx()
+        .open_ro_session_no_drop(token.slot)
+        .map_err(|e| fault::device(&name, "opening a session", &e))?;
+    // Wrapped at once, so that every early return below closes it.
+    let session = OwnedSession::new(session, token.slot, generation, valid_from);
+    login.ensure(module, session.get(), token)?;
+    let handle = key::find_private(session.get(), wanted, &name)?;
+    let info = key::read(session.get(), handle, &name)?;
+    Ok((session, handle, info))
+}
+
+/// The length every signature of an RSA key has, in bytes (its modulus length); zero for other
+/// keys.
+fn rsa_signature_len(public_key: &PublicKey) -> Result<usize, BackendError> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::traits::PublicKeyParts;
+    if public_key.algorithm() != Algorithm::RsaPkcs1Sha256 {
+        return Ok(0);
+    }
+    rsa::RsaPublicKey::from_public_key_der(public_key.spki_der())
+        .map(|k| k.size())
+        .map_err(|e| BackendError::Crypto(format!("reading the RSA public key: {e}")))
+}
+
+/// Turns the token's raw signature into Dfns' wire encoding; `rsa_len` is the RSA modulus
+/// length in bytes.
+fn encode(alg: Algorithm, rsa_len: usize, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+    let bad = |what: &str| {
+        BackendError::Crypto(format!("the token returned a malformed {what} signature"))
+    };
+    match alg {
+        Algorithm::EcdsaP256 => {
+            let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| bad("P-256"))?;
+            Ok(sig.to_der().as_bytes().to_vec())
         }
+        Algorithm::EcdsaSecp256k1 => {
+            // Tokens return either S. Dfns accepts both; low S is what many secp256k1
+            // verifiers insist on, and normalising keeps the signature valid.
+            let sig = k256::ecdsa::Signature::from_slice(&raw)
+                .map_err(|_| bad("secp256k1"))?
+                .normalize_s();
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+        Algorithm::Ed25519 if raw.len() == 64 => Ok(raw),
+        Algorithm::Ed25519 => Err(bad("Ed25519")),
+        // PKCS#1 fixes the signature's length to the modulus'; a module that returns the
+        // integer without its leading zero bytes (1 signature in 256) would be refused by
+        // verifiers that check the length (OpenSSL: WRONG_SIGNATURE_LENGTH).
+        Algorithm::RsaPkcs1Sha256 if raw.len() < rsa_len => {
+            let mut padded = vec![0u8; rsa_len - raw.len()];
+            padded.extend_from_slice(&raw);
+            Ok(padded)
+        }
+        Algorithm::RsaPkcs1Sha256 if raw.len() == rsa_len => Ok(raw),
+        Algorithm::RsaPkcs1Sha256 => Err(bad("RSA (longer than the modulus)")),
     }
 }
 
@@ -442,18 +518,28 @@ impl KeyBackend for Pkcs11Key {
             Algorithm::Ed25519 | Algorithm::RsaPkcs1Sha256 => message,
         };
         let mechanism = self.mechanism();
-        let (seen, reason) = match self.sign_once(&mechanism, input) {
-            Ok(raw) => return self.encode(raw),
+        let (seen, reason, sessions_dead) = match self.sign_once(&mechanism, input) {
+            Ok(raw) => return encode(self.public_key.algorithm(), self.rsa_len, raw),
             Err(Attempt::Failed(e)) => return Err(e),
-            Err(Attempt::Lost { generation, reason }) => (generation, reason),
+            Err(Attempt::Lost {
+                generation,
+                reason,
+                sessions_dead,
+            }) => (generation, reason, sessions_dead),
         };
         tracing::info!(key = %self.key_name, %reason, "token state lost; reopening and retrying once");
-        self.reopen(seen)?;
+        self.reopen(seen, sessions_dead)?;
         match self.sign_once(&mechanism, input) {
-            Ok(raw) => self.encode(raw),
+            Ok(raw) => encode(self.public_key.algorithm(), self.rsa_len, raw),
             Err(Attempt::Failed(e)) => Err(e),
-            Err(Attempt::Lost { reason, generation }) => {
-                self.forget_sessions_up_to(generation);
+            Err(Attempt::Lost {
+                reason,
+                generation,
+                sessions_dead,
+            }) => {
+                if sessions_dead {
+                    self.forget_sessions_up_to(generation);
+                }
                 Err(BackendError::Device {
                     device: self.key_name.clone(),
                     operation: "signing".into(),
@@ -478,5 +564,36 @@ impl fmt::Debug for Pkcs11Key {
             .field("login", &self.login)
             .field("generation", &self.generation.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_signatures_are_padded_to_the_modulus_length() {
+        let alg = Algorithm::RsaPkcs1Sha256;
+        // A module that stripped the leading zero byte of a 256-byte signature.
+        let stripped: Vec<u8> = (1..=255u8).collect();
+        let sig = encode(alg, 256, stripped.clone()).unwrap();
+        assert_eq!(sig.len(), 256);
+        assert_eq!(sig[0], 0);
+        assert_eq!(&sig[1..], &stripped[..]);
+        let full = vec![0x5a; 256];
+        assert_eq!(encode(alg, 256, full.clone()).unwrap(), full);
+        assert!(matches!(
+            encode(alg, 256, vec![1; 257]),
+            Err(BackendError::Crypto(_))
+        ));
+    }
+
+    #[test]
+    fn ed25519_signatures_must_be_64_bytes() {
+        assert!(encode(Algorithm::Ed25519, 0, vec![1; 63]).is_err());
+        assert_eq!(
+            encode(Algorithm::Ed25519, 0, vec![1; 64]).unwrap().len(),
+            64
+        );
     }
 }

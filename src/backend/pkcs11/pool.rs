@@ -8,12 +8,13 @@
 //! Sessions are never closed for being idle: closing a token's last session logs the whole
 //! application out of it.
 //!
-//! A session that failed, and every session older than a reopen, is forgotten rather than
-//! closed: it may have been closed by the module already (`C_CloseAllSessions` by other code, a
-//! token removed), and a module may reuse session handle numbers (PKCS#11 allows it), so
-//! closing a dead handle could close a session someone else just opened. The cost is a few sessions left open
-//! after a rare failure. For the same reason a session is closed only if the module still
-//! reports it on our slot.
+//! A session whose operation failed is closed rather than reused, unless it is the pool's only
+//! one (closing that could log the application out of the token); sessions older than a reopen
+//! are closed as they come back. Only when the error says the module closed our sessions itself
+//! (`C_CloseAllSessions` by other code, a token removed: see `fault::sessions_dead`) are they
+//! forgotten instead: a module may reuse session handle numbers (PKCS#11 allows it), so closing
+//! a dead handle could close a session someone else just opened. For the same reason a session
+//! is closed only if the module still reports it on our slot.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -231,6 +232,21 @@ impl<T: Generational> Lease<'_, T> {
         self.discard();
     }
 
+    /// Closes the session after a failed operation, unless it is the only one the pool holds:
+    /// that one goes back for reuse, as closing it could be closing the application's last
+    /// session on the token, which logs it out (PKCS#11 ends a login with the last session) and
+    /// makes the next call log in again. Reuse is sound: PKCS#11 ends an operation that failed.
+    pub(crate) fn discard_unless_last(mut self) {
+        let mut st = self.pool.lock();
+        if st.open > 1 {
+            st.open -= 1;
+            let item = self.item.take();
+            self.pool.wake_one(st);
+            drop(item);
+        }
+        // Otherwise `Drop` returns it to the pool.
+    }
+
     /// Closes the session instead of returning it (it failed in a way that may have broken it).
     pub(crate) fn discard(mut self) {
         let item = self.item.take();
@@ -333,6 +349,21 @@ mod tests {
         c.discard();
         assert_eq!(live.load(Ordering::SeqCst), 0);
         assert_eq!(pool.open_sessions(), 0);
+        // After a failure the pool's last session is kept (closing it would log the token
+        // out); with others open, it is closed.
+        let a = pool.checkout(1, || make(1, &live)).unwrap();
+        a.discard_unless_last();
+        assert_eq!((live.load(Ordering::SeqCst), pool.open_sessions()), (1, 1));
+        let a = pool.checkout(1, || make(1, &live)).unwrap();
+        let b = pool.checkout(1, || make(1, &live)).unwrap();
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            2,
+            "the kept session was reused"
+        );
+        a.discard_unless_last();
+        assert_eq!((live.load(Ordering::SeqCst), pool.open_sessions()), (1, 1));
+        b.discard();
         // A failed open gives its room back.
         assert!(pool.checkout(1, || Err::<Item, ()>(())).is_err());
         assert_eq!(pool.open_sessions(), 0);

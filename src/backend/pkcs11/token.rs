@@ -1,13 +1,16 @@
 //! Finding a token by label or serial, and logging in to it: once, and never twice with a PIN
-//! the token has rejected.
+//! the token has rejected — by any key of the process (see [`refused_pins`]).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest;
 
 use super::fault;
 use super::module::Module;
@@ -97,7 +100,7 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
     }
 }
 
-/// Why logging in is refused from now on.
+/// Why logging in with a PIN is refused from now on.
 #[derive(Debug, Clone)]
 enum Refusal {
     Incorrect {
@@ -106,6 +109,11 @@ enum Refusal {
     },
     Blocked {
         device: String,
+    },
+    /// `CKR_PIN_EXPIRED`: the PIN is right but must be changed before the token takes it.
+    Expired {
+        device: String,
+        reason: String,
     },
 }
 
@@ -119,17 +127,91 @@ impl Refusal {
             Refusal::Blocked { device } => BackendError::PinBlocked {
                 device: device.clone(),
             },
+            Refusal::Expired { device, reason } => BackendError::Device {
+                device: device.clone(),
+                operation: "login".into(),
+                reason: reason.clone(),
+            },
         }
     }
 }
 
-/// The user PIN of one key, and the memory of whether the token refused it.
+/// The PINs tokens refused, for the whole process.
 ///
-/// A rejected PIN is never presented again by this key, whatever happens later (a reopen after
-/// a session loss included): each try spends one of the token's few tries before it locks.
+/// Every try of a wrong PIN brings the token closer to locking, and several keys of one process
+/// may share a token and a PIN source (a backend opening N keys, key generation, a reopen after
+/// a session loss): the memory of a refusal must outlive the key that met it. A PIN is kept
+/// only as a keyed digest, SHA-256(per-process random key ‖ PIN), in memory: it cannot be read
+/// back from a dump without the key, and nothing is written anywhere. A different PIN (the
+/// operator fixed the variable) may be tried.
+///
+/// The lock is held across the `C_Login` it guards, so that two keys with the same wrong PIN
+/// cannot both present it before either records the refusal.
+mod refused_pins {
+    use super::*;
+
+    /// A token: module path and serial number (the label too when the token reports no serial).
+    pub(super) type TokenKey = (PathBuf, String);
+    /// A keyed digest of a PIN.
+    pub(super) type PinDigest = [u8; 32];
+
+    pub(super) struct Registry {
+        refused: HashMap<TokenKey, Vec<(PinDigest, Refusal)>>,
+    }
+
+    impl Registry {
+        pub(super) fn refusal(&self, token: &TokenKey, pin: &PinDigest) -> Option<&Refusal> {
+            self.refused
+                .get(token)?
+                .iter()
+                .find(|(d, _)| d == pin)
+                .map(|(_, r)| r)
+        }
+
+        pub(super) fn record(&mut self, token: TokenKey, pin: PinDigest, r: Refusal) {
+            let list = self.refused.entry(token).or_default();
+            list.retain(|(d, _)| *d != pin);
+            list.push((pin, r));
+        }
+    }
+
+    /// The registry, locked.
+    pub(super) fn lock() -> std::sync::MutexGuard<'static, Registry> {
+        static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+        REGISTRY
+            .get_or_init(|| {
+                Mutex::new(Registry {
+                    refused: HashMap::new(),
+                })
+            })
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keyed digest of `pin`.
+    pub(super) fn digest(pin: &SecretString) -> PinDigest {
+        static KEY: OnceLock<zeroize::Zeroizing<[u8; 32]>> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut k = zeroize::Zeroizing::new([0u8; 32]);
+            // Without the OS generator (it does not fail on supported systems) the digest is
+            // still a one-way function of the PIN: only its resistance to guessing is lost.
+            let _ = getrandom::fill(&mut k[..]);
+            k
+        });
+        let mut h = sha2::Sha256::new();
+        h.update(&key[..]);
+        h.update(pin.expose_secret().as_bytes());
+        h.finalize().into()
+    }
+}
+
+/// The user PIN of one key, and how often this key presented it.
+///
+/// A PIN refused by a token is never presented to it again by any key of the process, whatever
+/// happens later (a reopen after a session loss included): each try spends one of the token's
+/// few tries before it locks.
 pub(crate) struct Login {
     pin: Option<SecretString>,
-    refused: Mutex<Option<Refusal>>,
     attempts: AtomicU64,
 }
 
@@ -137,7 +219,6 @@ impl Login {
     pub(crate) fn new(pin: Option<SecretString>) -> Self {
         Login {
             pin,
-            refused: Mutex::new(None),
             attempts: AtomicU64::new(0),
         }
     }
@@ -147,21 +228,26 @@ impl Login {
         self.attempts.load(Ordering::Relaxed)
     }
 
-    fn refuse(&self, r: Refusal) -> BackendError {
-        let err = r.to_error();
-        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-        err
-    }
-
     /// Makes sure the token is logged in (login state is shared by all sessions of the process
-    /// on that token), presenting the PIN at most once.
+    /// on that token), presenting a PIN at most once per token and process if it is refused.
     pub(crate) fn ensure(
         &self,
         module: &Module,
         session: &Session,
         token: &FoundToken,
     ) -> Result<(), BackendError> {
-        if let Some(r) = &*self.refused.lock().unwrap_or_else(|p| p.into_inner()) {
+        let token_key: refused_pins::TokenKey = (
+            module.path().to_owned(),
+            if token.serial.is_empty() {
+                format!("label:{}", token.label)
+            } else {
+                format!("serial:{}", token.serial)
+            },
+        );
+        let digest = self.pin.as_ref().map(refused_pins::digest);
+        // Held until the outcome is recorded: see `refused_pins`.
+        let mut registry = refused_pins::lock();
+        if let Some(r) = digest.and_then(|d| registry.refusal(&token_key, &d)) {
             return Err(r.to_error());
         }
         let name = token.name();
@@ -179,12 +265,12 @@ impl Login {
             .get_token_info(token.slot)
             .map_err(|e| fault::device(&name, "reading token flags", &e))?;
         if info.user_pin_locked() {
-            return Err(self.refuse(Refusal::Blocked { device: name }));
+            return Err(BackendError::PinBlocked { device: name });
         }
         if !info.login_required() {
             return Ok(());
         }
-        let Some(pin) = &self.pin else {
+        let (Some(pin), Some(digest)) = (&self.pin, digest) else {
             return Err(BackendError::PinSource {
                 source_name: "(none given)".into(),
                 reason: format!(
@@ -193,51 +279,103 @@ impl Login {
             });
         };
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        match session.login(UserType::User, Some(pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
-                // Read the flags again: they now say how close the PIN is to locking.
-                let flags = module.ctx().get_token_info(token.slot).ok();
-                let final_try = flags.as_ref().is_some_and(|i| i.user_pin_final_try());
-                let low = flags.as_ref().is_some_and(|i| i.user_pin_count_low());
-                let locked = flags.as_ref().is_some_and(|i| i.user_pin_locked());
-                if locked {
-                    return Err(self.refuse(Refusal::Blocked { device: name }));
-                }
-                let (device, tries_left) = if final_try {
-                    (name, Some(1))
-                } else if low {
-                    // The token says "low" without a number (CKF_USER_PIN_COUNT_LOW): say so
-                    // rather than guess one.
-                    (
-                        format!(
-                            "token \"{}\" (serial {}, which reports few PIN tries left)",
-                            token.label, token.serial
-                        ),
-                        None,
-                    )
-                } else {
-                    (name, None)
-                };
-                Err(self.refuse(Refusal::Incorrect { device, tries_left }))
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                Err(self.refuse(Refusal::Blocked { device: name }))
-            }
-            Err(e) => Err(fault::device(&name, "login", &e)),
-        }
+        let refusal = match session.login(UserType::User, Some(pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => return Ok(()),
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => Refusal::Blocked { device: name },
+            Err(e @ CkError::Pkcs11(RvError::PinExpired, _)) => Refusal::Expired {
+                device: name,
+                reason: format!(
+                    "{}: the token wants the user PIN changed before it accepts it; change it \
+                     (e.g. `pkcs11-tool --change-pin`) and restart",
+                    fault::describe(&e)
+                ),
+            },
+            Err(CkError::Pkcs11(
+                RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
+                _,
+            )) => after_refusal(module, token, name),
+            Err(e) => return Err(fault::device(&name, "login", &e)),
+        };
+        let err = refusal.to_error();
+        registry.record(token_key, digest, refusal);
+        Err(err)
     }
+}
+
+/// What to say after the token refused a PIN: the flags, read again, say how close it is to
+/// locking.
+fn after_refusal(module: &Module, token: &FoundToken, name: String) -> Refusal {
+    let flags = module.ctx().get_token_info(token.slot).ok();
+    let final_try = flags.as_ref().is_some_and(|i| i.user_pin_final_try());
+    let low = flags.as_ref().is_some_and(|i| i.user_pin_count_low());
+    let locked = flags.as_ref().is_some_and(|i| i.user_pin_locked());
+    if locked {
+        return Refusal::Blocked { device: name };
+    }
+    let (device, tries_left) = if final_try {
+        (name, Some(1))
+    } else if low {
+        // The token says "low" without a number (CKF_USER_PIN_COUNT_LOW): say so rather than
+        // guess one.
+        (
+            format!(
+                "token \"{}\" (serial {}, which reports few PIN tries left)",
+                token.label, token.serial
+            ),
+            None,
+        )
+    } else {
+        (name, None)
+    };
+    Refusal::Incorrect { device, tries_left }
 }
 
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Login")
             .field("pin", &self.pin.as_ref().map(|_| "[REDACTED]"))
-            .field(
-                "refused",
-                &self.refused.lock().map(|r| r.is_some()).unwrap_or(true),
-            )
             .field("attempts", &self.attempts())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_pins_are_kept_as_keyed_digests_per_token() {
+        let pin = SecretString::from("123456".to_owned());
+        let d = refused_pins::digest(&pin);
+        assert_eq!(d, refused_pins::digest(&pin), "stable within the process");
+        assert_ne!(
+            d,
+            refused_pins::digest(&SecretString::from("123457".to_owned()))
+        );
+        // Keyed: not the plain SHA-256 of the PIN, which a dictionary would reverse.
+        let plain: [u8; 32] = sha2::Sha256::digest(b"123456").into();
+        assert_ne!(d, plain);
+
+        let token = (PathBuf::from("/m.so"), "serial:unit-test-1".to_owned());
+        let other = (PathBuf::from("/m.so"), "serial:unit-test-2".to_owned());
+        let mut reg = refused_pins::lock();
+        reg.record(
+            token.clone(),
+            d,
+            Refusal::Incorrect {
+                device: "t".into(),
+                tries_left: Some(2),
+            },
+        );
+        assert!(matches!(
+            reg.refusal(&token, &d).map(Refusal::to_error),
+            Some(BackendError::PinIncorrect {
+                tries_left: Some(2),
+                ..
+            })
+        ));
+        assert!(reg.refusal(&other, &d).is_none(), "another token");
+        let fixed = refused_pins::digest(&SecretString::from("654321".to_owned()));
+        assert!(reg.refusal(&token, &fixed).is_none(), "another PIN");
     }
 }
