@@ -538,6 +538,41 @@ fn touch_is_announced_and_times_out() {
     assert_eq!(notices.load(Ordering::SeqCst), 3);
 }
 
+/// A real YubiKey stops waiting for a touch after ~15 s and answers 6982; that is a touch
+/// timeout, not a PIN problem (the PIN was verified just before).
+#[test]
+fn card_that_gives_up_on_the_touch_reports_a_touch_timeout() {
+    let Some(env) = pcscd_or_skip("card_that_gives_up_on_the_touch_reports_a_touch_timeout") else {
+        return;
+    };
+    let card = card_with_key(&env, 38_100_001, "9a", TouchPolicy::Always);
+    let key = key(38_100_001, "9a", pin(PIN))
+        .touch_timeout(Duration::from_secs(10))
+        .open()
+        .unwrap();
+    card.set_touch_gives_up_after(Some(Duration::from_millis(300)));
+    card.set_touch_delay(Duration::from_secs(5));
+    let signatures = card.counters().signatures;
+    let started = Instant::now();
+    let err = key.sign(b"nobody touches").unwrap_err();
+    assert!(
+        matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+        "the card's own wait (0.3 s, shown as 1 s), not the 10 s the host would wait: {err:?}"
+    );
+    assert!(!err.to_string().contains("PIN"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the card's own answer ends the wait, not the host timeout"
+    );
+    assert_eq!(card.counters().touch_give_ups, 1);
+    assert_eq!(card.counters().signatures, signatures);
+
+    // The card is fine afterwards: touched in time, it signs.
+    card.set_touch_delay(Duration::from_millis(50));
+    let sig = key.sign(b"touched").unwrap();
+    key.public_key().verify(b"touched", &sig).unwrap();
+}
+
 #[test]
 fn reconnects_once_after_the_card_is_replugged() {
     let Some(env) = pcscd_or_skip("reconnects_once_after_the_card_is_replugged") else {

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use x509_cert::der::Encode;
@@ -244,6 +244,14 @@ pub(crate) fn to_wire(key: &SlotKey, message: &[u8], raw: &[u8]) -> Result<Vec<u
     Ok(wire)
 }
 
+/// The error for a touch that did not come within `timeout` (whole seconds, at least 1).
+pub(crate) fn touch_timeout(device: &str, timeout: Duration) -> BackendError {
+    BackendError::TouchTimeout {
+        device: device.to_owned(),
+        seconds: timeout.as_secs().max(1),
+    }
+}
+
 /// PIN, touch notice, sign, encode: the whole signature under one lock.
 pub(crate) fn sign_in_session(
     inner: &DeviceInner,
@@ -263,16 +271,20 @@ pub(crate) fn sign_in_session(
         }
     }
     let yk = s.yubikey()?;
+    let asked = Instant::now();
     let raw = piv::sign_data(yk, &input, key.card_algorithm, key.slot.slot_id()).map_err(|e| match e {
+        // A YubiKey that waited for a touch in vain answers 6982 (security status not
+        // satisfied), which the crate reports as `AuthenticationError`. The PIN was verified
+        // just above under the same lock, so on a touch key that answer means "not touched".
+        // It reports how long the card actually waited (a YubiKey stops at ~15 s).
+        yubikey::Error::AuthenticationError if key.needs_touch() => OpError::Final(touch_timeout(
+            &inner.label,
+            asked.elapsed().min(inner.options.touch_timeout),
+        )),
         yubikey::Error::AuthenticationError => OpError::Final(BackendError::Device {
             device: inner.label.clone(),
             operation: format!("sign with slot {}", key.slot),
             reason: "the card refused: the PIN is not verified (another program may have reset the card)".to_owned(),
-        }),
-        // A YubiKey that waited for a touch in vain answers with an error of its own.
-        yubikey::Error::GenericError if key.needs_touch() => OpError::Final(BackendError::TouchTimeout {
-            device: inner.label.clone(),
-            seconds: inner.options.touch_timeout.as_secs(),
         }),
         e => inner.fail("sign", e),
     })?;
@@ -446,6 +458,11 @@ impl PivKeyBuilder {
     }
 
     /// How long a signature that needs a touch may take (default 15 s).
+    ///
+    /// A real YubiKey stops waiting for the touch by itself after about 15 s and refuses the
+    /// signature; that is reported as [`BackendError::TouchTimeout`] too. A longer timeout here
+    /// therefore does not give the person more than the card's ~15 s; it only leaves room for
+    /// the PIN VERIFY and the card's answer.
     pub fn touch_timeout(mut self, timeout: Duration) -> Self {
         self.options.touch_timeout = timeout;
         self
