@@ -573,6 +573,72 @@ fn card_that_gives_up_on_the_touch_reports_a_touch_timeout() {
     key.public_key().verify(b"touched", &sig).unwrap();
 }
 
+/// Two callers on one touch key: the second one's clock starts when it holds the card, and a
+/// caller that gave up leaves nothing behind (no late notice, no late signature).
+#[test]
+fn queued_touch_signer_is_timed_from_its_turn_and_gives_up_cleanly() {
+    let Some(env) =
+        pcscd_or_skip("queued_touch_signer_is_timed_from_its_turn_and_gives_up_cleanly")
+    else {
+        return;
+    };
+    let card = card_with_key(&env, 38_200_001, "9a", TouchPolicy::Always);
+    let notices = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&notices);
+    let key = Arc::new(
+        key(38_200_001, "9a", pin(PIN))
+            .touch_timeout(Duration::from_secs(1))
+            .on_touch(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .open()
+            .unwrap(),
+    );
+    // Nobody touches: the card answers (signs) only after 2.5 s, long after each timeout.
+    card.set_touch_delay(Duration::from_millis(2500));
+    let signatures = card.counters().signatures;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..2)
+        .map(|i| {
+            let key = Arc::clone(&key);
+            let notices = Arc::clone(&notices);
+            std::thread::spawn(move || {
+                // The second caller starts just after the first, so it queues behind it.
+                std::thread::sleep(Duration::from_millis(200 * i));
+                let err = key.sign(b"nobody touches").unwrap_err();
+                (err, started.elapsed(), notices.load(Ordering::SeqCst))
+            })
+        })
+        .collect();
+    let results: Vec<_> = callers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (err, _, _) in &results {
+        assert!(
+            matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+            "{err:?}"
+        );
+    }
+    let (_, first_gave_up, _) = results[0];
+    let (_, second_gave_up, notices_when_second_gave_up) = results[1];
+    assert!(
+        first_gave_up < Duration::from_millis(2000),
+        "{first_gave_up:?}"
+    );
+    // Queued behind the first signature (2.5 s on the card), then its own full second.
+    assert!(
+        second_gave_up >= Duration::from_millis(3300),
+        "the second caller's clock ran while it was queued: gave up after {second_gave_up:?}"
+    );
+    assert_eq!(notices_when_second_gave_up, 2, "one notice per caller");
+    // Let the card finish whatever was sent to it, then check nothing else happened.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        notices.load(Ordering::SeqCst),
+        2,
+        "no notice after the last caller gave up"
+    );
+    assert_eq!(card.counters().signatures, signatures + 2);
+}
+
 #[test]
 fn reconnects_once_after_the_card_is_replugged() {
     let Some(env) = pcscd_or_skip("reconnects_once_after_the_card_is_replugged") else {

@@ -146,7 +146,10 @@ pub struct DeviceOptions {
     pub pin_source: Option<PinSource>,
     /// Spend the last PIN try when only one is left (default: refuse).
     pub allow_last_pin_try: bool,
-    /// How long a signature that needs a touch may take.
+    /// How long a signature that needs a touch may take, counted from the moment this caller
+    /// holds the card and the PIN is verified (time queued behind other callers does not count).
+    /// A real YubiKey gives up on its own after about 15 s (reported as
+    /// [`BackendError::TouchTimeout`] as well), so values above ~15 s do not give more time.
     pub touch_timeout: Duration,
     /// Called before each signature that needs a touch.
     pub touch_notifier: Option<TouchNotifier>,

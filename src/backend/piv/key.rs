@@ -11,7 +11,8 @@
 //! slot or a faulty card cannot hand Dfns a signature that will be refused.
 
 use std::fmt;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -252,15 +253,23 @@ pub(crate) fn touch_timeout(device: &str, timeout: Duration) -> BackendError {
     }
 }
 
+/// Called by [`sign_in_session`] once the PIN is verified, just before the touch notice and the
+/// signature: it may stop the signature (the caller gave up) and marks the start of the touch wait.
+pub(crate) type BeforeTouch<'a> = &'a dyn Fn() -> Result<(), OpError>;
+
 /// PIN, touch notice, sign, encode: the whole signature under one lock.
 pub(crate) fn sign_in_session(
     inner: &DeviceInner,
     s: &mut Session,
     key: &SlotKey,
     message: &[u8],
+    before_touch: Option<BeforeTouch<'_>>,
 ) -> Result<Vec<u8>, OpError> {
     let input = card_input(key, message)?;
     inner.ensure_pin(s, key.pin_policy)?;
+    if let Some(before_touch) = before_touch {
+        before_touch()?;
+    }
     if key.needs_touch() {
         if let Some(notify) = &inner.options.touch_notifier {
             notify(&TouchRequest {
@@ -355,39 +364,82 @@ impl PivKey {
         self.device.run(|s, inner| inner.ensure_pin(s, policy))
     }
 
+    /// Signs on a helper thread so that this call can give up on time while the card waits for
+    /// the touch.
+    ///
+    /// The clock starts only when the helper holds the device and the PIN is verified: time
+    /// spent queued behind other callers does not count against the touch (a real YubiKey
+    /// bounds each caller ahead at ~15 s). When this call gives up, it raises `cancelled`; a
+    /// helper that has not yet reached the touch notice (e.g. it reconnects after a reset and
+    /// runs again) then stops without notifying or signing. A signature already sent to the
+    /// card cannot be recalled: the helper keeps the device until the card answers, and the
+    /// answer is dropped.
     fn sign_with_touch(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
         let timeout = self.device.options().touch_timeout;
         let (tx, rx) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let helper_cancelled = Arc::clone(&cancelled);
         let device = self.device.clone();
         let key = self.key.clone();
         let message = message.to_vec();
-        // The card blocks until it is touched; the wait happens on a helper thread so that this
-        // call can give up on time. The helper keeps the device lock until the card answers, so
-        // later callers queue behind it instead of interleaving APDUs.
         std::thread::Builder::new()
             .name("piv-touch-sign".to_owned())
             .spawn(move || {
-                let result = device.run(|s, inner| sign_in_session(inner, s, &key, &message));
-                let _ = tx.send(result);
+                let given_up = |inner: &DeviceInner| {
+                    if helper_cancelled.load(Ordering::SeqCst) {
+                        Err(OpError::Final(touch_timeout(&inner.label, timeout)))
+                    } else {
+                        Ok(())
+                    }
+                };
+                let result = device.run(|s, inner| {
+                    given_up(inner)?;
+                    let ready = || {
+                        given_up(inner)?;
+                        let _ = tx.send(TouchSign::Ready);
+                        Ok(())
+                    };
+                    sign_in_session(inner, s, &key, &message, Some(&ready))
+                });
+                let _ = tx.send(TouchSign::Done(result));
             })
             .map_err(|e| BackendError::Device {
                 device: self.device.label().to_owned(),
                 operation: "start the signing thread".to_owned(),
                 reason: e.to_string(),
             })?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(BackendError::TouchTimeout {
-                device: self.device.label().to_owned(),
-                seconds: timeout.as_secs().max(1),
-            }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::Device {
-                device: self.device.label().to_owned(),
-                operation: "sign".to_owned(),
-                reason: "the signing thread ended without an answer".to_owned(),
-            }),
+        let ended = || BackendError::Device {
+            device: self.device.label().to_owned(),
+            operation: "sign".to_owned(),
+            reason: "the signing thread ended without an answer".to_owned(),
+        };
+        // Queued behind other callers, or verifying the PIN: not yet waiting for the touch.
+        let deadline = match rx.recv() {
+            Ok(TouchSign::Ready) => Instant::now() + timeout,
+            Ok(TouchSign::Done(result)) => return result,
+            Err(mpsc::RecvError) => return Err(ended()),
+        };
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                // A second run after a reconnect: the clock keeps running.
+                Ok(TouchSign::Ready) => continue,
+                Ok(TouchSign::Done(result)) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Err(touch_timeout(self.device.label(), timeout));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(ended()),
+            }
         }
     }
+}
+
+/// What the touch-signing helper thread tells the caller.
+enum TouchSign {
+    /// It holds the device and the PIN is verified: the touch wait starts now.
+    Ready,
+    /// The signature, or why there is none.
+    Done(Result<Vec<u8>, BackendError>),
 }
 
 impl KeyBackend for PivKey {
@@ -400,7 +452,7 @@ impl KeyBackend for PivKey {
             return self.sign_with_touch(message);
         }
         self.device
-            .run(|s, inner| sign_in_session(inner, s, &self.key, message))
+            .run(|s, inner| sign_in_session(inner, s, &self.key, message, None))
     }
 
     fn describe(&self) -> String {

@@ -278,7 +278,7 @@ fn generate(
         },
         public_key: public_key.clone(),
     };
-    let mut sign = |tbs: &[u8]| sign_in_session(inner, s, &key, tbs);
+    let mut sign = |tbs: &[u8]| sign_in_session(inner, s, &key, tbs, None);
     let bad_key = |e: String| OpError::Final(BackendError::Crypto(format!("generated key: {e}")));
     let certificate_der = match spec.algorithm {
         Algorithm::EcdsaP256 => {
