@@ -384,6 +384,35 @@ fn wrong_pin_is_tried_once_and_never_again() {
     assert_eq!(card.pin_tries_left(), 1);
 }
 
+/// A VERIFY whose answer is lost may have cost a try: the same (maybe wrong) PIN is never sent
+/// again by that handle.
+#[test]
+fn pin_whose_verify_got_no_answer_is_not_sent_again() {
+    let Some(env) = pcscd_or_skip("pin_whose_verify_got_no_answer_is_not_sent_again") else {
+        return;
+    };
+    let card = card_with_key(&env, 35_500_001, "9a", TouchPolicy::Never);
+    let key = key(35_500_001, "9a", pin("11111111"))
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let verifies = card.counters().pin_verifies;
+    card.drop_link_on_next_pin_verify();
+    let err = key.sign(b"m").unwrap_err();
+    assert!(matches!(err, BackendError::Device { .. }), "{err:?}");
+    assert!(err.to_string().contains("open the key again"), "{err}");
+    // The card counted the wrong PIN although the answer never arrived.
+    assert_eq!(card.counters().pin_verifies, verifies + 1);
+    assert_eq!(card.pin_tries_left(), 2);
+
+    // Card back in: the handle refuses to send that PIN again, without any VERIFY.
+    std::thread::sleep(Duration::from_millis(500));
+    let err = key.sign(b"m").unwrap_err();
+    assert!(err.to_string().contains("open the key again"), "{err}");
+    assert_eq!(card.counters().pin_verifies, verifies + 1);
+    assert_eq!(card.pin_tries_left(), 2);
+}
+
 #[test]
 fn last_pin_try_is_kept_unless_allowed_and_blocked_pin_is_reported() {
     let Some(env) =

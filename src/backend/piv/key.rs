@@ -361,6 +361,7 @@ impl PivKey {
     /// Verifies the PIN now (if the key needs it), so a wrong PIN shows before the first signature.
     pub fn verify_pin(&self) -> Result<(), BackendError> {
         let policy = self.key.pin_policy;
+        self.device.prepare_pin(policy)?;
         self.device.run(|s, inner| inner.ensure_pin(s, policy))
     }
 
@@ -448,6 +449,8 @@ impl KeyBackend for PivKey {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        // A prompt for the PIN happens here, before the device is taken.
+        self.device.prepare_pin(self.key.pin_policy)?;
         if self.key.needs_touch() {
             return self.sign_with_touch(message);
         }
@@ -520,7 +523,9 @@ impl PivKeyBuilder {
         self
     }
 
-    /// Called before each signature that needs a touch ("touch your YubiKey").
+    /// Called before each signature that needs a touch ("touch your YubiKey"). It runs while
+    /// the device is held: it must not block or call back into this key or its device (see
+    /// [`TouchNotifier`]).
     pub fn on_touch(mut self, notifier: impl Fn(&TouchRequest) + Send + Sync + 'static) -> Self {
         self.options.touch_notifier = Some(std::sync::Arc::new(notifier) as TouchNotifier);
         self
