@@ -334,10 +334,20 @@ fn probe_all() -> Result<Vec<(DeviceInfo, YubiKey)>, BackendError> {
     Ok(out)
 }
 
-/// Leaves the card as it is (no reset), so other sessions on it keep their state.
+/// Disconnects without resetting the card.
+///
+/// This does not leave other sessions untouched: opening the connection (`Reader::open`, in
+/// [`probe_all`]) already SELECTed the PIV applet, and a SELECT drops the PIN and
+/// management-key state of every other handle on that card, in this process or another one.
+/// Their next operation that needs the PIN verifies it again (a [`PivDevice`] does so with the
+/// PIN it remembers; a PIN-policy-once key of another program may fail until it re-verifies).
+/// So listing devices, opening a second [`PivDevice`] on the same YubiKey, or reconnecting
+/// after a reset all log the card's other users out.
 fn release(yk: YubiKey) {
     if let Err((yk, _)) = yk.disconnect(pcsc::Disposition::LeaveCard) {
-        // The handle is already broken; dropping it cannot disturb a healthy session.
+        // Dropping the handle disconnects with a card reset (the `pcsc` default), which also
+        // resets every other session on the card; there is nothing better left to do with a
+        // handle that cannot disconnect.
         drop(yk);
     }
 }
