@@ -629,14 +629,15 @@ impl DeviceInner {
                 ),
             })?;
         let pin = source.read(&format!("PIV PIN for {}", self.label))?;
-        // Checked before any VERIFY, so a malformed PIN never costs a try.
-        let len = pin.expose_secret().len();
-        if !(6..=8).contains(&len) || !pin.expose_secret().is_ascii() {
+        // Checked before any VERIFY, so a malformed PIN never costs a try. The message says
+        // nothing about the PIN itself, not even its length.
+        let text = pin.expose_secret();
+        if !(6..=8).contains(&text.len()) || !text.is_ascii() {
             return Err(BackendError::PinSource {
                 source_name: source.to_string(),
-                reason: format!(
-                    "a PIV PIN is 6 to 8 ASCII characters, this one has {len}; no try was spent"
-                ),
+                reason:
+                    "a PIV PIN is 6 to 8 ASCII characters and this one is not; no try was spent"
+                        .to_owned(),
             });
         }
         Ok(pin)
