@@ -248,6 +248,41 @@ fn p256_key_is_generated_with_certificate_and_signs() {
     }
 }
 
+/// A forced generation whose certificate cannot be signed (wrong PIN) must not leave the new key
+/// paired with the old certificate: firmware before 5.3 reads the public key from it.
+#[test]
+fn failed_forced_generation_leaves_no_stale_certificate() {
+    let Some(env) = pcscd_or_skip("failed_forced_generation_leaves_no_stale_certificate") else {
+        return;
+    };
+    let mut config = CardConfig::new(34_500_001);
+    config.version = [5, 2, 7];
+    config.mgm_algorithm = MgmAlgorithm::TripleDes;
+    let card = env.insert_card(config);
+    let spec = KeyGeneration::new(Slot::AUTHENTICATION);
+    let old = device(34_500_001, Some(pin(PIN)))
+        .generate_key(&spec, &ManagementKey::Default)
+        .unwrap();
+    let mut forced = spec.clone();
+    forced.force = true;
+    let err = device(34_500_001, Some(pin("11111111")))
+        .generate_key(&forced, &ManagementKey::Default)
+        .unwrap_err();
+    assert!(matches!(err, BackendError::PinIncorrect { .. }), "{err:?}");
+    assert!(card.has_key(0x9a), "the new key was generated");
+    let dev = device(34_500_001, Some(pin(PIN)));
+    assert_eq!(
+        dev.certificate(Slot::AUTHENTICATION).unwrap(),
+        None,
+        "the old certificate ({} bytes) is still in the slot",
+        old.certificate_der.len()
+    );
+    // Without metadata (firmware 5.2) and without a certificate, the key cannot be used by
+    // mistake under the old public key.
+    let err = key(34_500_001, "9a", pin(PIN)).open().unwrap_err();
+    assert!(matches!(err, BackendError::KeyNotFound { .. }), "{err:?}");
+}
+
 #[test]
 fn attestation_chain_verifies_up_to_the_injected_root() {
     let Some(env) = pcscd_or_skip("attestation_chain_verifies_up_to_the_injected_root") else {

@@ -546,16 +546,10 @@ impl DeviceInner {
             Ok(()) if policy != PinPolicy::Always => return Ok(()),
             Ok(()) => None,
             Err(yubikey::Error::WrongPin { tries }) => Some(tries),
-            Err(yubikey::Error::PinLocked) => Some(0),
             Err(e) => return Err(self.fail("read the PIN retry counter", e)),
         };
         match tries {
-            Some(0) => {
-                return Err(BackendError::PinBlocked {
-                    device: self.label.clone(),
-                }
-                .into())
-            }
+            Some(0) => return Err(self.pin_rejected(0).into()),
             Some(1) if !self.options.allow_last_pin_try => {
                 return Err(BackendError::LastPinTry {
                     device: self.label.clone(),
@@ -575,13 +569,7 @@ impl DeviceInner {
                 s.pin = PinMemory::Accepted(pin);
                 Ok(())
             }
-            Err(yubikey::Error::WrongPin { tries: 0 } | yubikey::Error::PinLocked) => {
-                s.pin = PinMemory::Rejected { tries_left: 0 };
-                Err(BackendError::PinBlocked {
-                    device: self.label.clone(),
-                }
-                .into())
-            }
+            // `tries: 0` also covers a blocked PIN (the crate reports 6983 that way).
             Err(yubikey::Error::WrongPin { tries }) => {
                 s.pin = PinMemory::Rejected { tries_left: tries };
                 Err(self.pin_rejected(tries).into())

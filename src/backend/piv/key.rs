@@ -45,11 +45,46 @@ impl SlotKey {
 }
 
 /// The PIV default PIN policy of a slot, for keys whose metadata says "default".
-pub(crate) fn default_pin_policy(slot: Slot) -> PinPolicy {
+fn default_pin_policy(slot: Slot) -> PinPolicy {
     match slot.id() {
         0x9c => PinPolicy::Always,
         0x9e => PinPolicy::Never,
         _ => PinPolicy::Once,
+    }
+}
+
+/// What "default" PIN and touch policies mean for a key in `slot`: the slot's PIV default PIN
+/// policy, and no touch.
+pub(crate) fn effective_policies(
+    slot: Slot,
+    pin: PinPolicy,
+    touch: TouchPolicy,
+) -> (PinPolicy, TouchPolicy) {
+    let pin = if pin == PinPolicy::Default {
+        default_pin_policy(slot)
+    } else {
+        pin
+    };
+    let touch = if touch == TouchPolicy::Default {
+        TouchPolicy::Never
+    } else {
+        touch
+    };
+    (pin, touch)
+}
+
+/// The certificate in `slot`, or `None` when the slot has none (the card answers "not found",
+/// or the object is empty).
+pub(crate) fn read_certificate(
+    inner: &DeviceInner,
+    s: &mut Session,
+    slot: Slot,
+) -> Result<Option<x509_cert::Certificate>, OpError> {
+    let yk = s.yubikey()?;
+    match yubikey::Certificate::read(yk, slot.slot_id()) {
+        Ok(cert) => Ok(Some(cert.cert)),
+        Err(yubikey::Error::InvalidObject | yubikey::Error::NotFound) => Ok(None),
+        Err(e) => Err(inner.fail("read the slot certificate", e)),
     }
 }
 
@@ -72,16 +107,7 @@ pub(crate) fn read_slot_key(
             let (pin, touch) = meta
                 .policy
                 .unwrap_or((PinPolicy::Default, TouchPolicy::Default));
-            let pin_policy = if pin == PinPolicy::Default {
-                default_pin_policy(slot)
-            } else {
-                pin
-            };
-            let touch_policy = if touch == TouchPolicy::Default {
-                TouchPolicy::Never
-            } else {
-                touch
-            };
+            let (pin_policy, touch_policy) = effective_policies(slot, pin, touch);
             let spki = match meta.public {
                 Some(spki) => spki
                     .to_der()
@@ -125,18 +151,13 @@ pub(crate) fn read_slot_key(
 }
 
 fn certificate_spki(inner: &DeviceInner, s: &mut Session, slot: Slot) -> Result<Vec<u8>, OpError> {
-    let yk = s.yubikey()?;
-    match yubikey::Certificate::read(yk, slot.slot_id()) {
-        Ok(cert) => cert
-            .cert
+    match read_certificate(inner, s, slot)? {
+        Some(cert) => cert
             .tbs_certificate()
             .subject_public_key_info()
             .to_der()
             .map_err(|e| BackendError::Crypto(e.to_string()).into()),
-        Err(e) if e == yubikey::Error::InvalidObject || e == yubikey::Error::NotFound => {
-            Err(key_not_found(inner, s, slot).into())
-        }
-        Err(e) => Err(inner.fail("read the slot certificate", e)),
+        None => Err(key_not_found(inner, s, slot).into()),
     }
 }
 
@@ -178,7 +199,8 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
-/// Largest message the card signs with Ed25519 in one command (the `yubikey` crate's buffer).
+/// Largest message we hand the card for Ed25519. The `yubikey` crate chains the APDUs itself;
+/// the limit is its 1024-byte input buffer, which also holds the TLV headers.
 const MAX_ED25519_MESSAGE: usize = 1000;
 
 /// What the card gets to sign for `message`.
@@ -547,11 +569,6 @@ impl PivKeyBuilder {
             key.verify_pin()?;
         }
         Ok(key)
-    }
-
-    /// The device part of this configuration, to open a [`PivDevice`] for key management.
-    pub fn into_device_parts(self) -> (DeviceSelector, DeviceOptions) {
-        (self.selector, self.options)
     }
 }
 
