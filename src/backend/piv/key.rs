@@ -424,6 +424,9 @@ impl PivKey {
                     };
                     sign_in_session(inner, s, &key, &message, Some(&ready))
                 });
+                // Let go of the device before answering: once the caller has its answer, no
+                // connection of this signature outlives it (a late drop resets the card).
+                drop(device);
                 let _ = tx.send(TouchSign::Done(result));
             })
             .map_err(|e| BackendError::Device {
