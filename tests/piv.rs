@@ -248,6 +248,41 @@ fn p256_key_is_generated_with_certificate_and_signs() {
     }
 }
 
+/// A forced generation whose certificate cannot be signed (wrong PIN) must not leave the new key
+/// paired with the old certificate: firmware before 5.3 reads the public key from it.
+#[test]
+fn failed_forced_generation_leaves_no_stale_certificate() {
+    let Some(env) = pcscd_or_skip("failed_forced_generation_leaves_no_stale_certificate") else {
+        return;
+    };
+    let mut config = CardConfig::new(34_500_001);
+    config.version = [5, 2, 7];
+    config.mgm_algorithm = MgmAlgorithm::TripleDes;
+    let card = env.insert_card(config);
+    let spec = KeyGeneration::new(Slot::AUTHENTICATION);
+    let old = device(34_500_001, Some(pin(PIN)))
+        .generate_key(&spec, &ManagementKey::Default)
+        .unwrap();
+    let mut forced = spec.clone();
+    forced.force = true;
+    let err = device(34_500_001, Some(pin("11111111")))
+        .generate_key(&forced, &ManagementKey::Default)
+        .unwrap_err();
+    assert!(matches!(err, BackendError::PinIncorrect { .. }), "{err:?}");
+    assert!(card.has_key(0x9a), "the new key was generated");
+    let dev = device(34_500_001, Some(pin(PIN)));
+    assert_eq!(
+        dev.certificate(Slot::AUTHENTICATION).unwrap(),
+        None,
+        "the old certificate ({} bytes) is still in the slot",
+        old.certificate_der.len()
+    );
+    // Without metadata (firmware 5.2) and without a certificate, the key cannot be used by
+    // mistake under the old public key.
+    let err = key(34_500_001, "9a", pin(PIN)).open().unwrap_err();
+    assert!(matches!(err, BackendError::KeyNotFound { .. }), "{err:?}");
+}
+
 #[test]
 fn attestation_chain_verifies_up_to_the_injected_root() {
     let Some(env) = pcscd_or_skip("attestation_chain_verifies_up_to_the_injected_root") else {
@@ -384,6 +419,35 @@ fn wrong_pin_is_tried_once_and_never_again() {
     assert_eq!(card.pin_tries_left(), 1);
 }
 
+/// A VERIFY whose answer is lost may have cost a try: the same (maybe wrong) PIN is never sent
+/// again by that handle.
+#[test]
+fn pin_whose_verify_got_no_answer_is_not_sent_again() {
+    let Some(env) = pcscd_or_skip("pin_whose_verify_got_no_answer_is_not_sent_again") else {
+        return;
+    };
+    let card = card_with_key(&env, 35_500_001, "9a", TouchPolicy::Never);
+    let key = key(35_500_001, "9a", pin("11111111"))
+        .verify_pin_at_open(false)
+        .open()
+        .unwrap();
+    let verifies = card.counters().pin_verifies;
+    card.drop_link_on_next_pin_verify();
+    let err = key.sign(b"m").unwrap_err();
+    assert!(matches!(err, BackendError::Device { .. }), "{err:?}");
+    assert!(err.to_string().contains("open the key again"), "{err}");
+    // The card counted the wrong PIN although the answer never arrived.
+    assert_eq!(card.counters().pin_verifies, verifies + 1);
+    assert_eq!(card.pin_tries_left(), 2);
+
+    // Card back in: the handle refuses to send that PIN again, without any VERIFY.
+    std::thread::sleep(Duration::from_millis(500));
+    let err = key.sign(b"m").unwrap_err();
+    assert!(err.to_string().contains("open the key again"), "{err}");
+    assert_eq!(card.counters().pin_verifies, verifies + 1);
+    assert_eq!(card.pin_tries_left(), 2);
+}
+
 #[test]
 fn last_pin_try_is_kept_unless_allowed_and_blocked_pin_is_reported() {
     let Some(env) =
@@ -452,9 +516,13 @@ fn malformed_pin_costs_no_try_and_secrets_never_print() {
     for bad in ["1234", "123456789"] {
         let err = key(37_000_001, "9a", pin(bad)).open().unwrap_err();
         assert!(matches!(err, BackendError::PinSource { .. }), "{err:?}");
-        assert!(
-            err.to_string().contains("6 to 8") && !err.to_string().contains(bad),
-            "{err}"
+        let msg = err.to_string();
+        assert!(msg.contains("6 to 8"), "{msg}");
+        // Nothing about this PIN, not even its length: the only digits are the rule's 6 and 8.
+        let digits: String = msg.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(
+            digits, "68",
+            "the message tells something about the PIN: {msg}"
         );
     }
     assert_eq!(card.counters().pin_verifies, verifies);
@@ -536,6 +604,107 @@ fn touch_is_announced_and_times_out() {
     let sig = key.sign(b"after").unwrap();
     key.public_key().verify(b"after", &sig).unwrap();
     assert_eq!(notices.load(Ordering::SeqCst), 3);
+}
+
+/// A real YubiKey stops waiting for a touch after ~15 s and answers 6982; that is a touch
+/// timeout, not a PIN problem (the PIN was verified just before).
+#[test]
+fn card_that_gives_up_on_the_touch_reports_a_touch_timeout() {
+    let Some(env) = pcscd_or_skip("card_that_gives_up_on_the_touch_reports_a_touch_timeout") else {
+        return;
+    };
+    let card = card_with_key(&env, 38_100_001, "9a", TouchPolicy::Always);
+    let key = key(38_100_001, "9a", pin(PIN))
+        .touch_timeout(Duration::from_secs(10))
+        .open()
+        .unwrap();
+    card.set_touch_gives_up_after(Some(Duration::from_millis(300)));
+    card.set_touch_delay(Duration::from_secs(5));
+    let signatures = card.counters().signatures;
+    let started = Instant::now();
+    let err = key.sign(b"nobody touches").unwrap_err();
+    assert!(
+        matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+        "the card's own wait (0.3 s, shown as 1 s), not the 10 s the host would wait: {err:?}"
+    );
+    assert!(!err.to_string().contains("PIN"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the card's own answer ends the wait, not the host timeout"
+    );
+    assert_eq!(card.counters().touch_give_ups, 1);
+    assert_eq!(card.counters().signatures, signatures);
+
+    // The card is fine afterwards: touched in time, it signs.
+    card.set_touch_delay(Duration::from_millis(50));
+    let sig = key.sign(b"touched").unwrap();
+    key.public_key().verify(b"touched", &sig).unwrap();
+}
+
+/// Two callers on one touch key: the second one's clock starts when it holds the card, and a
+/// caller that gave up leaves nothing behind (no late notice, no late signature).
+#[test]
+fn queued_touch_signer_is_timed_from_its_turn_and_gives_up_cleanly() {
+    let Some(env) =
+        pcscd_or_skip("queued_touch_signer_is_timed_from_its_turn_and_gives_up_cleanly")
+    else {
+        return;
+    };
+    let card = card_with_key(&env, 38_200_001, "9a", TouchPolicy::Always);
+    let notices = Arc::new(AtomicU32::new(0));
+    let seen = Arc::clone(&notices);
+    let key = Arc::new(
+        key(38_200_001, "9a", pin(PIN))
+            .touch_timeout(Duration::from_secs(1))
+            .on_touch(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            })
+            .open()
+            .unwrap(),
+    );
+    // Nobody touches: the card answers (signs) only after 2.5 s, long after each timeout.
+    card.set_touch_delay(Duration::from_millis(2500));
+    let signatures = card.counters().signatures;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..2)
+        .map(|i| {
+            let key = Arc::clone(&key);
+            let notices = Arc::clone(&notices);
+            std::thread::spawn(move || {
+                // The second caller starts just after the first, so it queues behind it.
+                std::thread::sleep(Duration::from_millis(200 * i));
+                let err = key.sign(b"nobody touches").unwrap_err();
+                (err, started.elapsed(), notices.load(Ordering::SeqCst))
+            })
+        })
+        .collect();
+    let results: Vec<_> = callers.into_iter().map(|t| t.join().unwrap()).collect();
+    for (err, _, _) in &results {
+        assert!(
+            matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+            "{err:?}"
+        );
+    }
+    let (_, first_gave_up, _) = results[0];
+    let (_, second_gave_up, notices_when_second_gave_up) = results[1];
+    assert!(
+        first_gave_up < Duration::from_millis(2000),
+        "{first_gave_up:?}"
+    );
+    // Queued behind the first signature (2.5 s on the card), then its own full second.
+    assert!(
+        second_gave_up >= Duration::from_millis(3300),
+        "the second caller's clock ran while it was queued: gave up after {second_gave_up:?}"
+    );
+    assert_eq!(notices_when_second_gave_up, 2, "one notice per caller");
+    // Let the card finish whatever was sent to it, then check nothing else happened.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        notices.load(Ordering::SeqCst),
+        2,
+        "no notice after the last caller gave up"
+    );
+    assert_eq!(card.counters().signatures, signatures + 2);
 }
 
 #[test]

@@ -22,6 +22,11 @@ use zeroize::Zeroizing;
 use crate::backend::PinSource;
 use crate::error::BackendError;
 
+/// What to do after a PIN VERIFY whose answer was lost.
+const PIN_OUTCOME_UNKNOWN: &str = "the card may have counted the try, so this handle will not \
+    send that PIN again: check the PIN (and the tries left, `yubico-piv-tool -a status`), then \
+    open the key again";
+
 /// A YubiKey seen through PC/SC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -114,6 +119,11 @@ impl fmt::Debug for ManagementKey {
 }
 
 /// Called before an operation that waits for a touch, so the person knows to touch the key.
+///
+/// It runs while the device is held (between the PIN VERIFY and the signature), on the signing
+/// thread: it must return quickly and must not block, and it must not call back into the same
+/// [`PivDevice`] or a key on it (that would wait for the device it is holding: a deadlock).
+/// Print, log or hand the notice to another thread.
 pub type TouchNotifier = Arc<dyn Fn(&TouchRequest) + Send + Sync>;
 
 /// What a [`TouchNotifier`] is told.
@@ -146,7 +156,10 @@ pub struct DeviceOptions {
     pub pin_source: Option<PinSource>,
     /// Spend the last PIN try when only one is left (default: refuse).
     pub allow_last_pin_try: bool,
-    /// How long a signature that needs a touch may take.
+    /// How long a signature that needs a touch may take, counted from the moment this caller
+    /// holds the card and the PIN is verified (time queued behind other callers does not count).
+    /// A real YubiKey gives up on its own after about 15 s (reported as
+    /// [`BackendError::TouchTimeout`] as well), so values above ~15 s do not give more time.
     pub touch_timeout: Duration,
     /// Called before each signature that needs a touch.
     pub touch_notifier: Option<TouchNotifier>,
@@ -179,13 +192,18 @@ impl fmt::Debug for DeviceOptions {
 
 /// What this handle knows about the PIN.
 enum PinMemory {
-    /// Not presented yet.
+    /// Not read from its source yet.
     Untried,
+    /// Read from its source (before the device lock was taken), not presented yet.
+    Read(SecretString),
     /// Accepted by the card; kept (zeroized on drop) to re-verify for PIN-always slots and after
     /// a reset.
     Accepted(SecretString),
     /// Rejected by the card: never presented again by this handle.
     Rejected { tries_left: u8 },
+    /// A VERIFY with it ended without an answer (link lost, card pulled): the card may have
+    /// counted a wrong try, so this handle never presents it again.
+    OutcomeUnknown,
 }
 
 pub(crate) struct Session {
@@ -224,9 +242,16 @@ pub(crate) struct DeviceInner {
     pub(crate) label: String,
     pub(crate) options: DeviceOptions,
     session: Mutex<Session>,
+    /// Held while the PIN is read from its source (outside `session`), so that two callers do
+    /// not both prompt.
+    pin_reading: Mutex<()>,
 }
 
 /// One YubiKey, opened. Cheap to clone; clones share the connection and the PIN memory.
+///
+/// Opening one SELECTs the PIV applet, which logs out every other session on the card (other
+/// handles, other programs): they must verify the PIN again. Dropping the last clone
+/// disconnects with a card reset (the `pcsc` default), with the same effect.
 #[derive(Clone)]
 pub struct PivDevice {
     pub(crate) inner: Arc<DeviceInner>,
@@ -309,10 +334,20 @@ fn probe_all() -> Result<Vec<(DeviceInfo, YubiKey)>, BackendError> {
     Ok(out)
 }
 
-/// Leaves the card as it is (no reset), so other sessions on it keep their state.
+/// Disconnects without resetting the card.
+///
+/// This does not leave other sessions untouched: opening the connection (`Reader::open`, in
+/// [`probe_all`]) already SELECTed the PIV applet, and a SELECT drops the PIN and
+/// management-key state of every other handle on that card, in this process or another one.
+/// Their next operation that needs the PIN verifies it again (a [`PivDevice`] does so with the
+/// PIN it remembers; a PIN-policy-once key of another program may fail until it re-verifies).
+/// So listing devices, opening a second [`PivDevice`] on the same YubiKey, or reconnecting
+/// after a reset all log the card's other users out.
 fn release(yk: YubiKey) {
     if let Err((yk, _)) = yk.disconnect(pcsc::Disposition::LeaveCard) {
-        // The handle is already broken; dropping it cannot disturb a healthy session.
+        // Dropping the handle disconnects with a card reset (the `pcsc` default), which also
+        // resets every other session on the card; there is nothing better left to do with a
+        // handle that cannot disconnect.
         drop(yk);
     }
 }
@@ -363,6 +398,7 @@ impl PivDevice {
                     yk: Some(yk),
                     pin: PinMemory::Untried,
                 }),
+                pin_reading: Mutex::new(()),
             }),
         })
     }
@@ -379,6 +415,29 @@ impl PivDevice {
 
     pub(crate) fn options(&self) -> &DeviceOptions {
         &self.inner.options
+    }
+
+    /// Reads the PIN from its source (environment, file, terminal prompt) without holding the
+    /// device, so other callers are not queued behind a person typing. Does nothing when the
+    /// key needs no PIN, no source is set, or the PIN was read before.
+    pub(crate) fn prepare_pin(&self, policy: PinPolicy) -> Result<(), BackendError> {
+        if policy == PinPolicy::Never || self.inner.options.pin_source.is_none() {
+            return Ok(());
+        }
+        let _reading = self
+            .inner
+            .pin_reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !matches!(self.lock().pin, PinMemory::Untried) {
+            return Ok(());
+        }
+        let pin = self.inner.read_pin()?;
+        let mut session = self.lock();
+        if matches!(session.pin, PinMemory::Untried) {
+            session.pin = PinMemory::Read(pin);
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Session> {
@@ -467,9 +526,19 @@ impl DeviceInner {
         if policy == PinPolicy::Never {
             return Ok(());
         }
-        // A PIN the card rejected is never presented again: no APDU at all.
-        if let PinMemory::Rejected { tries_left } = s.pin {
-            return Err(self.pin_rejected(tries_left).into());
+        // A PIN the card rejected, or that may have been counted, is never presented again:
+        // no APDU at all.
+        match s.pin {
+            PinMemory::Rejected { tries_left } => return Err(self.pin_rejected(tries_left).into()),
+            PinMemory::OutcomeUnknown => {
+                return Err(BackendError::Device {
+                    device: self.label.clone(),
+                    operation: "verify the PIN".to_owned(),
+                    reason: format!("an earlier PIN VERIFY got no answer; {PIN_OUTCOME_UNKNOWN}"),
+                }
+                .into())
+            }
+            _ => {}
         }
         let yk = s.yubikey()?;
         // VERIFY without data reads the state without spending a try: 9000 when verified, 63Cx.
@@ -477,16 +546,10 @@ impl DeviceInner {
             Ok(()) if policy != PinPolicy::Always => return Ok(()),
             Ok(()) => None,
             Err(yubikey::Error::WrongPin { tries }) => Some(tries),
-            Err(yubikey::Error::PinLocked) => Some(0),
             Err(e) => return Err(self.fail("read the PIN retry counter", e)),
         };
         match tries {
-            Some(0) => {
-                return Err(BackendError::PinBlocked {
-                    device: self.label.clone(),
-                }
-                .into())
-            }
+            Some(0) => return Err(self.pin_rejected(0).into()),
             Some(1) if !self.options.allow_last_pin_try => {
                 return Err(BackendError::LastPinTry {
                     device: self.label.clone(),
@@ -495,9 +558,10 @@ impl DeviceInner {
             }
             _ => {}
         }
-        let pin = match &s.pin {
-            PinMemory::Accepted(pin) => pin.clone(),
-            _ => self.read_pin()?,
+        let (pin, accepted_before) = match &s.pin {
+            PinMemory::Accepted(pin) => (pin.clone(), true),
+            PinMemory::Read(pin) => (pin.clone(), false),
+            _ => (self.read_pin()?, false),
         };
         let yk = s.yubikey()?;
         match yk.verify_pin(pin.expose_secret().as_bytes()) {
@@ -505,19 +569,25 @@ impl DeviceInner {
                 s.pin = PinMemory::Accepted(pin);
                 Ok(())
             }
-            Err(yubikey::Error::WrongPin { tries: 0 } | yubikey::Error::PinLocked) => {
-                s.pin = PinMemory::Rejected { tries_left: 0 };
-                Err(BackendError::PinBlocked {
-                    device: self.label.clone(),
-                }
-                .into())
-            }
+            // `tries: 0` also covers a blocked PIN (the crate reports 6983 that way).
             Err(yubikey::Error::WrongPin { tries }) => {
                 s.pin = PinMemory::Rejected { tries_left: tries };
                 Err(self.pin_rejected(tries).into())
             }
             // The VERIFY may have reached the card: never re-send it, even after a reconnect.
-            Err(e) => Err(OpError::Final(self.device_error("verify the PIN", e))),
+            // A PIN the card has accepted before is known to be right; any other one may just
+            // have cost a try, so this handle does not present it again.
+            Err(e) if accepted_before => {
+                Err(OpError::Final(self.device_error("verify the PIN", e)))
+            }
+            Err(e) => {
+                s.pin = PinMemory::OutcomeUnknown;
+                Err(OpError::Final(BackendError::Device {
+                    device: self.label.clone(),
+                    operation: "verify the PIN".to_owned(),
+                    reason: format!("{e}; {PIN_OUTCOME_UNKNOWN}"),
+                }))
+            }
         }
     }
 
@@ -547,14 +617,15 @@ impl DeviceInner {
                 ),
             })?;
         let pin = source.read(&format!("PIV PIN for {}", self.label))?;
-        // Checked before any VERIFY, so a malformed PIN never costs a try.
-        let len = pin.expose_secret().len();
-        if !(6..=8).contains(&len) || !pin.expose_secret().is_ascii() {
+        // Checked before any VERIFY, so a malformed PIN never costs a try. The message says
+        // nothing about the PIN itself, not even its length.
+        let text = pin.expose_secret();
+        if !(6..=8).contains(&text.len()) || !text.is_ascii() {
             return Err(BackendError::PinSource {
                 source_name: source.to_string(),
-                reason: format!(
-                    "a PIV PIN is 6 to 8 ASCII characters, this one has {len}; no try was spent"
-                ),
+                reason:
+                    "a PIV PIN is 6 to 8 ASCII characters and this one is not; no try was spent"
+                        .to_owned(),
             });
         }
         Ok(pin)

@@ -11,8 +11,9 @@
 //! slot or a faulty card cannot hand Dfns a signature that will be refused.
 
 use std::fmt;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use x509_cert::der::Encode;
@@ -44,11 +45,46 @@ impl SlotKey {
 }
 
 /// The PIV default PIN policy of a slot, for keys whose metadata says "default".
-pub(crate) fn default_pin_policy(slot: Slot) -> PinPolicy {
+fn default_pin_policy(slot: Slot) -> PinPolicy {
     match slot.id() {
         0x9c => PinPolicy::Always,
         0x9e => PinPolicy::Never,
         _ => PinPolicy::Once,
+    }
+}
+
+/// What "default" PIN and touch policies mean for a key in `slot`: the slot's PIV default PIN
+/// policy, and no touch.
+pub(crate) fn effective_policies(
+    slot: Slot,
+    pin: PinPolicy,
+    touch: TouchPolicy,
+) -> (PinPolicy, TouchPolicy) {
+    let pin = if pin == PinPolicy::Default {
+        default_pin_policy(slot)
+    } else {
+        pin
+    };
+    let touch = if touch == TouchPolicy::Default {
+        TouchPolicy::Never
+    } else {
+        touch
+    };
+    (pin, touch)
+}
+
+/// The certificate in `slot`, or `None` when the slot has none (the card answers "not found",
+/// or the object is empty).
+pub(crate) fn read_certificate(
+    inner: &DeviceInner,
+    s: &mut Session,
+    slot: Slot,
+) -> Result<Option<x509_cert::Certificate>, OpError> {
+    let yk = s.yubikey()?;
+    match yubikey::Certificate::read(yk, slot.slot_id()) {
+        Ok(cert) => Ok(Some(cert.cert)),
+        Err(yubikey::Error::InvalidObject | yubikey::Error::NotFound) => Ok(None),
+        Err(e) => Err(inner.fail("read the slot certificate", e)),
     }
 }
 
@@ -71,16 +107,7 @@ pub(crate) fn read_slot_key(
             let (pin, touch) = meta
                 .policy
                 .unwrap_or((PinPolicy::Default, TouchPolicy::Default));
-            let pin_policy = if pin == PinPolicy::Default {
-                default_pin_policy(slot)
-            } else {
-                pin
-            };
-            let touch_policy = if touch == TouchPolicy::Default {
-                TouchPolicy::Never
-            } else {
-                touch
-            };
+            let (pin_policy, touch_policy) = effective_policies(slot, pin, touch);
             let spki = match meta.public {
                 Some(spki) => spki
                     .to_der()
@@ -124,18 +151,13 @@ pub(crate) fn read_slot_key(
 }
 
 fn certificate_spki(inner: &DeviceInner, s: &mut Session, slot: Slot) -> Result<Vec<u8>, OpError> {
-    let yk = s.yubikey()?;
-    match yubikey::Certificate::read(yk, slot.slot_id()) {
-        Ok(cert) => cert
-            .cert
+    match read_certificate(inner, s, slot)? {
+        Some(cert) => cert
             .tbs_certificate()
             .subject_public_key_info()
             .to_der()
             .map_err(|e| BackendError::Crypto(e.to_string()).into()),
-        Err(e) if e == yubikey::Error::InvalidObject || e == yubikey::Error::NotFound => {
-            Err(key_not_found(inner, s, slot).into())
-        }
-        Err(e) => Err(inner.fail("read the slot certificate", e)),
+        None => Err(key_not_found(inner, s, slot).into()),
     }
 }
 
@@ -177,7 +199,8 @@ const SHA256_DIGEST_INFO: [u8; 19] = [
     0x00, 0x04, 0x20,
 ];
 
-/// Largest message the card signs with Ed25519 in one command (the `yubikey` crate's buffer).
+/// Largest message we hand the card for Ed25519. The `yubikey` crate chains the APDUs itself;
+/// the limit is its 1024-byte input buffer, which also holds the TLV headers.
 const MAX_ED25519_MESSAGE: usize = 1000;
 
 /// What the card gets to sign for `message`.
@@ -244,15 +267,31 @@ pub(crate) fn to_wire(key: &SlotKey, message: &[u8], raw: &[u8]) -> Result<Vec<u
     Ok(wire)
 }
 
+/// The error for a touch that did not come within `timeout` (whole seconds, at least 1).
+pub(crate) fn touch_timeout(device: &str, timeout: Duration) -> BackendError {
+    BackendError::TouchTimeout {
+        device: device.to_owned(),
+        seconds: timeout.as_secs().max(1),
+    }
+}
+
+/// Called by [`sign_in_session`] once the PIN is verified, just before the touch notice and the
+/// signature: it may stop the signature (the caller gave up) and marks the start of the touch wait.
+pub(crate) type BeforeTouch<'a> = &'a dyn Fn() -> Result<(), OpError>;
+
 /// PIN, touch notice, sign, encode: the whole signature under one lock.
 pub(crate) fn sign_in_session(
     inner: &DeviceInner,
     s: &mut Session,
     key: &SlotKey,
     message: &[u8],
+    before_touch: Option<BeforeTouch<'_>>,
 ) -> Result<Vec<u8>, OpError> {
     let input = card_input(key, message)?;
     inner.ensure_pin(s, key.pin_policy)?;
+    if let Some(before_touch) = before_touch {
+        before_touch()?;
+    }
     if key.needs_touch() {
         if let Some(notify) = &inner.options.touch_notifier {
             notify(&TouchRequest {
@@ -263,16 +302,20 @@ pub(crate) fn sign_in_session(
         }
     }
     let yk = s.yubikey()?;
+    let asked = Instant::now();
     let raw = piv::sign_data(yk, &input, key.card_algorithm, key.slot.slot_id()).map_err(|e| match e {
+        // A YubiKey that waited for a touch in vain answers 6982 (security status not
+        // satisfied), which the crate reports as `AuthenticationError`. The PIN was verified
+        // just above under the same lock, so on a touch key that answer means "not touched".
+        // It reports how long the card actually waited (a YubiKey stops at ~15 s).
+        yubikey::Error::AuthenticationError if key.needs_touch() => OpError::Final(touch_timeout(
+            &inner.label,
+            asked.elapsed().min(inner.options.touch_timeout),
+        )),
         yubikey::Error::AuthenticationError => OpError::Final(BackendError::Device {
             device: inner.label.clone(),
             operation: format!("sign with slot {}", key.slot),
             reason: "the card refused: the PIN is not verified (another program may have reset the card)".to_owned(),
-        }),
-        // A YubiKey that waited for a touch in vain answers with an error of its own.
-        yubikey::Error::GenericError if key.needs_touch() => OpError::Final(BackendError::TouchTimeout {
-            device: inner.label.clone(),
-            seconds: inner.options.touch_timeout.as_secs(),
         }),
         e => inner.fail("sign", e),
     })?;
@@ -340,42 +383,89 @@ impl PivKey {
     /// Verifies the PIN now (if the key needs it), so a wrong PIN shows before the first signature.
     pub fn verify_pin(&self) -> Result<(), BackendError> {
         let policy = self.key.pin_policy;
+        self.device.prepare_pin(policy)?;
         self.device.run(|s, inner| inner.ensure_pin(s, policy))
     }
 
+    /// Signs on a helper thread so that this call can give up on time while the card waits for
+    /// the touch.
+    ///
+    /// The clock starts only when the helper holds the device and the PIN is verified: time
+    /// spent queued behind other callers does not count against the touch (a real YubiKey
+    /// bounds each caller ahead at ~15 s). When this call gives up, it raises `cancelled`; a
+    /// helper that has not yet reached the touch notice (e.g. it reconnects after a reset and
+    /// runs again) then stops without notifying or signing. A signature already sent to the
+    /// card cannot be recalled: the helper keeps the device until the card answers, and the
+    /// answer is dropped.
     fn sign_with_touch(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
         let timeout = self.device.options().touch_timeout;
         let (tx, rx) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let helper_cancelled = Arc::clone(&cancelled);
         let device = self.device.clone();
         let key = self.key.clone();
         let message = message.to_vec();
-        // The card blocks until it is touched; the wait happens on a helper thread so that this
-        // call can give up on time. The helper keeps the device lock until the card answers, so
-        // later callers queue behind it instead of interleaving APDUs.
         std::thread::Builder::new()
             .name("piv-touch-sign".to_owned())
             .spawn(move || {
-                let result = device.run(|s, inner| sign_in_session(inner, s, &key, &message));
-                let _ = tx.send(result);
+                let given_up = |inner: &DeviceInner| {
+                    if helper_cancelled.load(Ordering::SeqCst) {
+                        Err(OpError::Final(touch_timeout(&inner.label, timeout)))
+                    } else {
+                        Ok(())
+                    }
+                };
+                let result = device.run(|s, inner| {
+                    given_up(inner)?;
+                    let ready = || {
+                        given_up(inner)?;
+                        let _ = tx.send(TouchSign::Ready);
+                        Ok(())
+                    };
+                    sign_in_session(inner, s, &key, &message, Some(&ready))
+                });
+                // Let go of the device before answering: once the caller has its answer, no
+                // connection of this signature outlives it (a late drop resets the card).
+                drop(device);
+                let _ = tx.send(TouchSign::Done(result));
             })
             .map_err(|e| BackendError::Device {
                 device: self.device.label().to_owned(),
                 operation: "start the signing thread".to_owned(),
                 reason: e.to_string(),
             })?;
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(BackendError::TouchTimeout {
-                device: self.device.label().to_owned(),
-                seconds: timeout.as_secs().max(1),
-            }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::Device {
-                device: self.device.label().to_owned(),
-                operation: "sign".to_owned(),
-                reason: "the signing thread ended without an answer".to_owned(),
-            }),
+        let ended = || BackendError::Device {
+            device: self.device.label().to_owned(),
+            operation: "sign".to_owned(),
+            reason: "the signing thread ended without an answer".to_owned(),
+        };
+        // Queued behind other callers, or verifying the PIN: not yet waiting for the touch.
+        let deadline = match rx.recv() {
+            Ok(TouchSign::Ready) => Instant::now() + timeout,
+            Ok(TouchSign::Done(result)) => return result,
+            Err(mpsc::RecvError) => return Err(ended()),
+        };
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                // A second run after a reconnect: the clock keeps running.
+                Ok(TouchSign::Ready) => continue,
+                Ok(TouchSign::Done(result)) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Err(touch_timeout(self.device.label(), timeout));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(ended()),
+            }
         }
     }
+}
+
+/// What the touch-signing helper thread tells the caller.
+enum TouchSign {
+    /// It holds the device and the PIN is verified: the touch wait starts now.
+    Ready,
+    /// The signature, or why there is none.
+    Done(Result<Vec<u8>, BackendError>),
 }
 
 impl KeyBackend for PivKey {
@@ -384,11 +474,13 @@ impl KeyBackend for PivKey {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        // A prompt for the PIN happens here, before the device is taken.
+        self.device.prepare_pin(self.key.pin_policy)?;
         if self.key.needs_touch() {
             return self.sign_with_touch(message);
         }
         self.device
-            .run(|s, inner| sign_in_session(inner, s, &self.key, message))
+            .run(|s, inner| sign_in_session(inner, s, &self.key, message, None))
     }
 
     fn describe(&self) -> String {
@@ -446,12 +538,19 @@ impl PivKeyBuilder {
     }
 
     /// How long a signature that needs a touch may take (default 15 s).
+    ///
+    /// A real YubiKey stops waiting for the touch by itself after about 15 s and refuses the
+    /// signature; that is reported as [`BackendError::TouchTimeout`] too. A longer timeout here
+    /// therefore does not give the person more than the card's ~15 s; it only leaves room for
+    /// the PIN VERIFY and the card's answer.
     pub fn touch_timeout(mut self, timeout: Duration) -> Self {
         self.options.touch_timeout = timeout;
         self
     }
 
-    /// Called before each signature that needs a touch ("touch your YubiKey").
+    /// Called before each signature that needs a touch ("touch your YubiKey"). It runs while
+    /// the device is held: it must not block or call back into this key or its device (see
+    /// [`TouchNotifier`]).
     pub fn on_touch(mut self, notifier: impl Fn(&TouchRequest) + Send + Sync + 'static) -> Self {
         self.options.touch_notifier = Some(std::sync::Arc::new(notifier) as TouchNotifier);
         self
@@ -473,11 +572,6 @@ impl PivKeyBuilder {
             key.verify_pin()?;
         }
         Ok(key)
-    }
-
-    /// The device part of this configuration, to open a [`PivDevice`] for key management.
-    pub fn into_device_parts(self) -> (DeviceSelector, DeviceOptions) {
-        (self.selector, self.options)
     }
 }
 

@@ -25,7 +25,7 @@ use yubikey::piv::{self, AlgorithmId};
 use yubikey::{PinPolicy, TouchPolicy};
 
 use super::device::{DeviceInner, ManagementKey, OpError, PivDevice, Session};
-use super::key::{default_pin_policy, sign_in_session, SlotKey};
+use super::key::{effective_policies, read_certificate, sign_in_session, SlotKey};
 use super::slot::Slot;
 use crate::backend::{Algorithm, PublicKey};
 use crate::error::BackendError;
@@ -198,10 +198,28 @@ where
         .map_err(|e| bad("certificate encoding", e.to_string()))
 }
 
-fn card_algorithm(alg: Algorithm, version: yubikey::Version) -> Result<AlgorithmId, BackendError> {
+/// The kinds of key this backend generates on a card.
+#[derive(Clone, Copy)]
+enum NewKey {
+    P256,
+    Rsa2048,
+    Ed25519,
+}
+
+impl NewKey {
+    fn card_algorithm(self) -> AlgorithmId {
+        match self {
+            NewKey::P256 => AlgorithmId::EccP256,
+            NewKey::Rsa2048 => AlgorithmId::Rsa2048,
+            NewKey::Ed25519 => AlgorithmId::Ed25519,
+        }
+    }
+}
+
+fn new_key(alg: Algorithm, version: yubikey::Version) -> Result<NewKey, BackendError> {
     match alg {
-        Algorithm::EcdsaP256 => Ok(AlgorithmId::EccP256),
-        Algorithm::RsaPkcs1Sha256 => Ok(AlgorithmId::Rsa2048),
+        Algorithm::EcdsaP256 => Ok(NewKey::P256),
+        Algorithm::RsaPkcs1Sha256 => Ok(NewKey::Rsa2048),
         Algorithm::Ed25519
             if version
                 >= yubikey::Version {
@@ -210,7 +228,7 @@ fn card_algorithm(alg: Algorithm, version: yubikey::Version) -> Result<Algorithm
                     patch: 0,
                 } =>
         {
-            Ok(AlgorithmId::Ed25519)
+            Ok(NewKey::Ed25519)
         }
         Algorithm::Ed25519 => Err(BackendError::UnsupportedKey(format!(
             "Ed25519 needs YubiKey firmware 5.7 or later; this one has {version}"
@@ -227,9 +245,7 @@ fn slot_is_filled(inner: &DeviceInner, s: &mut Session, slot: Slot) -> Result<bo
         Ok(_) => Ok(true),
         Err(yubikey::Error::NotFound) => Ok(false),
         // No metadata before firmware 5.3: a certificate is the sign of a key.
-        Err(yubikey::Error::NotSupported) => {
-            Ok(yubikey::Certificate::read(yk, slot.slot_id()).is_ok())
-        }
+        Err(yubikey::Error::NotSupported) => Ok(read_certificate(inner, s, slot)?.is_some()),
         Err(e) => Err(inner.fail("read slot metadata", e)),
     }
 }
@@ -241,8 +257,10 @@ fn generate(
     mgm: &ManagementKey,
 ) -> Result<GeneratedKey, OpError> {
     let version = s.yubikey()?.version();
-    let card_alg = card_algorithm(spec.algorithm, version)?;
-    if !spec.force && slot_is_filled(inner, s, spec.slot)? {
+    let kind = new_key(spec.algorithm, version)?;
+    let card_alg = kind.card_algorithm();
+    let filled = slot_is_filled(inner, s, spec.slot)?;
+    if filled && !spec.force {
         return Err(BackendError::SlotOccupied {
             device: inner.label.clone(),
             slot: spec.slot.to_string(),
@@ -250,6 +268,14 @@ fn generate(
         .into());
     }
     inner.authenticate(s, mgm)?;
+    if filled {
+        // The old certificate goes first: if signing the new one fails after the key is
+        // replaced (wrong PIN, no touch), the slot must not pair the new key with the old
+        // certificate, which firmware before 5.3 would take as the key's public key.
+        let yk = s.yubikey()?;
+        yubikey::Certificate::delete(yk, spec.slot.slot_id())
+            .map_err(|e| inner.fail("delete the old certificate", e))?;
+    }
     let yk = s.yubikey()?;
     let spki = piv::generate(
         yk,
@@ -263,47 +289,44 @@ fn generate(
         .to_der()
         .map_err(|e| BackendError::Crypto(e.to_string()))?;
     let public_key = PublicKey::from_spki_der(&spki_der)?;
+    let (pin_policy, touch_policy) =
+        effective_policies(spec.slot, spec.pin_policy, spec.touch_policy);
     let key = SlotKey {
         slot: spec.slot,
         card_algorithm: card_alg,
-        pin_policy: if spec.pin_policy == PinPolicy::Default {
-            default_pin_policy(spec.slot)
-        } else {
-            spec.pin_policy
-        },
-        touch_policy: if spec.touch_policy == TouchPolicy::Default {
-            TouchPolicy::Never
-        } else {
-            spec.touch_policy
-        },
+        pin_policy,
+        touch_policy,
         public_key: public_key.clone(),
     };
-    let mut sign = |tbs: &[u8]| sign_in_session(inner, s, &key, tbs);
+    let mut sign = |tbs: &[u8]| {
+        sign_in_session(inner, s, &key, tbs, None).inspect_err(|_| {
+            tracing::warn!(
+                device = %inner.label,
+                slot = %spec.slot,
+                "the new key could not sign its certificate; the slot holds the new key without a certificate"
+            );
+        })
+    };
     let bad_key = |e: String| OpError::Final(BackendError::Crypto(format!("generated key: {e}")));
-    let certificate_der = match spec.algorithm {
-        Algorithm::EcdsaP256 => {
+    let certificate_der = match kind {
+        NewKey::P256 => {
             use p256::pkcs8::DecodePublicKey;
             let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki_der)
                 .map_err(|e| bad_key(e.to_string()))?;
             build_certificate::<_, p256::ecdsa::DerSignature>(vk, spki, spec, &mut sign)?
         }
-        Algorithm::RsaPkcs1Sha256 => {
+        NewKey::Rsa2048 => {
             use rsa::pkcs8::DecodePublicKey;
             let pk = rsa::RsaPublicKey::from_public_key_der(&spki_der)
                 .map_err(|e| bad_key(e.to_string()))?;
             let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk);
             build_certificate::<_, rsa::pkcs1v15::Signature>(vk, spki, spec, &mut sign)?
         }
-        Algorithm::Ed25519 => {
+        NewKey::Ed25519 => {
             use ed25519_dalek::pkcs8::DecodePublicKey;
             let vk = ed25519_dalek::VerifyingKey::from_public_key_der(&spki_der)
                 .map_err(|e| bad_key(e.to_string()))?;
             build_certificate::<_, ed25519_dalek::Signature>(vk, spki, spec, &mut sign)?
-        }
-        other => {
-            return Err(
-                BackendError::UnsupportedKey(format!("PIV cards cannot hold {other} keys")).into(),
-            )
         }
     };
     let cert =
@@ -327,27 +350,31 @@ impl PivDevice {
     /// `spec.force`. Needs the management key, and the PIN when the new key's policy asks for
     /// it (to sign the certificate). Never retried after a transport fault: a half-finished
     /// generation is reported, not repeated.
+    ///
+    /// With `force`, the old certificate is deleted before the new key is generated: if signing
+    /// the new certificate then fails (wrong PIN, no touch), the slot holds the new key and no
+    /// certificate (generate again), never the new key with the old key's certificate.
     pub fn generate_key(
         &self,
         spec: &KeyGeneration,
         mgm: &ManagementKey,
     ) -> Result<GeneratedKey, BackendError> {
+        // The certificate is signed with the new key: read its PIN (maybe a prompt) first,
+        // without holding the device.
+        let (pin_policy, _) = effective_policies(spec.slot, spec.pin_policy, spec.touch_policy);
+        self.prepare_pin(pin_policy)?;
         self.run_once(|s, inner| generate(inner, s, spec, mgm))
     }
 
     /// The certificate stored in `slot` (DER), if any.
     pub fn certificate(&self, slot: Slot) -> Result<Option<Vec<u8>>, BackendError> {
         self.run(|s, inner| {
-            let yk = s.yubikey()?;
-            match yubikey::Certificate::read(yk, slot.slot_id()) {
-                Ok(cert) => Ok(Some(
-                    cert.cert
-                        .to_der()
-                        .map_err(|e| BackendError::Crypto(e.to_string()))?,
-                )),
-                Err(yubikey::Error::InvalidObject | yubikey::Error::NotFound) => Ok(None),
-                Err(e) => Err(inner.fail("read a certificate", e)),
-            }
+            read_certificate(inner, s, slot)?
+                .map(|cert| {
+                    cert.to_der()
+                        .map_err(|e| BackendError::Crypto(e.to_string()).into())
+                })
+                .transpose()
         })
     }
 }

@@ -15,8 +15,12 @@
 //! that are not 6–8 characters are refused before any try is spent.
 //!
 //! Touch: when the slot's touch policy asks for it, the touch notifier is called before signing,
-//! and a signature that takes longer than the touch timeout fails with
-//! [`BackendError::TouchTimeout`].
+//! and a signature whose touch does not come within the touch timeout fails with
+//! [`BackendError::TouchTimeout`]. The clock starts once the caller holds the card and the PIN
+//! is verified; a real YubiKey also gives up by itself after about 15 s (same error).
+//!
+//! The PIN is read from its source (which may be a terminal prompt) before the card is taken,
+//! so other callers do not wait behind a person typing.
 
 mod attestation;
 mod device;

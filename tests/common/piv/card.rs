@@ -136,6 +136,8 @@ pub struct CardCounters {
     pub signatures: u32,
     /// SELECT commands.
     pub selects: u32,
+    /// Signatures refused because the touch did not come in time (see `set_touch_gives_up_after`).
+    pub touch_give_ups: u32,
 }
 
 /// A key held in a slot.
@@ -192,6 +194,11 @@ struct CardState {
     pending_out: Vec<u8>,
     counters: CardCounters,
     touch_delay: Duration,
+    /// Like a real YubiKey (~15 s): stop waiting for a touch after this long and answer 6982.
+    touch_gives_up_after: Option<Duration>,
+    /// Fault knob: the next VERIFY with a PIN is processed (and counted), then the link drops
+    /// before the answer goes out.
+    drop_link_on_next_pin_verify: bool,
 }
 
 struct Shared {
@@ -229,6 +236,8 @@ impl VirtualPiv {
             pending_out: Vec::new(),
             counters: CardCounters::default(),
             touch_delay: Duration::ZERO,
+            touch_gives_up_after: None,
+            drop_link_on_next_pin_verify: false,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -279,6 +288,19 @@ impl VirtualPiv {
     /// How long the simulated person takes to touch the key when a slot's policy asks for it.
     pub fn set_touch_delay(&self, delay: Duration) {
         self.state().touch_delay = delay;
+    }
+
+    /// Makes the card stop waiting for a touch after `limit` and refuse the signature with 6982
+    /// (security status not satisfied), as a real YubiKey does after about 15 s. `None`: wait
+    /// as long as the touch delay says.
+    pub fn set_touch_gives_up_after(&self, limit: Option<Duration>) {
+        self.state().touch_gives_up_after = limit;
+    }
+
+    /// Fault: the next VERIFY that carries a PIN reaches the card (and counts, right or wrong),
+    /// then the link drops before the answer comes back, as when the key is pulled mid-command.
+    pub fn drop_link_on_next_pin_verify(&self) {
+        self.state().drop_link_on_next_pin_verify = true;
     }
 
     /// Whether a key is present in `slot`.
@@ -368,19 +390,43 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
             }
         } else {
             // The person's touch happens outside the lock, so tests can read counters meanwhile.
-            let delay = shared
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .touch_delay_for(&msg);
-            if !delay.is_zero() {
-                std::thread::sleep(delay);
+            let (delay, gives_up_after, drop_link) = {
+                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                let drop_link = state.drop_link_on_next_pin_verify && is_pin_verify(&msg);
+                if drop_link {
+                    state.drop_link_on_next_pin_verify = false;
+                }
+                (
+                    state.touch_delay_for(&msg),
+                    state.touch_gives_up_after,
+                    drop_link,
+                )
+            };
+            match gives_up_after {
+                Some(limit) if delay > limit => {
+                    std::thread::sleep(limit);
+                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                    state.chain.clear();
+                    state.counters.touch_give_ups += 1;
+                    with_sw(vec![], SW_SECURITY)
+                }
+                _ => {
+                    if !delay.is_zero() {
+                        std::thread::sleep(delay);
+                    }
+                    let reply = shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .process(&msg);
+                    if drop_link {
+                        // The card has acted on the VERIFY; the answer never arrives.
+                        let _ = stream.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    reply
+                }
             }
-            shared
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .process(&msg)
         };
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
@@ -389,6 +435,11 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
             return;
         }
     }
+}
+
+/// VERIFY (INS 20) of the PIN (P2 80) with data: a try the card counts.
+fn is_pin_verify(apdu: &[u8]) -> bool {
+    apdu.len() > 5 && apdu[1] == 0x20 && apdu[2] == 0x00 && apdu[3] == 0x80
 }
 
 fn with_sw(mut data: Vec<u8>, sw: u16) -> Vec<u8> {

@@ -185,7 +185,9 @@ impl Pcscd {
         let card = VirtualPiv::start(self.base_port + i, config);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found = dfns_signer::backend::piv::list_devices()
+            let listed = dfns_signer::backend::piv::list_devices();
+            let found = listed
+                .as_ref()
                 .map(|ds| ds.iter().any(|d| d.serial == serial))
                 .unwrap_or(false);
             if found {
@@ -193,7 +195,7 @@ impl Pcscd {
             }
             assert!(
                 Instant::now() < deadline,
-                "virtual card {serial} did not appear in PC/SC within 15 s"
+                "virtual card {serial} did not appear in PC/SC within 15 s (PC/SC lists {listed:?})"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
