@@ -112,15 +112,7 @@ impl DfnsClient {
         path: &str,
         payload: Payload,
     ) -> Result<Value, Error> {
-        match self.call(method, path, payload).await? {
-            Outcome::Done(v) => Ok(v),
-            Outcome::PolicyPending(p) => Err(ClientError::Decode {
-                method: method.to_string(),
-                path: path.to_owned(),
-                reason: format!("unexpected policy approval on this endpoint: {p}"),
-            }
-            .into()),
-        }
+        super::expect_done(self.call(method, path, payload).await?, method, path)
     }
 
     // ---- credentials -------------------------------------------------------------------
@@ -298,9 +290,7 @@ impl DfnsClient {
                 None,
             )
             .await?;
-        let raw = raw
-            .done()
-            .map_err(|p| pending_error("/auth/login/init", p))?;
+        let raw = super::expect_done(raw, Method::Post, "/auth/login/init")?;
         Ok(UserActionChallenge::from_json(&raw.body)?)
     }
 
@@ -431,15 +421,6 @@ fn missing(path: &str, field: &str) -> Error {
         method: "POST".to_owned(),
         path: path.to_owned(),
         reason: format!("no `{field}` in the answer"),
-    }
-    .into()
-}
-
-fn pending_error(path: &str, p: super::PolicyPending) -> Error {
-    ClientError::Decode {
-        method: "POST".to_owned(),
-        path: path.to_owned(),
-        reason: format!("unexpected: {p}"),
     }
     .into()
 }

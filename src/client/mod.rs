@@ -475,7 +475,7 @@ impl DfnsClient {
         let raw = self
             .send(Method::Post, "/auth/action/init", body.as_str(), None)
             .await?;
-        let raw = expect_done(raw, "/auth/action/init")?;
+        let raw = expect_done(raw, Method::Post, "/auth/action/init")?;
         Ok(UserActionChallenge::from_json(&raw.body)?)
     }
 
@@ -494,7 +494,7 @@ impl DfnsClient {
         let raw = self
             .send(Method::Post, "/auth/action", body.as_str(), None)
             .await?;
-        let raw = expect_done(raw, "/auth/action")?;
+        let raw = expect_done(raw, Method::Post, "/auth/action")?;
         let token: crate::protocol::UserActionToken = raw.json(Method::Post, "/auth/action")?;
         Ok(SecretString::from(token.user_action))
     }
@@ -525,14 +525,17 @@ async fn sign_off_runtime(
         .map_err(|e| ClientError::SignTask(e.to_string()))?
 }
 
-fn expect_done(outcome: Outcome<RawResponse>, path: &str) -> Result<RawResponse, Error> {
-    match outcome {
-        Outcome::Done(raw) => Ok(raw),
-        Outcome::PolicyPending(_) => Err(ClientError::Decode {
-            method: "POST".to_owned(),
+/// The result of a call on an endpoint that never waits for a policy approval; a 202 there is
+/// a malformed answer.
+pub(crate) fn expect_done<T>(outcome: Outcome<T>, method: Method, path: &str) -> Result<T, Error> {
+    outcome.done().map_err(|pending| {
+        ClientError::Decode {
+            method: method.to_string(),
             path: path.to_owned(),
-            reason: "unexpected 202 (policy pending) on an authentication endpoint".to_owned(),
+            reason: format!(
+                "unexpected 202 on an endpoint that takes no policy approval: {pending}"
+            ),
         }
-        .into()),
-    }
+        .into()
+    })
 }
