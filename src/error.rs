@@ -122,6 +122,42 @@ pub enum BackendError {
     },
 }
 
+/// What a JSON decoding error says, without the server's own strings: serde's messages quote
+/// the offending value (`invalid type: string "…"`), which may be anything a hostile or broken
+/// server put there (a token, terminal escape codes). Field names from our own schema are kept.
+pub(crate) fn json_error_summary(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let what = match e.classify() {
+        Category::Io => "the body could not be read".to_owned(),
+        Category::Syntax => "the body is not valid JSON".to_owned(),
+        Category::Eof => "the body ends early (truncated JSON)".to_owned(),
+        Category::Data => match text
+            .split_once(" at line ")
+            .map_or(text.as_str(), |(m, _)| m)
+        {
+            m if m.starts_with("missing field `") => sanitize_text(m, 80),
+            _ => "a field has the wrong type or value".to_owned(),
+        },
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+/// Server-supplied text made safe for a terminal or a log line: control characters (escape
+/// sequences, newlines that would forge log lines) replaced by spaces, and at most `max`
+/// characters kept.
+pub(crate) fn sanitize_text(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn tries_left_text(tries: Option<u32>) -> String {
     match tries {
         Some(1) => "1 try left".to_owned(),
@@ -151,7 +187,7 @@ pub enum ProtocolError {
         reason: String,
     },
     /// The server did not list our credential among those allowed to answer the challenge.
-    #[error("credential `{cred_id}` is not allowed to sign this challenge (allowed Key credentials: {}); check the credential id, or register this key first", list_or_none(.allowed))]
+    #[error("credential `{cred_id}` is not allowed to sign this challenge (allowed credentials: {}); check the credential id, or register this key first", list_or_none(.allowed))]
     CredentialNotAllowed {
         /// Our credential id.
         cred_id: String,
@@ -264,6 +300,24 @@ pub enum ClientError {
     /// The signing task panicked or was cancelled.
     #[error("the signing task did not finish: {0}")]
     SignTask(String),
+    /// The key did not sign within the sign deadline; the request was not sent.
+    #[error("{key} did not sign within {seconds} s, so the request was not sent: check the device (a stuck HSM or network HSM link, a YubiKey nobody touched), or raise the sign timeout")]
+    SignTimeout {
+        /// The key (its description, never a secret).
+        key: String,
+        /// The deadline.
+        seconds: u64,
+    },
+    /// The answer's body was larger than the client accepts.
+    #[error("the answer to {method} {path} is larger than {limit} bytes and was not read: a Dfns answer is far smaller; check the base URL (a proxy or another server?), or raise max_response_bytes")]
+    ResponseTooLarge {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// The cap in force.
+        limit: usize,
+    },
 }
 
 /// Any error of this crate.
@@ -426,6 +480,17 @@ mod tests {
             }
             .into(),
             ClientError::SignTask("t".into()).into(),
+            ClientError::SignTimeout {
+                key: "PKCS#11 key \"k\"".into(),
+                seconds: 60,
+            }
+            .into(),
+            ClientError::ResponseTooLarge {
+                method: "GET".into(),
+                path: "/wallets".into(),
+                limit: 8,
+            }
+            .into(),
             BackendError::SlotOccupied {
                 device: "YubiKey serial 1".into(),
                 slot: "9a".into(),
@@ -443,5 +508,32 @@ mod tests {
         );
         assert!(all[20].to_string().contains("rate limited"));
         assert!(all[8].to_string().ends_with("(found: a)"));
+    }
+
+    #[test]
+    fn json_errors_never_quote_server_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Answer {
+            token: u64,
+        }
+        let e = serde_json::from_str::<Answer>(r#"{"token":"leaked-secret-value"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("leaked-secret-value"),
+            "serde quotes it"
+        );
+        let summary = json_error_summary(&e);
+        assert!(!summary.contains("leaked-secret-value"), "{summary}");
+        assert!(summary.contains("wrong type"), "{summary}");
+        let e = serde_json::from_str::<Answer>("{}").unwrap_err();
+        assert!(json_error_summary(&e).starts_with("missing field `token`"));
+        let e = serde_json::from_str::<Answer>("{\"tok").unwrap_err();
+        assert!(
+            json_error_summary(&e).contains("truncated"),
+            "{}",
+            json_error_summary(&e)
+        );
+        assert_eq!(sanitize_text("a\u{1b}[31mb\nc", 100), "a [31mb c");
+        assert_eq!(sanitize_text("abcdef", 3), "abc…");
     }
 }

@@ -67,8 +67,11 @@ pub mod simulator;
 
 #[cfg(feature = "dfns-sdk")]
 pub mod dfns_sdk;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use backend::{open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey};
-pub use client::{DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
+pub use client::{CallOptions, DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
 pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
 pub use protocol::CredentialSigner;

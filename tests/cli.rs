@@ -189,6 +189,14 @@ async fn call_signs_sends_and_prints() {
         r#"{"id":"wa-cli","network":"Bitcoin"}"#
     );
     let sent = server.recorded();
+    assert_eq!(sent.len(), 3, "init, assertion, the call");
+    check_first_factor(
+        &sent[1],
+        "ci",
+        "YWJj",
+        "cred-cli",
+        &fixture("keys/secp256k1.pub.pem"),
+    );
     assert_eq!(
         sent[2].body, br#"{"network":"Bitcoin"}"#,
         "file body sent byte for byte, trailing newline trimmed"
@@ -218,6 +226,55 @@ async fn call_signs_sends_and_prints() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("ap-1"));
+}
+
+/// Checks the `/auth/action` request the binary sent: it answers `identifier`, its `clientData`
+/// is exactly the `key.get` JSON of the `challenge` the server issued, and its signature over
+/// those bytes verifies under the secp256k1 public key in `public_pem` (read with `k256`, not
+/// with our own code).
+fn check_first_factor(
+    sent: &common::mock_http::Recorded,
+    identifier: &str,
+    challenge: &str,
+    cred_id: &str,
+    public_pem: &str,
+) {
+    use base64::Engine;
+    use k256::ecdsa::signature::Verifier;
+    use k256::pkcs8::DecodePublicKey;
+
+    assert_eq!(
+        (sent.method.as_str(), sent.target.as_str()),
+        ("POST", "/auth/action")
+    );
+    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(body["challengeIdentifier"], identifier, "{body}");
+    let factor = &body["firstFactor"];
+    assert_eq!(factor["kind"], "Key", "{body}");
+    let assertion = &factor["credentialAssertion"];
+    assert_eq!(assertion["credId"], cred_id, "{body}");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let client_data = b64
+        .decode(assertion["clientData"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(client_data.clone()).unwrap(),
+        format!(r#"{{"type":"key.get","challenge":"{challenge}"}}"#),
+        "clientData"
+    );
+    let signature = b64
+        .decode(assertion["signature"].as_str().unwrap())
+        .unwrap();
+    let key = k256::ecdsa::VerifyingKey::from_public_key_pem(
+        &std::fs::read_to_string(public_pem).unwrap(),
+    )
+    .unwrap();
+    // Dfns takes either S; k256 alone insists on the low one.
+    let signature = k256::ecdsa::Signature::from_der(&signature)
+        .expect("a DER ECDSA signature")
+        .normalize_s();
+    key.verify(&client_data, &signature)
+        .expect("the assertion's signature verifies over clientData");
 }
 
 #[test]
@@ -382,14 +439,13 @@ async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
 #[cfg(all(feature = "simulator", feature = "pkcs11"))]
 #[test]
 fn demo_generates_its_key_on_softhsm() {
-    let module = "/usr/lib/softhsm/libsofthsm2.so";
-    if !std::path::Path::new(module).exists() {
-        if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
-            eprintln!("SKIPPED demo_generates_its_key_on_softhsm: SoftHSM is not installed (DFNS_SIGNER_SKIP_HARDWARE=1)");
-            return;
-        }
-        panic!("SoftHSM is not installed: apt-get install softhsm2 opensc (or set DFNS_SIGNER_SKIP_HARDWARE=1)");
+    if common::skip::should_skip(
+        common::skip::SKIP_HARDWARE,
+        "the demo on SoftHSM needs softhsm2 and opensc",
+    ) {
+        return;
     }
+    let module = common::modules::softhsm();
     let dir = std::env::temp_dir().join(format!("dfns-cli-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let init = Command::new(format!(
@@ -398,6 +454,7 @@ fn demo_generates_its_key_on_softhsm() {
     ))
     .arg(&dir)
     .env("KEYS", "")
+    .env("MODULE", &module)
     .env("TOKEN_LABEL", "cli-demo")
     .env("USER_PIN", "864213")
     .output()
@@ -410,7 +467,8 @@ fn demo_generates_its_key_on_softhsm() {
     let out = bin()
         .args(["demo", "--algorithm", "ed25519", "--pkcs11"])
         .arg(format!(
-            "pkcs11:token=cli-demo?module-path={module}&pin-source=env:CLI_DEMO_PIN"
+            "pkcs11:token=cli-demo?module-path={}&pin-source=env:CLI_DEMO_PIN",
+            module.display()
         ))
         .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
         .env("CLI_DEMO_PIN", "864213")

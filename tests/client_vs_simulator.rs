@@ -71,7 +71,7 @@ async fn every_key_type_registers_and_signs_calls() {
         // A second Key credential for the same account, registered by the first, then used.
         let second: Arc<dyn KeyBackend> = Arc::new(SoftwareKey::generate(alg).unwrap());
         let registered = sa
-            .register_key_credential(second.as_ref(), &format!("second-{alg}"), None)
+            .register_key_credential(second.clone(), &format!("second-{alg}"), None)
             .await
             .unwrap();
         let second_id = registered["credentialId"].as_str().unwrap().to_owned();
@@ -90,8 +90,36 @@ async fn every_key_type_registers_and_signs_calls() {
         })
         .await
         .unwrap();
-    assert!(list["items"].as_array().is_some());
-    assert!(sim.stats().user_actions_used >= 12);
+    // Two wallets per key type, and the simulator lists the whole organisation's.
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        2 * ALGORITHMS.len()
+    );
+    // Per key type, five requests need a user action: the service account, its wallet, the
+    // signature, the second credential's registration (its `/auth/credentials/init` needs none)
+    // and the second credential's wallet. Each user action is issued once and used once.
+    let stats = sim.stats();
+    let per_key_type = 5;
+    let actions = (per_key_type * ALGORITHMS.len()) as u64;
+    assert_eq!(stats.user_actions_issued, actions, "{stats:?}");
+    assert_eq!(stats.user_actions_used, actions, "{stats:?}");
+    let requests = |key: &str| stats.requests.get(key).copied().unwrap_or(0);
+    let n = ALGORITHMS.len() as u64;
+    assert_eq!(requests("POST /auth/action/init"), actions, "{stats:?}");
+    assert_eq!(requests("POST /auth/action"), actions, "{stats:?}");
+    assert_eq!(requests("POST /auth/service-accounts"), n, "{stats:?}");
+    assert_eq!(requests("POST /wallets"), 2 * n, "{stats:?}");
+    assert_eq!(requests("POST /auth/credentials/init"), n, "{stats:?}");
+    assert_eq!(requests("POST /auth/credentials"), n, "{stats:?}");
+    let signature_posts: u64 = stats
+        .requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST /wallets/") && k.ends_with("/signatures"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(signature_posts, n, "{stats:?}");
+    assert!(stats.rejections.is_empty(), "{stats:?}");
+    assert_eq!((stats.faults_injected, stats.dropped), (0, 0), "{stats:?}");
 }
 
 #[tokio::test]
@@ -137,13 +165,14 @@ async fn login_delegated_login_pat_and_credential_code() {
         .await
         .unwrap();
     let code = code["code"].as_str().expect("a code").to_owned();
-    let new_key = SoftwareKey::generate(Algorithm::EcdsaSecp256k1).unwrap();
+    let new_key: Arc<dyn KeyBackend> =
+        Arc::new(SoftwareKey::generate(Algorithm::EcdsaSecp256k1).unwrap());
     let bare = DfnsClient::builder()
         .base_url(sim.base_url())
         .build()
         .unwrap();
     let registered = bare
-        .register_key_credential_with_code(&code, &new_key, "from-code", None)
+        .register_key_credential_with_code(&code, new_key.clone(), "from-code", None)
         .await
         .unwrap();
     assert_eq!(
@@ -197,19 +226,30 @@ async fn retries_under_injected_faults_always_take_a_fresh_user_action() {
         retrying.create_wallet(&body).await.unwrap().done().unwrap();
     }
     let stats = sim.stats();
+    // How many faults the seeded dice roll is not known without rolling them; that some did is
+    // what makes this test about retries.
     assert!(
         stats.faults_injected > 0,
         "the dice never rolled a fault: {stats:?}"
     );
-    // Every attempt spent its own user action; none was refused as a replay.
-    assert_eq!(stats.user_actions_issued, stats.user_actions_used);
-    assert!(
-        !stats
-            .rejections
-            .keys()
-            .any(|k| k.contains("already been used")),
-        "{stats:?}"
+    // Faults strike only `POST /wallets`, after its user action is spent: each fault costs one
+    // attempt, and each of the 10 wallets one successful attempt. Every attempt took its own user
+    // action, issued and used exactly once; none was refused.
+    let attempts = 10 + stats.faults_injected;
+    let requests = |key: &str| stats.requests.get(key).copied().unwrap_or(0);
+    assert_eq!(requests("POST /wallets"), attempts, "{stats:?}");
+    assert_eq!(requests("POST /auth/action/init"), attempts, "{stats:?}");
+    assert_eq!(requests("POST /auth/action"), attempts, "{stats:?}");
+    assert_eq!(stats.user_actions_issued, attempts, "{stats:?}");
+    assert_eq!(stats.user_actions_used, attempts, "{stats:?}");
+    let status = |code: u16| stats.statuses.get(&code).copied().unwrap_or(0);
+    assert_eq!(
+        status(429) + status(502),
+        stats.faults_injected,
+        "every fault is a 429 or a 502: {stats:?}"
     );
+    assert!(stats.rejections.is_empty(), "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
 
     // Without a retry policy, the fault comes back as a typed error.
     sim.set_faults(Faults {
@@ -222,6 +262,18 @@ async fn retries_under_injected_faults_always_take_a_fresh_user_action() {
         .await
         .unwrap_err();
     assert_eq!(err.api().map(|a| a.status), Some(502));
+    // One more attempt, not retried: one more user action spent, one more fault.
+    let after = sim.stats();
+    assert_eq!(
+        after.user_actions_used,
+        stats.user_actions_used + 1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.faults_injected,
+        stats.faults_injected + 1,
+        "{after:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::protocol::challenge::AllowedCredential;
 use dfns_signer::protocol::encoding::b64url_decode;
-use dfns_signer::protocol::{
-    attest, client_data, ClientDataType, Method, Payload, UserActionChallenge, UserActionInit,
-};
+use dfns_signer::protocol::{attest, Method, Payload, UserActionChallenge, UserActionInit};
 use dfns_signer::{Algorithm, CredentialSigner, KeyBackend, PublicKey};
 use serde_json::Value;
 
@@ -40,6 +38,36 @@ fn challenge_listing(challenge: &str, cred_id: &str) -> UserActionChallenge {
         id: cred_id.into(),
     });
     c
+}
+
+/// Verifies an ECDSA `der` signature over `message` under the SPKI `pem`, with the `p256` and
+/// `k256` crates directly (not through our `PublicKey`): an independent check of what we sign.
+fn verify_independently(kind: &str, pem: &str, message: &[u8], der: &[u8]) {
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+    match kind {
+        "p256" => {
+            let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap();
+            let sig = p256::ecdsa::Signature::from_der(der).expect("DER");
+            key.verify(message, &sig)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        }
+        "secp256k1" => {
+            let key = k256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap();
+            // Dfns takes either S; k256 alone insists on the low one.
+            let sig = k256::ecdsa::Signature::from_der(der)
+                .expect("DER")
+                .normalize_s();
+            key.verify(message, &sig)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        }
+        other => panic!("{other} is not ECDSA"),
+    }
+}
+
+/// Lowercase hexadecimal digits only.
+fn is_lowercase_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Checks `sig` is DER with minimal integers: decoding and re-encoding gives the same bytes.
@@ -85,7 +113,19 @@ fn first_factor_matches_the_official_signer() {
             a["clientDataUtf8"].as_str().unwrap().as_bytes(),
             "{kind}"
         );
-        assert_eq!(client_data, client_data_bytes(challenge));
+        // And its wire form: the SDK's base64url string, and the credential id, as captured.
+        let official = &a["firstFactor"]["credentialAssertion"];
+        assert_eq!(
+            ff.credential_assertion.client_data,
+            official["clientData"].as_str().unwrap(),
+            "{kind}"
+        );
+        assert_eq!(hex::encode(&client_data), a["clientDataHex"], "{kind}");
+        assert_eq!(
+            ff.credential_assertion.cred_id,
+            official["credId"].as_str().unwrap(),
+            "{kind}"
+        );
         let sig = b64url_decode(&ff.credential_assertion.signature).unwrap();
 
         if a["deterministic"].as_bool().unwrap() {
@@ -100,25 +140,29 @@ fn first_factor_matches_the_official_signer() {
                 "{kind}"
             );
         } else {
-            key.public_key().verify(&client_data, &sig).unwrap();
+            // Ours verifies over the SDK's clientData bytes under the SDK's public key.
+            verify_independently(
+                kind,
+                a["publicKeyPem"].as_str().unwrap(),
+                a["clientDataUtf8"].as_str().unwrap().as_bytes(),
+                &sig,
+            );
             assert_canonical_der(key.algorithm(), &sig);
             // And the SDK's own (randomised) signature verifies under our reading of the key.
             let theirs = hex::decode(a["signatureHex"].as_str().unwrap()).unwrap();
             let pk = PublicKey::from_pem(a["publicKeyPem"].as_str().unwrap()).unwrap();
             pk.verify(&client_data, &theirs).unwrap();
-            // Same JSON shape, field for field, apart from the signature.
-            let mut ours: Value = serde_json::from_str(&ff.to_json()).unwrap();
-            let mut official: Value =
-                serde_json::from_str(a["firstFactorJson"].as_str().unwrap()).unwrap();
-            ours["credentialAssertion"]["signature"] = Value::Null;
-            official["credentialAssertion"]["signature"] = Value::Null;
-            assert_eq!(ours, official, "{kind}");
+            // The SDK's JSON byte for byte, but for the signature.
+            let their_sig = official["signature"].as_str().unwrap();
+            let expected = a["firstFactorJson"].as_str().unwrap();
+            assert_eq!(expected.matches(their_sig).count(), 1);
+            assert_eq!(
+                ff.to_json(),
+                expected.replace(their_sig, &ff.credential_assertion.signature),
+                "{kind}: firstFactor JSON apart from the signature"
+            );
         }
     }
-}
-
-fn client_data_bytes(challenge: &str) -> Vec<u8> {
-    client_data(ClientDataType::Get, challenge)
 }
 
 #[test]
@@ -208,12 +252,48 @@ fn key_credential_attestations_match() {
                 "{kind}"
             );
         } else {
+            // Ours verifies over the SDK's fingerprint bytes, under the SDK's public key.
+            assert!(
+                is_lowercase_hex(&att.signature_hex),
+                "{kind}: {}",
+                att.signature_hex
+            );
             let sig = hex::decode(&att.signature_hex).unwrap();
-            key.public_key()
-                .verify(att.fingerprint.as_bytes(), &sig)
+            let pem = v["assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["keyKind"] == kind)
+                .unwrap()["publicKeyPem"]
+                .as_str()
                 .unwrap();
+            verify_independently(
+                kind,
+                pem,
+                t["credInfoFingerprint"].as_str().unwrap().as_bytes(),
+                &sig,
+            );
             assert_canonical_der(key.algorithm(), &sig);
-            assert_eq!(att.signature_hex, att.signature_hex.to_lowercase());
+            // The SDK's attestation JSON and credentialInfo byte for byte, but for the signature.
+            let their_sig = t["signatureHex"].as_str().unwrap();
+            let their_att = t["attestationData"].as_str().unwrap();
+            assert_eq!(their_att.matches(their_sig).count(), 1);
+            let expected_att = their_att.replace(their_sig, &att.signature_hex);
+            assert_eq!(
+                att.attestation_data, expected_att,
+                "{kind}: attestationData"
+            );
+            let mut expected_info = t["credentialInfo"].clone();
+            expected_info["attestationData"] = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                expected_att.as_bytes(),
+            )
+            .into();
+            assert_eq!(
+                serde_json::to_value(&att.credential_info).unwrap(),
+                expected_info,
+                "{kind}: credentialInfo"
+            );
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The PIV backend against a virtual YubiKey on a real PC/SC stack (pcscd + vpcd), started by
-//! the tests themselves. Needs root and `apt-get install pcscd vsmartcard-vpcd yubico-piv-tool`;
-//! `DFNS_SIGNER_SKIP_HARDWARE=1` skips (with a message). One test at the end runs against a real
-//! YubiKey when `DFNS_SIGNER_REAL_YUBIKEY=<serial>` is set (`cargo test --test piv -- --ignored`).
+//! the tests themselves. Needs root and `apt-get install pcscd vsmartcard-vpcd yubico-piv-tool
+//! ykcs11 opensc` (Yubico's PKCS#11 module is searched for in the library directories, or named
+//! by `DFNS_SIGNER_TEST_YKCS11_MODULE`); outside CI, `DFNS_SIGNER_SKIP_HARDWARE=1` skips, printing
+//! `SKIPPED <test>: …` on stderr. One test, `real_yubikey_generate_attest_sign`, is `#[ignore]`d:
+//! it runs against a real YubiKey with `cargo test --test piv -- --ignored real_yubikey`, and
+//! fails unless `DFNS_SIGNER_REAL_YUBIKEY=<serial>` names the key (see tests/README.md).
 
 #[path = "common/piv/mod.rs"]
 mod piv_support;
@@ -435,7 +438,7 @@ fn pin_whose_verify_got_no_answer_is_not_sent_again() {
     card.drop_link_on_next_pin_verify();
     let err = key.sign(b"m").unwrap_err();
     assert!(matches!(err, BackendError::Device { .. }), "{err:?}");
-    assert!(err.to_string().contains("open the key again"), "{err}");
+    assert!(err.to_string().contains("restart"), "{err}");
     // The card counted the wrong PIN although the answer never arrived.
     assert_eq!(card.counters().pin_verifies, verifies + 1);
     assert_eq!(card.pin_tries_left(), 2);
@@ -443,7 +446,7 @@ fn pin_whose_verify_got_no_answer_is_not_sent_again() {
     // Card back in: the handle refuses to send that PIN again, without any VERIFY.
     std::thread::sleep(Duration::from_millis(500));
     let err = key.sign(b"m").unwrap_err();
-    assert!(err.to_string().contains("open the key again"), "{err}");
+    assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(card.counters().pin_verifies, verifies + 1);
     assert_eq!(card.pin_tries_left(), 2);
 }
@@ -834,16 +837,18 @@ fn management_keys_3des_default_and_custom_aes() {
 
 /// Runs against a real YubiKey: `DFNS_SIGNER_REAL_YUBIKEY=<serial> DFNS_SIGNER_REAL_PIN=<pin>
 /// cargo test --test piv -- --ignored real_yubikey`. It generates a key in retired slot 95
-/// (overwriting it), with touch policy "always": touch the key when it blinks.
+/// (overwriting it), with touch policy "always": touch the key when it blinks. Asked to run
+/// without `DFNS_SIGNER_REAL_YUBIKEY`, it fails: a run that checked no device must not pass.
 #[test]
 #[ignore = "needs a real YubiKey: set DFNS_SIGNER_REAL_YUBIKEY=<serial>"]
 fn real_yubikey_generate_attest_sign() {
-    let Ok(serial) = std::env::var("DFNS_SIGNER_REAL_YUBIKEY") else {
-        eprintln!(
-            "SKIPPED real_yubikey_generate_attest_sign: set DFNS_SIGNER_REAL_YUBIKEY=<serial>"
-        );
-        return;
-    };
+    let serial = std::env::var("DFNS_SIGNER_REAL_YUBIKEY").unwrap_or_else(|_| {
+        panic!(
+            "real_yubikey_generate_attest_sign needs a real YubiKey: set \
+             DFNS_SIGNER_REAL_YUBIKEY=<serial> (and DFNS_SIGNER_REAL_PIN=<pin>) to run it; \
+             `yubico-piv-tool -a status` shows the serial"
+        )
+    });
     let serial: u32 = serial
         .parse()
         .expect("DFNS_SIGNER_REAL_YUBIKEY is a serial number");
@@ -892,11 +897,7 @@ fn other_piv_tools_see_and_use_the_generated_key() {
     let Some(env) = pcscd_or_skip("other_piv_tools_see_and_use_the_generated_key") else {
         return;
     };
-    let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
-    assert!(
-        std::path::Path::new(module).exists(),
-        "Yubico's PKCS#11 module is missing: apt-get install ykcs11 opensc"
-    );
+    let module = piv_support::modules::ykcs11();
     let _card = card_with_key(&env, 42_000_001, "9a", TouchPolicy::Never);
     let public_key = PivKey::builder(Slot::AUTHENTICATION)
         .serial(42_000_001)
@@ -909,16 +910,9 @@ fn other_piv_tools_see_and_use_the_generated_key() {
     let (data, sig_path) = (dir.join("data"), dir.join("sig"));
     std::fs::write(&data, b"signed through ykcs11").unwrap();
     let out = std::process::Command::new("pkcs11-tool")
-        .args([
-            "--module",
-            module,
-            "--login",
-            "--pin",
-            PIN,
-            "--sign",
-            "-m",
-            "ECDSA-SHA256",
-        ])
+        .arg("--module")
+        .arg(&module)
+        .args(["--login", "--pin", PIN, "--sign", "-m", "ECDSA-SHA256"])
         .args(["--id", "01", "--signature-format", "openssl", "-i"])
         .arg(&data)
         .arg("-o")
@@ -1115,4 +1109,43 @@ fn cli_asks_for_a_touch_when_the_slot_wants_one() {
         "{stderr}"
     );
     assert!(!stderr.contains(PIN) && !String::from_utf8_lossy(&out.stdout).contains(PIN));
+}
+
+/// A PIN the card refused is never presented again by the process: not by a second handle on
+/// the same YubiKey (another URI, a loop around `open()`), which keeps no memory of its own.
+#[test]
+fn a_refused_pin_is_not_presented_again_by_another_handle() {
+    let Some(env) = pcscd_or_skip("a_refused_pin_is_not_presented_again_by_another_handle") else {
+        return;
+    };
+    let card = card_with_key(&env, 35_700_001, "9a", TouchPolicy::Never);
+    let before = card.counters().pin_verifies;
+    for round in 0..3 {
+        let handle = key(35_700_001, "9a", pin("24681357"))
+            .verify_pin_at_open(false)
+            .open()
+            .unwrap();
+        let err = handle.sign(b"m").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackendError::PinIncorrect {
+                    tries_left: Some(2),
+                    ..
+                }
+            ),
+            "round {round}: {err:?}"
+        );
+    }
+    assert_eq!(
+        card.counters().pin_verifies,
+        before + 1,
+        "the wrong PIN was sent more than once"
+    );
+    assert_eq!(card.pin_tries_left(), 2);
+    // The right PIN is another PIN: it is tried, and works.
+    let good = key(35_700_001, "9a", pin(PIN)).open().unwrap();
+    good.public_key()
+        .verify(b"m", &good.sign(b"m").unwrap())
+        .unwrap();
 }

@@ -2,12 +2,15 @@
 //! (`tests/fixtures/transcripts/*.json`): a scripted local server answers exactly as the server in
 //! the transcript did, our client performs the same operation, and every request it sends is
 //! compared with the SDK's — method, URL, header set, body bytes. Values that are random
-//! (ECDSA signatures) are verified instead of compared.
+//! (ECDSA signatures) are verified instead of compared; everything around them is compared byte
+//! for byte.
 //!
 //! Not replayable, by design: `signer_algorithm_sha512_p256` (we never sign with SHA-512),
 //! `error_org_mismatch` (an option of the TS client we do not have), and
-//! `user_action_replay_rejected` (our client never re-sends an assertion). `every_transcript_is_covered`
-//! keeps that list honest.
+//! `user_action_replay_rejected` (our client never re-sends an assertion).
+//! `every_transcript_is_covered` runs the other tests of this file and checks that every
+//! transcript file is replayed by one of them or is in that list, and that the list names files
+//! that exist and that no test replays.
 
 mod common;
 
@@ -30,6 +33,24 @@ const NOT_REPLAYABLE: &[&str] = &[
     "error_org_mismatch",
     "user_action_replay_rejected",
 ];
+
+/// When set, [`Replay::start`] appends the name of every transcript it replays to this file
+/// (one a line), for `every_transcript_is_covered`.
+const REPLAY_LOG: &str = "DFNS_SIGNER_TEST_REPLAY_LOG";
+
+fn record_replayed(name: &str) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os(REPLAY_LOG) {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        // One write per line: with `writeln!` the name and its newline may be two writes, and
+        // tests replaying at once would interleave them.
+        log.write_all(format!("{name}\n").as_bytes()).unwrap();
+    }
+}
 
 fn load(name: &str) -> Value {
     let path = format!(
@@ -115,6 +136,7 @@ struct Replay {
 
 impl Replay {
     async fn start(name: &str) -> Replay {
+        record_replayed(name);
         let transcript = load(name);
         let server = MockServer::start(script(&transcript)).await;
         Replay { transcript, server }
@@ -186,21 +208,14 @@ impl Replay {
                 );
             }
             let their_body = t["bodyUtf8"].as_str().unwrap_or("");
+            let meta = &self.transcript["meta"];
             match url {
                 "/auth/action" | "/auth/login" => compare_assertion(name, &o.body, their_body),
-                "/auth/credentials" => compare_registration(name, &o.body, their_body),
-                // The payload of a registration's user action holds the (randomised, for ECDSA)
-                // attestation signature: compare it like the registration itself.
+                // The registration, and the payload of its user action, hold the (randomised,
+                // for ECDSA) attestation signature.
+                "/auth/credentials" => compare_registration(name, meta, &o.body, their_body),
                 "/auth/action/init" if their_body.contains("credentialKind") => {
-                    let mut o: Value = serde_json::from_slice(&o.body).unwrap();
-                    let mut t: Value = serde_json::from_str(their_body).unwrap();
-                    let (op, tp) = (o["userActionPayload"].take(), t["userActionPayload"].take());
-                    assert_eq!(o, t, "{name}: init fields");
-                    compare_registration(
-                        name,
-                        op.as_str().unwrap().as_bytes(),
-                        tp.as_str().unwrap(),
-                    );
+                    compare_registration(name, meta, &o.body, their_body)
                 }
                 _ => assert_eq!(
                     String::from_utf8_lossy(&o.body),
@@ -274,30 +289,86 @@ fn compare_assertion(name: &str, ours: &[u8], theirs: &str) {
     }
 }
 
-/// `/auth/credentials` bodies: byte-identical for deterministic keys; otherwise identical apart
-/// from the attestation signature, which must verify over the fingerprint.
-fn compare_registration(name: &str, ours: &[u8], theirs: &str) {
+/// A Key credential registration (`/auth/credentials`), or the user-action init whose payload is
+/// one: byte-identical to the SDK's for deterministic keys. For P-256 (ECDSA is randomised) the
+/// attestation signature is verified instead, independently of our code — with the `p256` crate,
+/// under the transcript's public key, over the fingerprint the SDK signed (PROTOCOL.md §4) — and
+/// everything else, the attestation JSON around the signature included, is byte-identical.
+fn compare_registration(name: &str, meta: &Value, ours: &[u8], theirs: &str) {
+    let ours = std::str::from_utf8(ours).unwrap();
     if name.ends_with("ed25519") || name.ends_with("rsa2048") {
-        assert_eq!(
-            String::from_utf8_lossy(ours),
-            theirs,
-            "{name}: registration bytes"
-        );
+        assert_eq!(ours, theirs, "{name}: registration bytes");
         return;
     }
-    let o: Value = serde_json::from_slice(ours).unwrap();
-    let t: Value = serde_json::from_str(theirs).unwrap();
-    let att = |v: &Value| -> Value {
-        let raw = b64url_decode(v["credentialInfo"]["attestationData"].as_str().unwrap()).unwrap();
-        serde_json::from_slice(&raw).unwrap()
+    assert!(name.ends_with("p256"), "{name}: which key signed?");
+    use base64::Engine;
+    use p256::ecdsa::signature::Verifier;
+    use p256::pkcs8::DecodePublicKey;
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    // The registration itself, or the one an init body carries as its payload.
+    let registration = |body: &str| -> Value {
+        let v: Value = serde_json::from_str(body).unwrap();
+        match v.get("userActionPayload") {
+            Some(payload) => serde_json::from_str(payload.as_str().unwrap()).unwrap(),
+            None => v,
+        }
     };
-    let (oa, ta) = (att(&o), att(&t));
-    assert_eq!(oa["publicKey"], ta["publicKey"], "{name}");
-    let mut o2 = o.clone();
-    let mut t2 = t.clone();
-    o2["credentialInfo"]["attestationData"] = Value::Null;
-    t2["credentialInfo"]["attestationData"] = Value::Null;
-    assert_eq!(o2, t2, "{name}");
+    let (o, t) = (registration(ours), registration(theirs));
+    let field = |v: &Value, f: &str| v["credentialInfo"][f].as_str().unwrap().to_owned();
+    let (our_b64, their_b64) = (field(&o, "attestationData"), field(&t, "attestationData"));
+    let decode = |s: &str| String::from_utf8(b64.decode(s).unwrap()).unwrap();
+    let (our_att, their_att) = (decode(&our_b64), decode(&their_b64));
+    let signature_of = |att: &str| -> String {
+        let v: Value = serde_json::from_str(att).unwrap();
+        v["signature"].as_str().unwrap().to_owned()
+    };
+    let (our_sig, their_sig) = (signature_of(&our_att), signature_of(&their_att));
+
+    // What the key signs: the fingerprint of this request's clientData and the new key's PEM.
+    // The SDK's bytes are in the transcript; they must be the fingerprint of what we sent.
+    let signed = meta["credInfoFingerprint"].as_str().unwrap();
+    let pem = meta["publicKeyPem"].as_str().unwrap();
+    let client_data = b64.decode(field(&o, "clientData")).unwrap();
+    assert_eq!(
+        signed,
+        format!(
+            r#"{{"clientDataHash":"{}","publicKey":{}}}"#,
+            hex::encode(sha2::Sha256::digest(&client_data)),
+            serde_json::to_string(pem).unwrap()
+        ),
+        "{name}: the transcript's fingerprint is that of the clientData we sent"
+    );
+    let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap();
+    let verify = |sig_hex: &str| {
+        let der = hex::decode(sig_hex).expect("a hex signature");
+        let sig = p256::ecdsa::Signature::from_der(&der).expect("a DER ECDSA signature");
+        key.verify(signed.as_bytes(), &sig)
+    };
+    // The SDK's own signature verifies over those bytes: they are what the protocol signs.
+    verify(&their_sig).expect("the SDK's attestation signature verifies");
+    verify(&our_sig).unwrap_or_else(|e| panic!("{name}: our attestation signature: {e}"));
+    assert!(
+        our_sig
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{name}: lowercase hex: {our_sig}"
+    );
+
+    // All but the signature, byte for byte: the attestation JSON, then the whole body.
+    assert_eq!(their_att.matches(&their_sig).count(), 1);
+    assert_eq!(
+        our_att,
+        their_att.replace(&their_sig, &our_sig),
+        "{name}: attestationData apart from the signature"
+    );
+    assert_eq!(theirs.matches(&their_b64).count(), 1);
+    assert_eq!(
+        ours,
+        theirs.replace(&their_b64, &our_b64),
+        "{name}: body apart from the attestation signature"
+    );
 }
 
 async fn replay_request(name: &str) -> (Replay, Result<Outcome<dfns_signer::RawResponse>, Error>) {
@@ -427,11 +498,12 @@ async fn key_credential_registration_for_every_key_type() {
         let name = format!("register_key_credential_{kind}");
         let replay = Replay::start(&name).await;
         let meta = &replay.transcript["meta"];
-        let new_key = SoftwareKey::from_pem(meta["privateKeyPem"].as_str().unwrap(), kind).unwrap();
+        let new_key: Arc<dyn KeyBackend> =
+            Arc::new(SoftwareKey::from_pem(meta["privateKeyPem"].as_str().unwrap(), kind).unwrap());
         let client = replay.client(Some(signer_for("Y3JlZC1wMjU2LWE2ZTY4NTlmYWQwNA")), true);
         let created = client
             .register_key_credential(
-                &new_key,
+                new_key.clone(),
                 &format!("hw-key-{kind}"),
                 Some(meta["newCredId"].as_str().unwrap()),
             )
@@ -441,7 +513,7 @@ async fn key_credential_registration_for_every_key_type() {
         // First use of the new credential, as in the capture.
         let new_client = client.with_signer(CredentialSigner::new(
             meta["newCredId"].as_str().unwrap(),
-            Arc::new(new_key),
+            new_key,
         ));
         new_client
             .create_wallet(&serde_json::json!({"network": "Solana"}))
@@ -594,23 +666,59 @@ async fn base_url_path_prefix_is_kept_in_urls_but_not_signed() {
     replay.check("/proxy/dfns");
 }
 
+/// Runs this file's other tests in a child process that logs every transcript they replay,
+/// then checks the transcript files against that log and [`NOT_REPLAYABLE`].
 #[test]
 fn every_transcript_is_covered() {
-    let covered = include_str!("transcripts.rs");
     let dir = format!("{}/tests/fixtures/transcripts", env!("CARGO_MANIFEST_DIR"));
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry
-            .unwrap()
-            .file_name()
-            .into_string()
-            .unwrap()
-            .replace(".json", "");
-        let named = covered.matches(&format!("\"{name}\"")).count() > 0
-            || (name.starts_with("register_key_credential_")
-                && covered.contains("register_key_credential_{kind}"));
-        assert!(
-            named || NOT_REPLAYABLE.contains(&name.as_str()),
-            "transcript {name} is neither replayed nor listed as not replayable"
-        );
-    }
+    let files: BTreeSet<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    assert!(!files.is_empty(), "no transcripts found");
+
+    let log = std::env::temp_dir().join(format!(
+        "dfns-signer-replayed-transcripts-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&log);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--skip", "every_transcript_is_covered"])
+        .env(REPLAY_LOG, &log)
+        .output()
+        .unwrap();
+    let replayed_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        out.status.success(),
+        "the replaying tests failed, so coverage cannot be known:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: BTreeSet<String> = replayed_log.lines().map(str::to_owned).collect();
+    let exceptions: BTreeSet<String> = NOT_REPLAYABLE.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        exceptions.len(),
+        NOT_REPLAYABLE.len(),
+        "NOT_REPLAYABLE repeats a name"
+    );
+
+    let not_files: Vec<_> = exceptions.difference(&files).collect();
+    assert!(
+        not_files.is_empty(),
+        "NOT_REPLAYABLE names transcripts that are not files in tests/fixtures/transcripts: {not_files:?}"
+    );
+    let replayed_anyway: Vec<_> = exceptions.intersection(&replayed).collect();
+    assert!(
+        replayed_anyway.is_empty(),
+        "NOT_REPLAYABLE names transcripts a test replays: {replayed_anyway:?}"
+    );
+    let covered: BTreeSet<String> = replayed.union(&exceptions).cloned().collect();
+    let uncovered: Vec<_> = files.difference(&covered).collect();
+    assert!(
+        uncovered.is_empty(),
+        "transcripts neither replayed by a test nor listed in NOT_REPLAYABLE: {uncovered:?}"
+    );
 }

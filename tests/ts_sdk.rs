@@ -7,10 +7,13 @@
 //! key signs.
 //!
 //! Needs Node.js 20+ and npm. The test fails (with what to install) when they are missing,
-//! unless `DFNS_SIGNER_SKIP_NODE=1` is set. `npm ci` runs in tests/ts-sdk when its
+//! unless `DFNS_SIGNER_SKIP_NODE=1` is set outside CI (then it prints `SKIPPED <test>: …` on
+//! stderr; in CI the variable fails the test). `npm ci` runs in tests/ts-sdk when its
 //! node_modules is missing (the npm registry must then be reachable).
 
 #![cfg(feature = "simulator")]
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,12 +37,14 @@ fn tool_version(tool: &str) -> Option<String> {
 
 /// Makes sure node, npm and the pinned SDK are there; `false` means skip (explicitly asked).
 fn prepare_node() -> bool {
-    if std::env::var("DFNS_SIGNER_SKIP_NODE").as_deref() == Ok("1") {
-        println!("SKIPPED: TypeScript SDK conformance (DFNS_SIGNER_SKIP_NODE=1)");
+    if common::skip::should_skip(
+        common::skip::SKIP_NODE,
+        "the TypeScript SDK conformance test needs Node.js and npm",
+    ) {
         return false;
     }
     let install_hint = "install Node.js 20+ with npm (Debian: `apt-get install -y nodejs npm`), \
-                        or set DFNS_SIGNER_SKIP_NODE=1 to skip this test";
+                        or, outside CI, set DFNS_SIGNER_SKIP_NODE=1 to skip this test";
     let node =
         tool_version("node").unwrap_or_else(|| panic!("`node` is not on PATH: {install_hint}"));
     tool_version("npm").unwrap_or_else(|| panic!("`npm` is not on PATH: {install_hint}"));

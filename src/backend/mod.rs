@@ -10,6 +10,8 @@
 
 mod pin;
 mod public_key;
+#[cfg(any(feature = "pkcs11", feature = "piv"))]
+pub(crate) mod refused_pins;
 pub mod software;
 mod uri;
 
@@ -24,7 +26,7 @@ use std::sync::Arc;
 
 pub use crate::error::BackendError;
 pub use pin::PinSource;
-pub use public_key::PublicKey;
+pub use public_key::{PublicKey, SignatureVerifier};
 pub use uri::{KeyUri, UriAttributes};
 
 /// A signature algorithm Dfns accepts for `Key` credentials.
@@ -90,6 +92,12 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     fn algorithm(&self) -> Algorithm {
         self.public_key().algorithm()
     }
+
+    /// Whether a signature may wait for a person (a YubiKey's touch). Callers that put a
+    /// deadline on signing give such keys longer.
+    fn waits_for_user(&self) -> bool {
+        false
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
@@ -102,6 +110,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn waits_for_user(&self) -> bool {
+        (**self).waits_for_user()
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
@@ -113,6 +124,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn waits_for_user(&self) -> bool {
+        (**self).waits_for_user()
     }
 }
 

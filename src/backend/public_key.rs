@@ -147,49 +147,38 @@ impl PublicKey {
 
     /// Checks `signature` (wire encoding) over the unhashed `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), BackendError> {
-        use signature::Verifier;
-        let refused =
-            |what: &str| BackendError::Crypto(format!("{what} signature does not verify"));
-        match self.algorithm {
-            Algorithm::EcdsaP256 => {
-                let key = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
-                    .map_err(|_| refused("P-256"))?;
-                let sig = p256::ecdsa::DerSignature::from_bytes(signature)
-                    .map_err(|_| refused("P-256 DER"))?;
-                key.verify(message, &sig).map_err(|_| refused("P-256"))
-            }
-            Algorithm::EcdsaSecp256k1 => {
-                let key = k256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
-                    .map_err(|_| refused("secp256k1"))?;
-                let sig = k256::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| refused("secp256k1 DER"))?;
-                // k256 refuses high-S signatures (a Bitcoin rule); Dfns, OpenSSL, HSMs and PIV
-                // cards do not: normalise S before checking.
-                let sig = sig.normalize_s();
-                key.verify(message, &sig).map_err(|_| refused("secp256k1"))
-            }
-            Algorithm::Ed25519 => {
-                let key = ed25519_dalek::VerifyingKey::from_public_key_der(&self.spki_der)
-                    .map_err(|_| refused("Ed25519"))?;
-                let sig = ed25519_dalek::Signature::from_slice(signature)
-                    .map_err(|_| refused("Ed25519"))?;
-                key.verify_strict(message, &sig)
-                    .map_err(|_| refused("Ed25519"))
-            }
+        self.verifier()?.verify(message, signature)
+    }
+
+    /// The key parsed once for checking many signatures: what a backend that verifies every
+    /// signature it makes keeps, instead of parsing the SPKI again each time.
+    pub fn verifier(&self) -> Result<SignatureVerifier, BackendError> {
+        let unreadable = |what: &str| {
+            BackendError::Crypto(format!(
+                "the {what} public key cannot be read for verifying"
+            ))
+        };
+        let key = match self.algorithm {
+            Algorithm::EcdsaP256 => VerifierKey::P256(
+                p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|_| unreadable("P-256"))?,
+            ),
+            Algorithm::EcdsaSecp256k1 => VerifierKey::K256(
+                k256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|_| unreadable("secp256k1"))?,
+            ),
+            Algorithm::Ed25519 => VerifierKey::Ed25519(
+                ed25519_dalek::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|_| unreadable("Ed25519"))?,
+            ),
             Algorithm::RsaPkcs1Sha256 => {
                 let key = rsa::RsaPublicKey::from_public_key_der(&self.spki_der)
-                    .map_err(|_| refused("RSA"))?;
-                // Exactly the modulus length, as OpenSSL (and so Dfns) requires: the rsa crate
-                // would accept a few bytes less (its integers round up to whole limbs).
-                if signature.len() != rsa::traits::PublicKeyParts::size(&key) {
-                    return Err(refused("RSA (wrong length)"));
-                }
-                let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
-                let sig =
-                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused("RSA"))?;
-                key.verify(message, &sig).map_err(|_| refused("RSA"))
+                    .map_err(|_| unreadable("RSA"))?;
+                let len = rsa::traits::PublicKeyParts::size(&key);
+                VerifierKey::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key)), len)
             }
-        }
+        };
+        Ok(SignatureVerifier { key })
     }
 
     fn check_parses(&self) -> Result<(), BackendError> {
@@ -232,6 +221,77 @@ impl PublicKey {
     }
 }
 
+/// A public key parsed for verifying signatures in Dfns' wire encoding (see
+/// [`PublicKey::verifier`]).
+#[derive(Clone)]
+pub struct SignatureVerifier {
+    key: VerifierKey,
+}
+
+#[derive(Clone)]
+enum VerifierKey {
+    P256(p256::ecdsa::VerifyingKey),
+    K256(k256::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// The key and its modulus length in bytes.
+    Rsa(Box<rsa::pkcs1v15::VerifyingKey<sha2::Sha256>>, usize),
+}
+
+impl SignatureVerifier {
+    /// Checks `signature` (DER ECDSA over SHA-256, raw Ed25519, PKCS#1 v1.5 with SHA-256) over
+    /// `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), BackendError> {
+        use signature::Verifier;
+        let refused =
+            |what: &str| BackendError::Crypto(format!("{what} signature does not verify"));
+        match &self.key {
+            VerifierKey::P256(key) => {
+                let sig = p256::ecdsa::DerSignature::from_bytes(signature)
+                    .map_err(|_| refused("P-256 DER"))?;
+                key.verify(message, &sig).map_err(|_| refused("P-256"))
+            }
+            VerifierKey::K256(key) => {
+                let sig = k256::ecdsa::Signature::from_der(signature)
+                    .map_err(|_| refused("secp256k1 DER"))?;
+                // k256 refuses high-S signatures (a Bitcoin rule); Dfns, OpenSSL, HSMs and PIV
+                // cards do not: normalise S before checking.
+                let sig = sig.normalize_s();
+                key.verify(message, &sig).map_err(|_| refused("secp256k1"))
+            }
+            VerifierKey::Ed25519(key) => {
+                let sig = ed25519_dalek::Signature::from_slice(signature)
+                    .map_err(|_| refused("Ed25519"))?;
+                key.verify_strict(message, &sig)
+                    .map_err(|_| refused("Ed25519"))
+            }
+            VerifierKey::Rsa(key, len) => {
+                // Exactly the modulus length, as OpenSSL (and so Dfns) requires: the rsa crate
+                // would accept a few bytes less (its integers round up to whole limbs).
+                if signature.len() != *len {
+                    return Err(refused("RSA (wrong length)"));
+                }
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| refused("RSA"))?;
+                key.verify(message, &sig).map_err(|_| refused("RSA"))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SignatureVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithm = match self.key {
+            VerifierKey::P256(_) => Algorithm::EcdsaP256,
+            VerifierKey::K256(_) => Algorithm::EcdsaSecp256k1,
+            VerifierKey::Ed25519(_) => Algorithm::Ed25519,
+            VerifierKey::Rsa(..) => Algorithm::RsaPkcs1Sha256,
+        };
+        f.debug_struct("SignatureVerifier")
+            .field("algorithm", &algorithm)
+            .finish()
+    }
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
@@ -251,41 +311,118 @@ mod tests {
     use crate::backend::software::SoftwareKey;
     use crate::backend::KeyBackend;
 
-    /// Devices and other signers do not normalise S; Dfns accepts both forms, and so must we.
-    #[test]
-    fn high_s_ecdsa_signatures_verify() {
-        for alg in [Algorithm::EcdsaSecp256k1, Algorithm::EcdsaP256] {
-            let key = SoftwareKey::generate(alg).unwrap();
-            let mut checked_high = false;
-            for i in 0u32..16 {
-                let msg = i.to_be_bytes();
-                let der = key.sign(&msg).unwrap();
-                let flipped = match alg {
-                    Algorithm::EcdsaSecp256k1 => {
-                        let sig = k256::ecdsa::Signature::from_der(&der).unwrap();
-                        let (r, s) = sig.split_scalars();
-                        k256::ecdsa::Signature::from_scalars(r, -*s)
-                            .unwrap()
-                            .to_der()
-                            .as_bytes()
-                            .to_vec()
-                    }
-                    _ => {
-                        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
-                        let (r, s) = sig.split_scalars();
-                        p256::ecdsa::Signature::from_scalars(r, -*s)
-                            .unwrap()
-                            .to_der()
-                            .as_bytes()
-                            .to_vec()
-                    }
-                };
-                key.public_key().verify(&msg, &der).unwrap();
-                key.public_key().verify(&msg, &flipped).unwrap();
-                assert!(key.public_key().verify(&[9], &flipped).is_err());
-                checked_high = true;
+    /// The orders n of the P-256 and secp256k1 groups (SEC 2), big-endian hex.
+    const P256_ORDER: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+    const SECP256K1_ORDER: &str =
+        "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+
+    /// r and s of a DER `SEQUENCE { INTEGER r, INTEGER s }`, as 32-byte big-endian numbers.
+    fn der_integers(der: &[u8]) -> ([u8; 32], [u8; 32]) {
+        assert_eq!(
+            (der[0], der[1] as usize),
+            (0x30, der.len() - 2),
+            "a DER sequence"
+        );
+        let mut at = 2;
+        let mut int = || {
+            assert_eq!(der[at], 0x02, "a DER integer");
+            let len = der[at + 1] as usize;
+            let bytes = &der[at + 2..at + 2 + len];
+            at += 2 + len;
+            let bytes = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
+            let mut out = [0u8; 32];
+            out[32 - bytes.len()..].copy_from_slice(bytes);
+            out
+        };
+        let r = int();
+        let s = int();
+        assert_eq!(at, der.len());
+        (r, s)
+    }
+
+    /// The DER signature of `r` and `s` (minimal integers, a 0 byte before a high bit).
+    fn der_signature(r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
+        let int = |x: &[u8; 32]| {
+            let mut v: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+            if v.first().is_none_or(|b| b & 0x80 != 0) {
+                v.insert(0, 0);
             }
-            assert!(checked_high);
+            let mut out = vec![0x02, v.len() as u8];
+            out.extend(v);
+            out
+        };
+        let body = [int(r), int(s)].concat();
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend(body);
+        out
+    }
+
+    /// a − b for big-endian numbers with a ≥ b.
+    fn minus(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let mut d = a[i] as i16 - b[i] as i16 - borrow;
+            borrow = (d < 0) as i16;
+            if d < 0 {
+                d += 256;
+            }
+            out[i] = d as u8;
+        }
+        assert_eq!(borrow, 0, "a < b");
+        out
+    }
+
+    /// Devices and other signers do not normalise S; Dfns accepts both forms, and so must we
+    /// (k256 alone refuses high S: `verify` normalises first). From a signature the official SDK
+    /// made (tests/fixtures/fixed_vectors.json), both forms are built by hand — s and n − s, with
+    /// the curve order written out above — and both must verify; another message, or another s,
+    /// must not.
+    #[test]
+    fn high_s_and_low_s_ecdsa_signatures_verify() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/fixed_vectors.json")).unwrap();
+        for (kind, order) in [("p256", P256_ORDER), ("secp256k1", SECP256K1_ORDER)] {
+            let a = vectors["assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["keyKind"] == kind)
+                .unwrap();
+            let key = PublicKey::from_pem(a["publicKeyPem"].as_str().unwrap()).unwrap();
+            let message = a["clientDataUtf8"].as_str().unwrap().as_bytes();
+            let sdk = hex::decode(a["signatureHex"].as_str().unwrap()).unwrap();
+            let n: [u8; 32] = hex::decode(order).unwrap().try_into().unwrap();
+
+            let (r, s) = der_integers(&sdk);
+            assert_eq!(
+                der_signature(&r, &s),
+                sdk,
+                "{kind}: DER written as the SDK does"
+            );
+            let flipped = minus(&n, &s);
+            // n is odd, so s ≠ n − s, and the larger of the two is the high one.
+            let (low, high) = if s < flipped {
+                (s, flipped)
+            } else {
+                (flipped, s)
+            };
+            assert!(high > minus(&n, &high) && low < minus(&n, &low), "{kind}");
+            let mut changed = high;
+            changed[31] ^= 1;
+            let (low, high) = (der_signature(&r, &low), der_signature(&r, &high));
+
+            key.verify(message, &low)
+                .unwrap_or_else(|e| panic!("{kind}: low-S signature refused: {e}"));
+            key.verify(message, &high)
+                .unwrap_or_else(|e| panic!("{kind}: high-S signature refused: {e}"));
+            for sig in [&low, &high] {
+                assert!(key.verify(b"another message", sig).is_err(), "{kind}");
+            }
+            assert!(
+                key.verify(message, &der_signature(&r, &changed)).is_err(),
+                "{kind}: a signature with another s verifies"
+            );
         }
     }
 

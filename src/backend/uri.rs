@@ -97,7 +97,9 @@ impl UriAttributes {
     pub fn invalid(&self, reason: impl Into<String>) -> BackendError {
         BackendError::InvalidUri {
             uri: self.raw.clone(),
-            reason: reason.into(),
+            // Reasons quote values, and a value can carry a PIN (`pool-size=5;pin=1234`: `;`
+            // does not split query attributes): redact them like the URI.
+            reason: redact_pins(&reason.into()),
         }
     }
 
@@ -125,7 +127,7 @@ impl UriAttributes {
                         return Err(invalid(format!("value of `{k}` is not UTF-8 once decoded")))
                     }
                 };
-                if k == "pin-value" {
+                if k == "pin-value" || k == "pin" {
                     return Err(invalid(
                         "a PIN inside a URI would end up in logs and shell history; use \
                          pin-source=env:NAME, pin-source=file:PATH or pin-source=prompt"
@@ -156,12 +158,13 @@ impl UriAttributes {
     }
 }
 
-/// Hides what may be a PIN before a URI is kept or quoted: the value of any `pin-value=`, and
-/// a `pin-source=` that is not a source (`pin-source=123456`: the PIN itself, by mistake).
+/// Hides what may be a PIN before a URI is kept or quoted: the value of any `pin-value=` or
+/// `pin=`, and a `pin-source=` that is not a source (`pin-source=123456`: the PIN itself, by
+/// mistake).
 fn redact_pins(uri: &str) -> String {
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
-    while let Some(at) = ["pin-value=", "pin-source="]
+    while let Some(at) = ["pin-value=", "pin-source=", "pin="]
         .iter()
         .filter_map(|k| rest.find(k).map(|i| (i, k.len())))
         .min()
@@ -239,6 +242,10 @@ impl FromStr for KeyUri {
 impl fmt::Display for KeyUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // `parse` drops a leading `//` (`file:///a` is `/a`): keep one that is the path's.
+            KeyUri::File { path } if path.to_string_lossy().starts_with("//") => {
+                write!(f, "file://{}", path.display())
+            }
             KeyUri::File { path } => write!(f, "file:{}", path.display()),
             KeyUri::Pkcs11(a) | KeyUri::Piv(a) => f.write_str(&a.raw),
         }
@@ -304,6 +311,16 @@ mod tests {
                 .contains("pin-value=[REDACTED]&module-path=/m.so"),
             "{err}"
         );
+        for uri in [
+            "pkcs11:token=t;object=k?pin=246813&module-path=/m.so",
+            "piv:slot=9a?pin=246813",
+            "pkcs11:token=t;pin=246813;object=k",
+        ] {
+            let err = KeyUri::parse(uri).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("246813"), "{text}");
+            assert!(text.contains("pin=[REDACTED]"), "{text}");
+        }
         let err = KeyUri::parse("piv:slot=9a;pin-value=1234").unwrap_err();
         assert!(matches!(err, BackendError::InvalidUri { .. }));
 

@@ -32,9 +32,18 @@ pub struct Args {
     /// Share of requests answered 502.
     #[arg(long, default_value_t = 0.0)]
     rate_502: f64,
+    /// Share of requests answered 504 (before the endpoint runs).
+    #[arg(long, default_value_t = 0.0)]
+    rate_504: f64,
     /// Share of connections dropped without an answer.
     #[arg(long, default_value_t = 0.0)]
     drop_rate: f64,
+    /// Share of requests that run and are then answered 504 (the side effect happened).
+    #[arg(long, default_value_t = 0.0)]
+    rate_504_after: f64,
+    /// Share of requests that run and whose connection is then dropped (the side effect happened).
+    #[arg(long, default_value_t = 0.0)]
+    drop_after_rate: f64,
     /// `"METHOD /path"` answered 202 (policy approval pending); repeatable; templates allowed.
     #[arg(long, value_name = "RULE")]
     policy_pending: Vec<String>,
@@ -52,7 +61,10 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
         ("--rate-429", args.rate_429),
         ("--rate-500", args.rate_500),
         ("--rate-502", args.rate_502),
+        ("--rate-504", args.rate_504),
         ("--drop-rate", args.drop_rate),
+        ("--rate-504-after", args.rate_504_after),
+        ("--drop-after-rate", args.drop_after_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("{name} must be between 0 and 1, got {rate}"));
@@ -72,7 +84,10 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
             retry_after_secs: args.retry_after,
             rate_500: args.rate_500,
             rate_502: args.rate_502,
+            rate_504: args.rate_504,
             drop_rate: args.drop_rate,
+            rate_504_after: args.rate_504_after,
+            drop_after_rate: args.drop_after_rate,
             policy_pending_paths: args.policy_pending,
             only_paths: args.fault_only,
             seed: args.seed,

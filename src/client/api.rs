@@ -81,9 +81,10 @@ pub struct ListWallets {
     pub pagination_token: Option<String>,
 }
 
+/// The answer of `/auth/login` and `/auth/login/delegated`, decoded straight into a secret.
 #[derive(Deserialize)]
 struct TokenAnswer {
-    token: String,
+    token: SecretString,
 }
 
 #[derive(Serialize)]
@@ -115,6 +116,18 @@ impl DfnsClient {
         super::expect_done(self.call(method, path, payload).await?, method, path)
     }
 
+    /// Like `call_done`, for answers that carry a token: the body's bytes are zeroized once
+    /// decoded (the token goes into a [`SecretString`], never a plain string).
+    async fn call_done_secret<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+    ) -> Result<T, Error> {
+        let raw = super::expect_done(self.request(method, path, payload).await?, method, path)?;
+        raw.json_zeroizing(method, path)
+    }
+
     // ---- credentials -------------------------------------------------------------------
 
     /// `POST /auth/credentials/init` `{"kind":"Key"}`: a registration challenge.
@@ -131,15 +144,18 @@ impl DfnsClient {
 
     /// Registers `new_key` as a Key credential of the caller: init, attestation by the new key,
     /// then `POST /auth/credentials` signed (user action) by this client's current credential.
-    /// `cred_id` defaults to [`crate::PublicKey::default_credential_id`].
+    /// `cred_id` defaults to [`crate::PublicKey::default_credential_id`]. The new key signs on a
+    /// blocking thread under the sign deadline, like every signature of the client.
     pub async fn register_key_credential(
         &self,
-        new_key: &dyn KeyBackend,
+        new_key: Arc<dyn KeyBackend>,
         name: &str,
         cred_id: Option<&str>,
     ) -> Result<Value, Error> {
         let challenge = self.credential_challenge().await?;
-        let payload = registration_payload(new_key, &challenge, name, cred_id)?;
+        let payload = self
+            .registration_payload(new_key, &challenge, name, cred_id)
+            .await?;
         self.call_done(Method::Post, "/auth/credentials", payload)
             .await
     }
@@ -169,7 +185,7 @@ impl DfnsClient {
     pub async fn register_key_credential_with_code(
         &self,
         code: &str,
-        new_key: &dyn KeyBackend,
+        new_key: Arc<dyn KeyBackend>,
         name: &str,
         cred_id: Option<&str>,
     ) -> Result<Value, Error> {
@@ -182,7 +198,9 @@ impl DfnsClient {
             )
             .await?;
         let challenge: CredentialChallenge = decode(v, "/auth/credentials/code/init")?;
-        let payload = registration_payload(new_key, &challenge, name, cred_id)?;
+        let payload = self
+            .registration_payload(new_key, &challenge, name, cred_id)
+            .await?;
         self.call_done(Method::Post, "/auth/credentials/code/verify", payload)
             .await
     }
@@ -201,13 +219,10 @@ impl DfnsClient {
         body: &CreateServiceAccount,
     ) -> Result<CreatedServiceAccount, Error> {
         let path = "/auth/service-accounts";
-        let mut v = self
-            .call_done(Method::Post, path, Payload::json(body)?)
+        let mut v: Value = self
+            .call_done_secret(Method::Post, path, Payload::json(body)?)
             .await?;
-        let token = v
-            .pointer_mut("/accessTokens/0/accessToken")
-            .map(Value::take)
-            .and_then(|t| t.as_str().map(str::to_owned))
+        let token = take_secret(&mut v, "/accessTokens/0/accessToken")
             .ok_or_else(|| missing(path, "accessTokens[0].accessToken"))?;
         let credential_id = [
             "/accessTokens/0/credId",
@@ -217,7 +232,7 @@ impl DfnsClient {
         .iter()
         .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_owned));
         Ok(CreatedServiceAccount {
-            access_token: SecretString::from(token),
+            access_token: token,
             credential_id,
             body: v,
         })
@@ -262,15 +277,12 @@ impl DfnsClient {
         if let Some(s) = seconds_valid {
             body["secondsValid"] = s.into();
         }
-        let mut v = self
-            .call_done(Method::Post, path, Payload::json(&body)?)
+        let mut v: Value = self
+            .call_done_secret(Method::Post, path, Payload::json(&body)?)
             .await?;
-        let token = v
-            .get_mut("accessToken")
-            .map(Value::take)
-            .and_then(|t| t.as_str().map(str::to_owned))
-            .ok_or_else(|| missing(path, "accessToken"))?;
-        Ok((SecretString::from(token), v))
+        let token =
+            take_secret(&mut v, "/accessToken").ok_or_else(|| missing(path, "accessToken"))?;
+        Ok((token, v))
     }
 
     // ---- login -----------------------------------------------------------------------
@@ -301,11 +313,10 @@ impl DfnsClient {
         first_factor: FirstFactor,
     ) -> Result<SecretString, Error> {
         let body = serde_json::json!({"challengeIdentifier": challenge_identifier, "firstFactor": first_factor});
-        let v = self
-            .call_done(Method::Post, "/auth/login", Payload::json(&body)?)
+        let answer: TokenAnswer = self
+            .call_done_secret(Method::Post, "/auth/login", Payload::json(&body)?)
             .await?;
-        let answer: TokenAnswer = decode(v, "/auth/login")?;
-        Ok(SecretString::from(answer.token))
+        Ok(answer.token)
     }
 
     /// Logs in as `username` with this client's credential: init, sign, complete.
@@ -313,20 +324,20 @@ impl DfnsClient {
         let signer = self.require_signer(Method::Post, "/auth/login")?;
         let challenge = self.login_init(username, org_id).await?;
         let identifier = challenge.challenge_identifier.clone();
-        let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
-            .await
-            .map_err(|e| ClientError::SignTask(e.to_string()))??;
+        let key = signer.backend().clone();
+        let first_factor = self
+            .sign_off_runtime(key.as_ref(), move || signer.assert(&challenge))
+            .await?;
         self.login_complete(&identifier, first_factor).await
     }
 
     /// `POST /auth/login/delegated` (user action): a login token for an end user.
     pub async fn delegated_login(&self, username: &str) -> Result<SecretString, Error> {
         let body = serde_json::json!({"username": username});
-        let v = self
-            .call_done(Method::Post, "/auth/login/delegated", Payload::json(&body)?)
+        let answer: TokenAnswer = self
+            .call_done_secret(Method::Post, "/auth/login/delegated", Payload::json(&body)?)
             .await?;
-        let answer: TokenAnswer = decode(v, "/auth/login/delegated")?;
-        Ok(SecretString::from(answer.token))
+        Ok(answer.token)
     }
 
     // ---- wallets ---------------------------------------------------------------------
@@ -387,22 +398,33 @@ impl DfnsClient {
     }
 }
 
-/// The body of a Key credential registration (shared by both registration routes).
-fn registration_payload(
-    new_key: &dyn KeyBackend,
-    challenge: &CredentialChallenge,
-    name: &str,
-    cred_id: Option<&str>,
-) -> Result<Payload, Error> {
-    let default_id = new_key.public_key().default_credential_id();
-    let cred_id = cred_id.unwrap_or(&default_id);
-    let attestation = attest(new_key, &challenge.challenge, cred_id)?;
-    Ok(Payload::json(&KeyRegistration {
-        credential_kind: "Key",
-        challenge_identifier: &challenge.challenge_identifier,
-        credential_name: name,
-        credential_info: &attestation.credential_info,
-    })?)
+impl DfnsClient {
+    /// The body of a Key credential registration (shared by both registration routes); the
+    /// attestation is signed off the runtime.
+    async fn registration_payload(
+        &self,
+        new_key: Arc<dyn KeyBackend>,
+        challenge: &CredentialChallenge,
+        name: &str,
+        cred_id: Option<&str>,
+    ) -> Result<Payload, Error> {
+        let cred_id = cred_id
+            .map(str::to_owned)
+            .unwrap_or_else(|| new_key.public_key().default_credential_id());
+        let attestation = {
+            let (key, challenge) = (new_key.clone(), challenge.challenge.clone());
+            self.sign_off_runtime(new_key.as_ref(), move || {
+                Ok(attest(key.as_ref(), &challenge, &cred_id)?)
+            })
+            .await?
+        };
+        Ok(Payload::json(&KeyRegistration {
+            credential_kind: "Key",
+            challenge_identifier: &challenge.challenge_identifier,
+            credential_name: name,
+            credential_info: &attestation.credential_info,
+        })?)
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value, path: &str) -> Result<T, Error> {
@@ -410,10 +432,18 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value, path: &str) -> Result<T, Err
         ClientError::Decode {
             method: "POST".to_owned(),
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: crate::error::json_error_summary(&e),
         }
         .into()
     })
+}
+
+/// Takes the string at `pointer` out of `v` into a secret (moved, not copied).
+fn take_secret(v: &mut Value, pointer: &str) -> Option<SecretString> {
+    match v.pointer_mut(pointer).map(Value::take) {
+        Some(Value::String(s)) => Some(SecretString::from(s)),
+        _ => None,
+    }
 }
 
 fn missing(path: &str, field: &str) -> Error {

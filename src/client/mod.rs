@@ -11,7 +11,13 @@
 //!
 //! One `DfnsClient` holds one connection pool; clone it freely (clones share the pool). A
 //! [`RetryPolicy`] wraps the *whole* flow, so a retried request always gets a fresh challenge and
-//! a fresh user action; the default policy never retries.
+//! a fresh user action; the default policy never retries, and no policy may repeat a side effect
+//! (see [`RetryPolicy`] for the table of what is retried when).
+//!
+//! Proxies are never taken from the environment (`HTTP_PROXY`, `ALL_PROXY`…): a client pointed
+//! at a loopback simulator over `http` would otherwise hand the bearer token and the user action
+//! to whatever proxy the environment names. Give one explicitly with
+//! [`DfnsClientBuilder::proxy`].
 
 mod api;
 mod retry;
@@ -36,6 +42,14 @@ use crate::protocol::{CredentialSigner, FirstFactor, Method, Payload, UserAction
 pub const DEFAULT_BASE_URL: &str = "https://api.dfns.io";
 /// Default time allowed for one HTTP exchange (the official Python, Go and Rust SDKs use 30 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on a response body: Dfns answers are kilobytes; a larger one is a broken or
+/// hostile server, and reading it would only fill memory.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Default time a key gets to sign one challenge: a stuck device (a network HSM that stopped
+/// answering) fails the request instead of hanging it.
+pub const DEFAULT_SIGN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a key that waits for a person (a YubiKey's touch, a PIN prompt) gets to sign.
+pub const DEFAULT_USER_SIGN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a mutating call can come back with.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,22 +116,38 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// Decodes a body that carries a secret (a token): the bytes are zeroized once decoded, so
+    /// the only copy left is the secret type `T` holds it in.
+    pub(crate) fn json_zeroizing<T: DeserializeOwned>(
+        self,
+        method: Method,
+        path: &str,
+    ) -> Result<T, Error> {
+        let body = zeroize::Zeroizing::new(self.body);
+        decode_json(&body, method, path)
+    }
+
     /// Decodes the body as JSON (`null` for an empty body).
     pub fn json<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, Error> {
-        let body: &[u8] = if self.body.is_empty() {
-            b"null"
-        } else {
-            &self.body
-        };
-        serde_json::from_slice(body).map_err(|e| {
-            ClientError::Decode {
-                method: method.to_string(),
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }
-            .into()
-        })
+        decode_json(&self.body, method, path)
     }
+}
+
+/// Decodes an answer's JSON (`null` for an empty body); errors never quote the server's values.
+pub(crate) fn decode_json<T: DeserializeOwned>(
+    body: &[u8],
+    method: Method,
+    path: &str,
+) -> Result<T, Error> {
+    let body: &[u8] = if body.is_empty() { b"null" } else { body };
+    serde_json::from_slice(body).map_err(|e| {
+        ClientError::Decode {
+            method: method.to_string(),
+            path: path.to_owned(),
+            reason: crate::error::json_error_summary(&e),
+        }
+        .into()
+    })
 }
 
 /// Builds a [`DfnsClient`].
@@ -126,6 +156,9 @@ pub struct DfnsClientBuilder {
     auth_token: Option<SecretString>,
     signer: Option<CredentialSigner>,
     timeout: Duration,
+    sign_timeout: Option<Duration>,
+    max_response_bytes: usize,
+    proxy: Option<String>,
     http: Option<reqwest::Client>,
     retry: Arc<dyn RetryPolicy>,
 }
@@ -137,6 +170,9 @@ impl Default for DfnsClientBuilder {
             auth_token: None,
             signer: None,
             timeout: DEFAULT_TIMEOUT,
+            sign_timeout: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            proxy: None,
             http: None,
             retry: Arc::new(NoRetry),
         }
@@ -170,9 +206,35 @@ impl DfnsClientBuilder {
         self
     }
 
+    /// Time a key gets to sign one challenge (default [`DEFAULT_SIGN_TIMEOUT`], or
+    /// [`DEFAULT_USER_SIGN_TIMEOUT`] for keys that wait for a touch or a PIN prompt). Past it the
+    /// request fails with [`ClientError::SignTimeout`] and is not sent.
+    pub fn sign_timeout(mut self, timeout: Duration) -> Self {
+        self.sign_timeout = Some(timeout);
+        self
+    }
+
+    /// Largest response body read (default [`DEFAULT_MAX_RESPONSE_BYTES`], 8 MiB). A larger
+    /// answer fails with [`ClientError::ResponseTooLarge`] without being read into memory.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Sends every request through this proxy (`http://host:port`, `https://…`, `socks5://…`
+    /// when reqwest supports it). Environment proxies (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `ALL_PROXY`) are never used. A proxy with an `http` base URL is refused: the proxy would
+    /// read the bearer token and the user action in clear. With `https`, the proxy only sees
+    /// the host name (a `CONNECT` tunnel).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = Some(url.into());
+        self
+    }
+
     /// Shares an existing `reqwest` client (and its connection pool) instead of building one.
-    /// Build it with `redirect(Policy::none())` and a timeout: this client's own defaults (no
-    /// redirects, [`DfnsClientBuilder::timeout`]) apply only to the client it builds.
+    /// Build it with `redirect(Policy::none())`, `no_proxy()` and a timeout: this client's own
+    /// defaults (no redirects, no environment proxies, [`DfnsClientBuilder::timeout`]) apply
+    /// only to the client it builds.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -188,20 +250,22 @@ impl DfnsClientBuilder {
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<DfnsClient, Error> {
         let config = |m: String| Error::from(ClientError::Config(m));
+        // Errors name the URL without its userinfo: `https://user:secret@host` must not reach
+        // a log through an error message.
+        let shown = redact_userinfo(&self.base_url);
         let mut url = url::Url::parse(&self.base_url)
-            .map_err(|e| config(format!("base URL `{}` is not a URL: {e}", self.base_url)))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&url) => {}
+            .map_err(|e| config(format!("base URL `{shown}` is not a URL: {e}")))?;
+        let plain_http = match url.scheme() {
+            "https" => false,
+            "http" if is_loopback(&url) => true,
             "http" => {
                 return Err(config(format!(
-                    "base URL `{}` uses http: the auth token would cross the network in clear; use https \
-                     (http is accepted only for loopback addresses)",
-                    self.base_url
+                    "base URL `{shown}` uses http: the auth token would cross the network in clear; use https \
+                     (http is accepted only for loopback addresses: 127.0.0.0/8, [::1], localhost)"
                 )))
             }
             other => return Err(config(format!("base URL scheme `{other}` is not http(s)"))),
-        }
+        };
         if url.query().is_some() || url.fragment().is_some() {
             return Err(config(
                 "base URL must not carry a query or fragment".to_owned(),
@@ -209,21 +273,45 @@ impl DfnsClientBuilder {
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(config(
-                "base URL must not carry credentials; use auth_token".to_owned(),
+                "base URL must not carry credentials (user:password@); use auth_token".to_owned(),
             ));
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
         let http = match self.http {
             Some(h) => h,
-            // No redirects: Dfns never sends one, and following it would replay a single-use
-            // user action (and the bearer token) to wherever it points.
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(self.timeout)
-                .user_agent(concat!("dfns-signer/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?,
+            None => {
+                let builder = reqwest::Client::builder()
+                    // No redirects: Dfns never sends one, and following it would replay a
+                    // single-use user action (and the bearer token) to wherever it points.
+                    .redirect(reqwest::redirect::Policy::none())
+                    // Never a proxy from the environment (see the module docs).
+                    .no_proxy()
+                    // rustls whatever other crates in the build turn on in reqwest (the official
+                    // dfns-sdk-rust brings native-tls): one TLS stack, audited, no OpenSSL.
+                    .use_rustls_tls()
+                    .timeout(self.timeout)
+                    .user_agent(concat!("dfns-signer/", env!("CARGO_PKG_VERSION")));
+                let builder = match &self.proxy {
+                    None => builder,
+                    Some(_) if plain_http => {
+                        return Err(config(
+                            "a proxy with an http base URL would read the auth token and user actions in \
+                             clear; use https, or no proxy for a loopback simulator"
+                                .to_owned(),
+                        ))
+                    }
+                    Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|_| {
+                        config(format!(
+                            "proxy `{}` is not a proxy URL (expected http://host:port)",
+                            redact_userinfo(proxy)
+                        ))
+                    })?),
+                };
+                builder
+                    .build()
+                    .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?
+            }
         };
         Ok(DfnsClient {
             inner: Arc::new(Inner {
@@ -232,9 +320,25 @@ impl DfnsClientBuilder {
                 auth_token: self.auth_token,
                 signer: self.signer,
                 timeout: self.timeout,
+                sign_timeout: self.sign_timeout,
+                max_response_bytes: self.max_response_bytes,
                 retry: self.retry,
             }),
         })
+    }
+}
+
+/// `scheme://user:pass@host/…` without `user:pass@`, for error messages.
+fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://[REDACTED]@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -254,6 +358,8 @@ struct Inner {
     auth_token: Option<SecretString>,
     signer: Option<CredentialSigner>,
     timeout: Duration,
+    sign_timeout: Option<Duration>,
+    max_response_bytes: usize,
     retry: Arc<dyn RetryPolicy>,
 }
 
@@ -321,8 +427,8 @@ impl DfnsClient {
         path: &str,
         payload: Payload,
     ) -> Result<Outcome<RawResponse>, Error> {
-        let needs = crate::protocol::needs_user_action(method, path);
-        self.request_with(method, path, payload, needs).await
+        self.request_with_options(method, path, payload, CallOptions::default())
+            .await
     }
 
     /// Like [`DfnsClient::request`], decoding a JSON answer.
@@ -347,32 +453,63 @@ impl DfnsClient {
         payload: Payload,
         needs_user_action: bool,
     ) -> Result<Outcome<RawResponse>, Error> {
+        let options = CallOptions {
+            needs_user_action: Some(needs_user_action),
+            ..CallOptions::default()
+        };
+        self.request_with_options(method, path, payload, options)
+            .await
+    }
+
+    /// Sends a request with per-call options: the user-action decision, and whether the retry
+    /// policy may send this request again after it may have run (see [`CallOptions`]).
+    pub async fn request_with_options(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+        options: CallOptions,
+    ) -> Result<Outcome<RawResponse>, Error> {
         crate::protocol::endpoints::validate_path(path)?;
+        let needs_user_action = options
+            .needs_user_action
+            .unwrap_or_else(|| crate::protocol::needs_user_action(method, path));
         let span = tracing::info_span!(
             "dfns.request",
             method = %method,
             path = %crate::protocol::endpoints::strip_query(path)
         );
         // `instrument`, not `span.enter()`: an entered guard must not live across `.await`.
-        self.with_retries(method, path, &payload, needs_user_action)
+        self.with_retries(method, path, &payload, needs_user_action, options)
             .instrument(span)
             .await
     }
 
-    /// Runs attempts until one succeeds or the retry policy gives up.
+    /// Runs attempts until one succeeds, the retry policy gives up, or sending again could
+    /// repeat a side effect.
     async fn with_retries(
         &self,
         method: Method,
         path: &str,
         payload: &Payload,
         needs_user_action: bool,
+        options: CallOptions,
     ) -> Result<Outcome<RawResponse>, Error> {
         let mut attempt = 1;
         loop {
-            let err = match self.attempt(method, path, payload, needs_user_action).await {
+            let failure = match self.attempt(method, path, payload, needs_user_action).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(err) => err,
+                Err(failure) => failure,
             };
+            let (err, reached_server) = match failure {
+                Failure::BeforeRequest(err) => (err, false),
+                Failure::Request(err) => (err, true),
+            };
+            if reached_server
+                && !retry::replay_is_safe(method, payload, options.retry_side_effects, &err)
+            {
+                return Err(err);
+            }
             let Some(delay) = self.inner.retry.retry_after(attempt, &err) else {
                 return Err(err);
             };
@@ -394,12 +531,15 @@ impl DfnsClient {
         path: &str,
         payload: &Payload,
         needs_user_action: bool,
-    ) -> Result<Outcome<RawResponse>, Error> {
+    ) -> Result<Outcome<RawResponse>, Failure> {
         let token = if needs_user_action {
-            let signer = self.require_signer(method, path)?;
+            let signer = self
+                .require_signer(method, path)
+                .map_err(|e| Failure::BeforeRequest(e.into()))?;
             Some(
                 self.user_action_with(&signer, method, path, payload)
-                    .await?,
+                    .await
+                    .map_err(Failure::BeforeRequest)?,
             )
         } else {
             None
@@ -413,7 +553,7 @@ impl DfnsClient {
             elapsed_us = started.elapsed().as_micros() as u64,
             ok = result.is_ok()
         );
-        result
+        result.map_err(Failure::Request)
     }
 
     /// Runs init → sign → complete and returns the single-use user action token.
@@ -449,7 +589,12 @@ impl DfnsClient {
         let challenge = self.user_action_init(method, path, payload).await?;
         tracing::debug!(step = "init", elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
-        let first_factor = sign_off_runtime(signer, challenge.clone()).await?;
+        let key = signer.backend().clone();
+        let first_factor = {
+            let (signer, challenge) = (signer.clone(), challenge.clone());
+            self.sign_off_runtime(key.as_ref(), move || signer.assert(&challenge))
+                .await?
+        };
         tracing::debug!(step = "sign", cred_id = %signer.credential_id(), elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
         let token = self
@@ -495,8 +640,9 @@ impl DfnsClient {
             .send(Method::Post, "/auth/action", body.as_str(), None)
             .await?;
         let raw = expect_done(raw, Method::Post, "/auth/action")?;
-        let token: crate::protocol::UserActionToken = raw.json(Method::Post, "/auth/action")?;
-        Ok(SecretString::from(token.user_action))
+        let token: crate::protocol::UserActionToken =
+            raw.json_zeroizing(Method::Post, "/auth/action")?;
+        Ok(token.user_action)
     }
 
     /// Sends a request with a user action token obtained elsewhere (delegated signing).
@@ -513,16 +659,72 @@ impl DfnsClient {
     }
 }
 
-/// Signs on a blocking thread: device I/O (and a person touching a YubiKey) must not stall
-/// the async runtime's workers.
-async fn sign_off_runtime(
-    signer: &CredentialSigner,
-    challenge: UserActionChallenge,
-) -> Result<FirstFactor, Error> {
-    let signer = signer.clone();
-    tokio::task::spawn_blocking(move || signer.assert(&challenge))
-        .await
-        .map_err(|e| ClientError::SignTask(e.to_string()))?
+impl DfnsClient {
+    /// Runs a signing step (`sign` uses `key`) on a blocking thread, under the sign deadline:
+    /// device I/O (and a person touching a YubiKey) must not stall the async runtime's workers,
+    /// and a stuck device must fail the request rather than hang it. The one path every signing
+    /// step of the client takes.
+    pub(crate) async fn sign_off_runtime<T: Send + 'static>(
+        &self,
+        key: &dyn crate::backend::KeyBackend,
+        sign: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let deadline = self.inner.sign_timeout.unwrap_or(if key.waits_for_user() {
+            DEFAULT_USER_SIGN_TIMEOUT
+        } else {
+            DEFAULT_SIGN_TIMEOUT
+        });
+        match tokio::time::timeout(deadline, tokio::task::spawn_blocking(sign)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(ClientError::SignTask(join.to_string()).into()),
+            // The blocking thread cannot be stopped; it finishes (or not) on its own, and its
+            // signature, if any, is dropped unused: nothing was sent with it.
+            Err(_) => Err(ClientError::SignTimeout {
+                key: key.describe(),
+                seconds: deadline.as_secs_f64().ceil() as u64,
+            }
+            .into()),
+        }
+    }
+}
+
+/// How one attempt failed: before the request itself was sent (getting the user action), or
+/// while sending it, when the server may have acted on it.
+enum Failure {
+    BeforeRequest(Error),
+    Request(Error),
+}
+
+/// Per-call options of [`DfnsClient::request_with_options`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// Forces the user-action decision (`None`: the endpoint table decides).
+    pub needs_user_action: Option<bool>,
+    /// Lets the retry policy send this request again even when it may have run already
+    /// (a 502/504, a timeout or a dropped connection after the request was written). Only for
+    /// requests that are idempotent by nature; for creations, put an `externalId` in the body
+    /// instead ([`Payload::with_external_id`]), which Dfns deduplicates.
+    pub retry_side_effects: bool,
+}
+
+impl CallOptions {
+    /// The defaults: the endpoint table decides, side effects are never retried.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`CallOptions::needs_user_action`].
+    pub fn needs_user_action(mut self, needs: bool) -> Self {
+        self.needs_user_action = Some(needs);
+        self
+    }
+
+    /// Sets [`CallOptions::retry_side_effects`].
+    pub fn retry_side_effects(mut self, allow: bool) -> Self {
+        self.retry_side_effects = allow;
+        self
+    }
 }
 
 /// The result of a call on an endpoint that never waits for a policy approval; a 202 there is

@@ -4,12 +4,57 @@
 //! Every new attempt starts from `/auth/action/init`, so a retried request never reuses a
 //! challenge or a user action token. Device errors (a wrong PIN above all) are never retried:
 //! another try could lock the device.
+//!
+//! What is retried when, in one table: [`RetryPolicy`].
 
 use std::time::Duration;
 
 use crate::error::{ClientError, Error};
+use crate::protocol::{Method, Payload};
+
+/// Whether a request that failed *after* it was handed to the transport may be sent again
+/// without risk of running twice.
+pub(crate) fn replay_is_safe(
+    method: Method,
+    payload: &Payload,
+    opted_in: bool,
+    error: &Error,
+) -> bool {
+    if method == Method::Get || opted_in {
+        return true;
+    }
+    match error {
+        // Never written to the wire: the server cannot have acted.
+        Error::Client(ClientError::Transport {
+            never_sent: true, ..
+        }) => true,
+        // A rate limiter refuses before the endpoint runs (RFC 6585: the request was not
+        // processed).
+        Error::Client(ClientError::Api(api)) if api.status == 429 => true,
+        // Dfns deduplicates requests by `externalId`: a second one returns the first's result.
+        _ => payload.external_id().is_some(),
+    }
+}
 
 /// Decides whether a failed request is tried again.
+///
+/// Before it asks the policy, the client checks that sending again cannot repeat a side effect
+/// (see the table below): a 502, a 504, a timeout or a connection dropped after the request was
+/// written may come *after* the server acted.
+///
+/// | what failed | `GET` | other methods | other methods with `externalId` in the body, or [`CallOptions::retry_side_effects`](super::CallOptions) |
+/// |---|---|---|---|
+/// | `/auth/action/init` or `/auth/action` (429, 502, 503, 504, refused connection) | retried | retried | retried |
+/// | connection refused (the request was never written) | retried | retried | retried |
+/// | 429 on the request (the rate limiter answers before the endpoint runs) | retried | retried | retried |
+/// | 502, 503, 504 on the request | retried | **not retried** | retried |
+/// | timeout, connection dropped after the request was written | not retried (policy) | **not retried** | not retried (policy) |
+/// | 500, other 4xx/5xx, 202 (policy pending), malformed answer | not retried | not retried | not retried |
+/// | device, PIN, touch, sign timeout | not retried | not retried | not retried |
+///
+/// "Retried" means [`Backoff`] retries it (within `max_attempts`, honouring `Retry-After`);
+/// [`NoRetry`], the default, retries nothing. A custom [`RetryPolicy`] is asked only where this
+/// table does not say "not retried" in bold.
 pub trait RetryPolicy: Send + Sync {
     /// After failed attempt number `attempt` (1-based) with `error`: `Some(delay)` to try again
     /// after `delay`, `None` to give up and return the error.
@@ -28,8 +73,9 @@ impl RetryPolicy for NoRetry {
 
 /// Exponential backoff on answers that say "try later" (429, 502, 503, 504) and on connections
 /// that were refused before the request left; honours `Retry-After`. Other errors — 500 (the
-/// request may have run), 4xx, device and PIN errors — are returned at once. For mutating calls,
-/// put an `externalId` in the body so that Dfns deduplicates a request that did run.
+/// request may have run), 4xx, device and PIN errors — are returned at once. A mutating call is
+/// retried after a 502/503/504 only when its body carries an `externalId` (Dfns deduplicates it)
+/// or the caller opted in (see the table on [`RetryPolicy`]).
 #[derive(Debug, Clone)]
 pub struct Backoff {
     /// Total attempts, the first included.
@@ -75,6 +121,63 @@ impl RetryPolicy for Backoff {
 mod tests {
     use super::*;
     use crate::error::{ApiError, BackendError};
+
+    #[test]
+    fn side_effects_are_replayed_only_when_provably_safe() {
+        let post = Method::Post;
+        let body = Payload::json(&serde_json::json!({"network": "EthereumSepolia"})).unwrap();
+        let with_id = body.clone().with_external_id("order-42").unwrap();
+        let lost = ClientError::Transport {
+            url: "u".into(),
+            reason: "connection reset".into(),
+            never_sent: false,
+        }
+        .into();
+        let refused = ClientError::Transport {
+            url: "u".into(),
+            reason: "connection refused".into(),
+            never_sent: true,
+        }
+        .into();
+        for status in [500, 502, 503, 504] {
+            assert!(
+                !replay_is_safe(post, &body, false, &api(status, None)),
+                "{status}"
+            );
+            assert!(
+                replay_is_safe(post, &with_id, false, &api(status, None)),
+                "{status}"
+            );
+            assert!(
+                replay_is_safe(post, &body, true, &api(status, None)),
+                "{status}"
+            );
+            assert!(replay_is_safe(
+                Method::Get,
+                &Payload::empty(),
+                false,
+                &api(status, None)
+            ));
+        }
+        assert!(!replay_is_safe(post, &body, false, &lost));
+        assert!(!replay_is_safe(
+            Method::Delete,
+            &Payload::empty(),
+            false,
+            &lost
+        ));
+        assert!(replay_is_safe(post, &body, false, &refused));
+        assert!(replay_is_safe(post, &body, false, &api(429, None)));
+        // An empty or non-string externalId deduplicates nothing.
+        for raw in [
+            r#"{"externalId":""}"#,
+            r#"{"externalId":7}"#,
+            r#"{"a":{"externalId":"x"}}"#,
+        ] {
+            let p = Payload::raw_json(raw).unwrap();
+            assert!(!replay_is_safe(post, &p, false, &api(502, None)), "{raw}");
+        }
+    }
 
     fn api(status: u16, retry_after: Option<u64>) -> Error {
         ApiError {

@@ -1,12 +1,16 @@
 //! One HTTP exchange: headers, body bytes, status handling, error mapping.
 //!
 //! The auth token goes only into the `Authorization` header, never into a URL, a log line or an
-//! error. Error bodies are read in both Dfns shapes; a 202 is a pending policy, not a success.
+//! error; the header is built in a buffer that is zeroized after use. Error bodies are read in
+//! both Dfns shapes; a 202 is a pending policy, not a success. Bodies are read in chunks up to
+//! the client's cap, after a look at `Content-Length`, so a hostile server cannot fill memory.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use super::{DfnsClient, Outcome, PolicyPending, RawResponse};
 use crate::error::{ClientError, Error};
@@ -33,10 +37,11 @@ impl DfnsClient {
         };
         let mut request = self.inner.http.request(reqwest_method, &url);
         if let Some(token) = &self.inner.auth_token {
-            request = request.header(
-                AUTHORIZATION,
-                secret_header(&format!("Bearer {}", token.expose_secret()))?,
-            );
+            let secret = token.expose_secret();
+            let mut value = Zeroizing::new(String::with_capacity(7 + secret.len()));
+            // Writing to a String cannot fail.
+            let _ = write!(value, "Bearer {secret}");
+            request = request.header(AUTHORIZATION, secret_header(&value)?);
         }
         if let Some(token) = user_action {
             request = request.header(USER_ACTION_HEADER, secret_header(token.expose_secret())?);
@@ -46,7 +51,7 @@ impl DfnsClient {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_owned());
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| self.transport_error(method, path, &url, e))?;
@@ -57,10 +62,33 @@ impl DfnsClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response
-            .bytes()
+        let limit = self.inner.max_response_bytes;
+        let too_large = || {
+            Error::from(ClientError::ResponseTooLarge {
+                method: method.to_string(),
+                path: crate::protocol::endpoints::strip_query(path).to_owned(),
+                limit,
+            })
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::with_capacity(
+            response
+                .content_length()
+                .map_or(0, |n| n as usize)
+                .min(64 * 1024),
+        );
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(method, path, &url, e))?;
+            .map_err(|e| self.transport_error(method, path, &url, e))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         tracing::debug!(status, bytes = bytes.len(), "response");
         match status {
             202 => Ok(Outcome::PolicyPending(PolicyPending {
@@ -68,7 +96,7 @@ impl DfnsClient {
             })),
             200..=299 => Ok(Outcome::Done(RawResponse {
                 status,
-                body: bytes.to_vec(),
+                body: bytes,
             })),
             _ => {
                 let mut error = parse_error_body(status, &bytes);

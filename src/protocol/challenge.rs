@@ -67,6 +67,30 @@ pub struct AllowCredentials {
     /// WebAuthn credentials, as given.
     #[serde(default)]
     pub webauthn: Vec<serde_json::Value>,
+    /// Password-protected Key credentials (a Key credential whose private key Dfns keeps
+    /// encrypted under the user's password).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub password_protected_key: Vec<AllowedCredential>,
+}
+
+impl AllowCredentials {
+    /// Every credential id any list names (Key, password-protected Key, WebAuthn).
+    pub fn all_ids(&self) -> impl Iterator<Item = &str> {
+        self.key
+            .iter()
+            .chain(&self.password_protected_key)
+            .map(|c| c.id.as_str())
+            .chain(
+                self.webauthn
+                    .iter()
+                    .filter_map(|w| w.get("id").and_then(serde_json::Value::as_str)),
+            )
+    }
+
+    /// Whether no list names any credential (some login flows): any credential may answer.
+    pub fn is_empty(&self) -> bool {
+        self.key.is_empty() && self.password_protected_key.is_empty() && self.webauthn.is_empty()
+    }
 }
 
 /// One allowed credential.
@@ -85,7 +109,7 @@ impl UserActionChallenge {
         let challenge: UserActionChallenge =
             serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed {
                 what: "user action challenge",
-                reason: e.to_string(),
+                reason: crate::error::json_error_summary(&e),
             })?;
         challenge.validate()?;
         Ok(challenge)
@@ -189,12 +213,12 @@ pub struct UserActionComplete {
     pub second_factor: Option<FirstFactor>,
 }
 
-/// Response of `POST /auth/action`.
+/// Response of `POST /auth/action`, decoded straight into a secret.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserActionToken {
     /// The single-use token for `X-DFNS-USERACTION`.
-    pub user_action: String,
+    pub user_action: secrecy::SecretString,
 }
 
 #[cfg(test)]
@@ -232,6 +256,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.allowed_key_ids().collect::<Vec<_>>(), vec!["c1"]);
+    }
+
+    #[test]
+    fn every_credential_list_is_read() {
+        let c = UserActionChallenge::from_json(
+            br#"{"challenge":"YWJj","challengeIdentifier":"id","allowCredentials":{"key":[],"webauthn":[{"type":"public-key","id":"wa-1"}],"passwordProtectedKey":[{"type":"public-key","id":"ppk-1"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.allow_credentials.all_ids().collect::<Vec<_>>(),
+            vec!["ppk-1", "wa-1"]
+        );
+        assert!(!c.allow_credentials.is_empty());
+        let none =
+            UserActionChallenge::from_json(br#"{"challenge":"YWJj","challengeIdentifier":"id"}"#)
+                .unwrap();
+        assert!(none.allow_credentials.is_empty());
     }
 
     #[test]

@@ -151,8 +151,19 @@ pub fn encode_segment(segment: &str) -> String {
     utf8_percent_encode(segment, COMPONENT).to_string()
 }
 
-/// Checks that a path is one the client can send: starts with `/`, holds no fragment, no
-/// whitespace or control characters, and no unencoded non-ASCII.
+/// Checks that a path is one the client can send *exactly as written*: the path part is what
+/// the user action signs, what the server looks up, and what the URL parser sends, and the three
+/// must be the same bytes. So the path:
+///
+/// - starts with `/` and holds no fragment (`#`);
+/// - holds only characters a URL path carries unchanged: letters, digits, `-._~`, the
+///   sub-delimiters `!$&'()*+,;=`, `:`, `@`, `/`, and `%` followed by two hex digits (anything
+///   else — spaces, controls, non-ASCII, `"<>\^`{|}` — the parser would re-encode, and `\` it
+///   would even turn into `/`);
+/// - has no dot segment (`.`, `..`, or their encodings `%2e`, `.%2E`…), which the parser would
+///   resolve away, so that `/wallets/../auth/…` cannot be signed as one path and sent as another.
+///
+/// The query (after `?`) is not signed, but is held to the same characters.
 pub fn validate_path(path: &str) -> Result<(), ProtocolError> {
     let bad = |reason: &str| ProtocolError::InvalidPath {
         path: path.to_owned(),
@@ -168,12 +179,39 @@ pub fn validate_path(path: &str) -> Result<(), ProtocolError> {
             "`#` must be percent-encoded (%23); encode ids with encode_segment",
         ));
     }
-    if path
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
-    {
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'%' => {
+                let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return Err(bad(
+                        "`%` must start a percent-encoding (%XX); encode a literal % as %25",
+                    ));
+                }
+            }
+            b if b.is_ascii_alphanumeric() => {}
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
+            | b',' | b';' | b'=' | b':' | b'@' | b'/' | b'?' => {}
+            b'\\' => {
+                return Err(bad(
+                    "`\\` would be sent as `/`; percent-encode it (%5C) with encode_segment",
+                ))
+            }
+            _ => return Err(bad(
+                "spaces, control, non-ASCII and the characters \"<>^`{|} must be percent-encoded \
+                     (encode ids with encode_segment)",
+            )),
+        }
+    }
+    let is_dot = |segment: &str| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    };
+    if strip_query(path).split('/').any(is_dot) {
         return Err(bad(
-            "spaces, control and non-ASCII characters must be percent-encoded",
+            "`.` and `..` segments (or %2e forms) would be resolved away by the URL parser, so the \
+             path sent would differ from the path signed; give the resolved path",
         ));
     }
     Ok(())
@@ -216,6 +254,72 @@ mod tests {
         assert!(validate_path("/wallets/a b").is_err());
         assert!(validate_path("/wallets/é").is_err());
         assert!(validate_path("/wallets#x").is_err());
+    }
+
+    #[test]
+    fn paths_that_the_url_parser_would_rewrite_are_refused() {
+        for bad in [
+            "/wallets/../auth/credentials",
+            "/wallets/%2e%2e/auth/credentials",
+            "/wallets/.%2E/x",
+            "/wallets/%2E/x",
+            "/wallets/./x",
+            "/wallets/..",
+            "/wallets\\..\\auth",
+            "/wallets\\x",
+            "/wallets/a\"b",
+            "/wallets/a<b>",
+            "/wallets/a`b",
+            "/wallets/{id}",
+            "/wallets/a|b",
+            "/wallets/a^b",
+            "/wallets/50%",
+            "/wallets/%zz",
+            "/wallets?q=a b",
+        ] {
+            assert!(validate_path(bad).is_err(), "{bad} must be refused");
+        }
+        for good in [
+            "/wallets/wa-1",
+            "/wallets/wa-a%2Fb/tags",
+            "/wallets/..a/x",
+            "/wallets/a..b",
+            "/wallets/%2e%2ex",
+            "/wallets/wa-1_x.y~(z)*'!$&+,;=:@",
+            "/wallets?limit=2&paginationToken=a%20b",
+        ] {
+            assert!(validate_path(good).is_ok(), "{good} must be accepted");
+        }
+    }
+
+    /// The property the rule exists for: whatever passes is sent with exactly the path signed.
+    /// Every one- and two-character segment over printable ASCII (and the dot encodings) is
+    /// tried against the URL parser the client sends with.
+    #[test]
+    fn every_accepted_path_is_sent_as_signed() {
+        let mut alphabet: Vec<String> = (0x20u8..0x7f).map(|b| (b as char).to_string()).collect();
+        alphabet.extend(["%2e", "%2E", "%2F", "%5C", "%"].map(str::to_owned));
+        let base = url::Url::parse("https://api.dfns.io").unwrap();
+        let mut accepted = 0;
+        for a in &alphabet {
+            for b in alphabet.iter().chain(std::iter::once(&String::new())) {
+                let path = format!("/wallets/{a}{b}/tags");
+                if validate_path(&path).is_err() {
+                    continue;
+                }
+                accepted += 1;
+                let sent = base.join(&path).unwrap();
+                assert_eq!(
+                    sent.path(),
+                    strip_query(&path),
+                    "{path:?} would be rewritten"
+                );
+            }
+        }
+        assert!(
+            accepted > 5000,
+            "the rule accepts the ordinary characters ({accepted})"
+        );
     }
 
     #[test]

@@ -5,9 +5,12 @@
 
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{sanitize_text, ApiError};
 
+/// The most of a non-JSON body kept as the message.
 const MAX_RAW_MESSAGE: usize = 200;
+/// The most of a server's `message` (or error id) kept: enough for any real Dfns message.
+const MAX_MESSAGE: usize = 500;
 
 #[derive(Deserialize)]
 struct Nested {
@@ -32,12 +35,17 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
         .ok()
         .filter(|f| f.message.is_some() || f.id.is_some());
     match flat {
+        // Messages reach terminals and logs: control characters (escape sequences, forged log
+        // lines) become spaces, and length is capped.
         Some(f) => ApiError {
             status,
-            message: f.message.unwrap_or_else(|| "(no message)".to_owned()),
+            message: f.message.map_or_else(
+                || "(no message)".to_owned(),
+                |m| sanitize_text(&m, MAX_MESSAGE),
+            ),
             id: f.id.map(|v| match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
+                serde_json::Value::String(s) => sanitize_text(&s, 100),
+                other => sanitize_text(&other.to_string(), 100),
             }),
             details: f.details.filter(|d| !d.is_null()),
             retry_after: None,
@@ -47,13 +55,8 @@ pub fn parse_error_body(status: u16, body: &[u8]) -> ApiError {
             let text = text.trim();
             let message = if text.is_empty() {
                 "(empty body)".to_owned()
-            } else if text.chars().count() > MAX_RAW_MESSAGE {
-                format!(
-                    "{}…",
-                    text.chars().take(MAX_RAW_MESSAGE).collect::<String>()
-                )
             } else {
-                text.to_owned()
+                sanitize_text(text, MAX_RAW_MESSAGE)
             };
             ApiError {
                 status,
@@ -98,5 +101,26 @@ mod tests {
         // JSON that is not an error body falls back to the raw text.
         let e = parse_error_body(500, br#"{"unexpected":true}"#);
         assert_eq!(e.message, r#"{"unexpected":true}"#);
+    }
+
+    #[test]
+    fn hostile_messages_are_defanged_and_capped() {
+        // An escape sequence that would recolour a terminal, and a newline that would forge a
+        // second log line.
+        let e = parse_error_body(
+            403,
+            "{\"message\":\"denied\\u001b[2J\\nERROR forged line\",\"id\":\"x\\ny\"}".as_bytes(),
+        );
+        assert_eq!(e.message, "denied [2J ERROR forged line");
+        assert_eq!(e.id.as_deref(), Some("x y"));
+        let long = format!(r#"{{"message":"{}"}}"#, "m".repeat(100_000));
+        let e = parse_error_body(400, long.as_bytes());
+        assert_eq!(
+            e.message.chars().count(),
+            501,
+            "500 characters and an ellipsis"
+        );
+        let e = parse_error_body(502, b"<html>\x1b[31mproxy\r\nerror</html>");
+        assert!(!e.message.chars().any(char::is_control), "{:?}", e.message);
     }
 }

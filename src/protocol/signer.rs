@@ -42,18 +42,17 @@ impl CredentialSigner {
     }
 
     /// Answers a challenge. Fails with [`ProtocolError::CredentialNotAllowed`] when the challenge
-    /// lists allowed credentials and ours is not among its Key credentials — signing anyway would
-    /// only earn a rejection, and may cost a PIN entry or a touch for nothing. A challenge that
-    /// lists no credential at all (some login flows) is signed.
+    /// lists allowed credentials and none of its lists (Key, password-protected Key, WebAuthn)
+    /// names ours — signing anyway would only earn a rejection, and may cost a PIN entry or a
+    /// touch for nothing. A challenge that lists no credential at all (some login flows) is
+    /// signed.
     pub fn assert(&self, challenge: &UserActionChallenge) -> Result<FirstFactor, Error> {
         challenge.validate()?;
-        let allowed: Vec<String> = challenge.allowed_key_ids().map(str::to_owned).collect();
-        let nothing_listed = challenge.allow_credentials.key.is_empty()
-            && challenge.allow_credentials.webauthn.is_empty();
-        if !nothing_listed && !allowed.contains(&self.cred_id) {
+        let lists = &challenge.allow_credentials;
+        if !lists.is_empty() && !lists.all_ids().any(|id| id == self.cred_id) {
             return Err(ProtocolError::CredentialNotAllowed {
                 cred_id: self.cred_id.clone(),
-                allowed,
+                allowed: lists.all_ids().map(str::to_owned).collect(),
             }
             .into());
         }
@@ -82,5 +81,50 @@ impl fmt::Debug for CredentialSigner {
             .field("cred_id", &self.cred_id)
             .field("backend", &self.backend.describe())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::software::SoftwareKey;
+    use crate::backend::Algorithm;
+
+    fn challenge(allow: &str) -> UserActionChallenge {
+        UserActionChallenge::from_json(
+            format!(
+                r#"{{"challenge":"YWJj","challengeIdentifier":"ci","allowCredentials":{allow}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_credential_named_in_any_list_signs_and_an_unlisted_one_is_refused() {
+        let key = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
+        let signer = CredentialSigner::new("cred-1", key);
+        for listed in [
+            r#"{"key":[{"type":"public-key","id":"cred-1"}]}"#,
+            r#"{"key":[],"passwordProtectedKey":[{"type":"public-key","id":"cred-1"}]}"#,
+            r#"{"key":[{"type":"public-key","id":"other"}],"webauthn":[{"type":"public-key","id":"cred-1"}]}"#,
+            r#"{"key":[],"webauthn":[]}"#,
+        ] {
+            let ff = signer
+                .assert(&challenge(listed))
+                .unwrap_or_else(|e| panic!("{listed}: {e}"));
+            assert_eq!(ff.credential_assertion.cred_id, "cred-1");
+        }
+        let err = signer
+            .assert(&challenge(
+                r#"{"key":[{"type":"public-key","id":"k-2"}],"passwordProtectedKey":[{"type":"public-key","id":"p-3"}]}"#,
+            ))
+            .unwrap_err();
+        match err {
+            Error::Protocol(ProtocolError::CredentialNotAllowed { allowed, .. }) => {
+                assert_eq!(allowed, vec!["k-2", "p-3"])
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -2,8 +2,11 @@
 //! demand, so clients can be tested against it (retries, backoff, 202 handling, lost answers).
 //!
 //! Faults strike after the auth token and the user action are checked (a user action presented
-//! with a faulted request is spent, as it may well be on the real service), and before the
-//! endpoint runs: a faulted request changes nothing.
+//! with a faulted request is spent, as it may well be on the real service). Most strike before
+//! the endpoint runs, so the faulted request changes nothing; the `*_after` faults strike after
+//! it ran — its side effect happened, only the answer is lost — which is what a gateway timeout
+//! or a connection cut on the way back looks like to a client, and why a client must not simply
+//! send a mutating request again.
 
 use std::time::Duration;
 
@@ -22,8 +25,15 @@ pub struct Faults {
     pub rate_500: f64,
     /// Share of requests answered `502` with a flat `{"message"}` body, as a gateway does.
     pub rate_502: f64,
+    /// Share of requests answered `504` by a gateway before the endpoint runs.
+    pub rate_504: f64,
     /// Share of requests whose TCP connection is closed without an answer.
     pub drop_rate: f64,
+    /// Share of requests that run (their side effect happens) and are then answered `504`, as
+    /// by a gateway that gave up waiting.
+    pub rate_504_after: f64,
+    /// Share of requests that run and whose connection is then closed without an answer.
+    pub drop_after_rate: f64,
     /// `"METHOD /path"` rules (path templates allowed: `POST /wallets/{id}/signatures`) whose
     /// requests get `202 Accepted` with a pending policy approval instead of running.
     pub policy_pending_paths: Vec<String>,
@@ -39,9 +49,16 @@ pub struct Faults {
 pub(crate) enum Fault {
     None,
     Drop,
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
     InternalError,
     BadGateway,
+    GatewayTimeout,
+    /// The endpoint runs, then the answer is replaced by a 504.
+    GatewayTimeoutAfter,
+    /// The endpoint runs, then the connection is closed without an answer.
+    DropAfter,
     PolicyPending,
 }
 
@@ -79,6 +96,9 @@ impl FaultState {
                 ),
                 (f.rate_500, Fault::InternalError),
                 (f.rate_502, Fault::BadGateway),
+                (f.rate_504, Fault::GatewayTimeout),
+                (f.rate_504_after, Fault::GatewayTimeoutAfter),
+                (f.drop_after_rate, Fault::DropAfter),
             ] {
                 edge += rate.clamp(0.0, 1.0);
                 if roll < edge {

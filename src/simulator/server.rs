@@ -210,12 +210,18 @@ fn process(
                     .into_response(),
             )
         }
-        Fault::BadGateway => {
-            // Gateways answer with a flat body, not Dfns' `{"error":{…}}` (PROTOCOL.md §5).
-            return Outcome::Reply(json_response(
-                StatusCode::BAD_GATEWAY,
-                &json!({ "message": "Bad Gateway" }),
-            ));
+        Fault::BadGateway => return Outcome::Reply(gateway_error(StatusCode::BAD_GATEWAY)),
+        Fault::GatewayTimeout => return Outcome::Reply(gateway_error(StatusCode::GATEWAY_TIMEOUT)),
+        // The endpoint runs (its side effect happens); only the answer is lost.
+        Fault::GatewayTimeoutAfter | Fault::DropAfter => {
+            if let Err(e) = router::route(&mut inner, &req) {
+                return refuse(&mut inner, e);
+            }
+            return if fault == Fault::DropAfter {
+                Outcome::Drop
+            } else {
+                Outcome::Reply(gateway_error(StatusCode::GATEWAY_TIMEOUT))
+            };
         }
         Fault::PolicyPending => {
             let body = json!({
@@ -233,6 +239,12 @@ fn process(
         Ok((status, body)) => Outcome::Reply(json_response(status, &body)),
         Err(e) => refuse(&mut inner, e),
     }
+}
+
+/// A gateway's own error answer: a flat body, not Dfns' `{"error":{…}}`.
+fn gateway_error(status: StatusCode) -> Response<Body> {
+    let message = status.canonical_reason().unwrap_or("Gateway Error");
+    json_response(status, &json!({ "message": message }))
 }
 
 /// The activity kind a policy approval would name for this path.

@@ -148,6 +148,9 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Connections closed without an answer.
     pub dropped: u64,
+    /// Entities created by requests (wallets, wallet signatures): the side effects a client must
+    /// never repeat. A request replayed with the same `externalId` adds none.
+    pub side_effects: u64,
 }
 
 /// Everything the simulator knows. Deliberately not `Debug`: it holds live tokens.

@@ -105,6 +105,7 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     if let Some(ext) = external_id {
         entity["externalId"] = Value::from(ext);
     }
+    inner.stats.side_effects += 1;
     inner.wallets.push(Wallet {
         entity: entity.clone(),
         key,
@@ -278,6 +279,7 @@ pub(crate) fn generate_signature(inner: &mut Inner, req: &Req<'_>, raw_wallet_id
     if let Some(ext) = external_id {
         entity["externalId"] = Value::from(ext);
     }
+    inner.stats.side_effects += 1;
     inner.signatures.push(SignatureRecord {
         entity: entity.clone(),
         wallet_id,

@@ -33,6 +33,14 @@ pub const TOKENS: &[(&str, &str)] = &[
     ("signfail", "p256"),
     ("keygen", ""),
     ("unsafe", ""),
+    // tests/pkcs11_faults.rs: one token per fault, as login state is per token and process.
+    ("lasttry", "p256"),
+    ("loginerr", "p256"),
+    ("stuck", "p256"),
+    ("corrupt", "p256"),
+    ("public", ""),
+    ("foreign", "p256"),
+    ("removed", "p256"),
 ];
 
 /// The SoftHSM set up for this process.
@@ -43,11 +51,11 @@ pub struct Hsm {
     pub module: PathBuf,
 }
 
-/// The module SoftHSM installs on Debian/Ubuntu (or `$DFNS_SIGNER_TEST_SOFTHSM_MODULE`).
+/// SoftHSM's PKCS#11 module: `$DFNS_SIGNER_TEST_SOFTHSM_MODULE`, else `libsofthsm2.so` found in
+/// the library directories (`/usr/lib/softhsm/`, the multiarch ones; see [`super::modules`]).
+/// Panics, saying how to install it, when there is none.
 pub fn module_path() -> PathBuf {
-    std::env::var_os("DFNS_SIGNER_TEST_SOFTHSM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+    super::modules::softhsm()
 }
 
 /// Tests share one SoftHSM, in this process and in the `softhsm2-util` / `pkcs11-tool` processes
@@ -93,11 +101,14 @@ impl Shared {
     }
 }
 
-/// The shared SoftHSM, or `None` when the developer opted out with `DFNS_SIGNER_SKIP_HARDWARE=1`.
+/// The shared SoftHSM, or `None` when the developer opted out with `DFNS_SIGNER_SKIP_HARDWARE=1`
+/// (then the test, named from its thread, is reported skipped on stderr; in CI that panics).
 /// Panics, saying how to install it, when SoftHSM is missing.
 pub fn hsm() -> Option<Shared> {
-    if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: SoftHSM test, because DFNS_SIGNER_SKIP_HARDWARE=1");
+    if super::skip::should_skip(
+        super::skip::SKIP_HARDWARE,
+        "SoftHSM tests need softhsm2 and opensc",
+    ) {
         return None;
     }
     static HSM: OnceLock<Hsm> = OnceLock::new();
@@ -109,11 +120,11 @@ pub fn hsm() -> Option<Shared> {
 fn set_up() -> Hsm {
     let module = module_path();
     let have = |tool: &str| Command::new(tool).arg("--help").output().is_ok();
-    if !module.exists() || !have("softhsm2-util") || !have("pkcs11-tool") {
+    if !have("softhsm2-util") || !have("pkcs11-tool") {
         panic!(
             "SoftHSM is needed for these tests: install it with `apt-get install softhsm2 opensc` \
-             (module expected at {}; set DFNS_SIGNER_TEST_SOFTHSM_MODULE if elsewhere), or skip \
-             hardware tests with DFNS_SIGNER_SKIP_HARDWARE=1",
+             (softhsm2-util or pkcs11-tool is not on PATH; module found at {}), or, outside CI, \
+             skip hardware tests with DFNS_SIGNER_SKIP_HARDWARE=1",
             module.display()
         );
     }

@@ -19,13 +19,14 @@ use yubikey::piv::{self, ManagementSlotId, SlotAlgorithmId, SlotId};
 use yubikey::{MgmAlgorithmId, MgmKey, PinPolicy, YubiKey};
 use zeroize::Zeroizing;
 
+use crate::backend::refused_pins::{self, Refusal};
 use crate::backend::PinSource;
 use crate::error::BackendError;
 
 /// What to do after a PIN VERIFY whose answer was lost.
-const PIN_OUTCOME_UNKNOWN: &str = "the card may have counted the try, so this handle will not \
+const PIN_OUTCOME_UNKNOWN: &str = "the card may have counted the try, so this process will not \
     send that PIN again: check the PIN (and the tries left, `yubico-piv-tool -a status`), then \
-    open the key again";
+    restart";
 
 /// A YubiKey seen through PC/SC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -417,6 +418,11 @@ impl PivDevice {
         &self.inner.options
     }
 
+    /// Whether signing may stop to ask a person for the PIN on the terminal.
+    pub(crate) fn prompts_for_pin(&self) -> bool {
+        matches!(self.inner.options.pin_source, Some(PinSource::Prompt))
+    }
+
     /// Reads the PIN from its source (environment, file, terminal prompt) without holding the
     /// device, so other callers are not queued behind a person typing. Does nothing when the
     /// key needs no PIN, no source is set, or the PIN was read before.
@@ -563,6 +569,15 @@ impl DeviceInner {
             PinMemory::Read(pin) => (pin.clone(), false),
             _ => (self.read_pin()?, false),
         };
+        // Other handles on this YubiKey (another URI, a loop around `open()`) may have met this
+        // PIN already: the process-wide memory answers before any VERIFY, and stays locked
+        // across ours so that two handles cannot both present a wrong PIN.
+        let device_key = format!("piv:{}", self.info.serial);
+        let digest = refused_pins::digest(&pin);
+        let mut registry = refused_pins::lock();
+        if let Some(refusal) = registry.refusal(&device_key, &digest) {
+            return Err(refusal.to_error().into());
+        }
         let yk = s.yubikey()?;
         match yk.verify_pin(pin.expose_secret().as_bytes()) {
             Ok(()) => {
@@ -572,21 +587,35 @@ impl DeviceInner {
             // `tries: 0` also covers a blocked PIN (the crate reports 6983 that way).
             Err(yubikey::Error::WrongPin { tries }) => {
                 s.pin = PinMemory::Rejected { tries_left: tries };
+                let refusal = if tries == 0 {
+                    Refusal::Blocked {
+                        device: self.label.clone(),
+                    }
+                } else {
+                    Refusal::Incorrect {
+                        device: self.label.clone(),
+                        tries_left: Some(tries.into()),
+                    }
+                };
+                registry.record(device_key, digest, refusal);
                 Err(self.pin_rejected(tries).into())
             }
             // The VERIFY may have reached the card: never re-send it, even after a reconnect.
             // A PIN the card has accepted before is known to be right; any other one may just
-            // have cost a try, so this handle does not present it again.
+            // have cost a try, so no handle of the process presents it again.
             Err(e) if accepted_before => {
                 Err(OpError::Final(self.device_error("verify the PIN", e)))
             }
             Err(e) => {
                 s.pin = PinMemory::OutcomeUnknown;
-                Err(OpError::Final(BackendError::Device {
+                let refusal = Refusal::Unusable {
                     device: self.label.clone(),
                     operation: "verify the PIN".to_owned(),
                     reason: format!("{e}; {PIN_OUTCOME_UNKNOWN}"),
-                }))
+                };
+                let err = refusal.to_error();
+                registry.record(device_key, digest, refusal);
+                Err(OpError::Final(err))
             }
         }
     }

@@ -491,6 +491,11 @@ impl KeyBackend for PivKey {
             self.key.public_key.algorithm()
         )
     }
+
+    fn waits_for_user(&self) -> bool {
+        // A prompted PIN waits for a person too, not only a touch.
+        self.key.needs_touch() || self.device.prompts_for_pin()
+    }
 }
 
 /// Builds a [`PivKey`]: which YubiKey, which slot, where the PIN comes from, touch handling.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::key::KeySelector;
 use super::token::TokenSelector;
@@ -12,8 +13,20 @@ use crate::error::BackendError;
 /// Path attributes a `pkcs11:` URI may carry (RFC 7512 names).
 pub(crate) const PATH_ATTRS: &[&str] = &["token", "serial", "object", "id", "type"];
 /// Query attributes a `pkcs11:` URI may carry.
-pub(crate) const QUERY_ATTRS: &[&str] =
-    &["module-path", "pin-source", "pool-size", "allow-unsafe-key"];
+pub(crate) const QUERY_ATTRS: &[&str] = &[
+    "module-path",
+    "pin-source",
+    "pool-size",
+    "pool-wait",
+    "allow-unsafe-key",
+    "allow-last-pin-try",
+    "verify-signatures",
+];
+
+/// How long a signature waits for a free session by default before it fails: long enough for
+/// a busy token, short enough that a stuck one (a network HSM that stopped answering) fails
+/// requests instead of hanging them.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(30);
 
 /// How to find and use a key on a PKCS#11 token.
 ///
@@ -27,7 +40,10 @@ pub struct Pkcs11Config {
     pub(crate) key: KeySelector,
     pub(crate) pin: Option<PinSource>,
     pub(crate) pool_size: Option<usize>,
+    pub(crate) pool_wait: Duration,
     pub(crate) allow_unsafe_key: bool,
+    pub(crate) allow_last_pin_try: bool,
+    pub(crate) verify_signatures: bool,
 }
 
 impl Pkcs11Config {
@@ -40,7 +56,10 @@ impl Pkcs11Config {
             key: KeySelector::default(),
             pin: None,
             pool_size: None,
+            pool_wait: DEFAULT_POOL_WAIT,
             allow_unsafe_key: false,
+            allow_last_pin_try: false,
+            verify_signatures: true,
         }
     }
 
@@ -86,8 +105,32 @@ impl Pkcs11Config {
         self
     }
 
-    /// Allows signing with a key the token lets out (`CKA_EXTRACTABLE`) or shows in the clear
-    /// (not `CKA_SENSITIVE`). Such a key is not hardware-bound; a warning is logged at open.
+    /// How long a signature waits for a free session when all `pool-size` are busy (default
+    /// [`DEFAULT_POOL_WAIT`]); past it the signature fails with [`BackendError::Device`].
+    pub fn with_pool_wait(mut self, wait: Duration) -> Self {
+        self.pool_wait = wait;
+        self
+    }
+
+    /// Allows presenting the PIN when the token says only one try is left
+    /// (`CKF_USER_PIN_FINAL_TRY`). By default that login is refused with
+    /// [`BackendError::LastPinTry`]: a wrong PIN then would lock the token.
+    pub fn allow_last_pin_try(mut self, allow: bool) -> Self {
+        self.allow_last_pin_try = allow;
+        self
+    }
+
+    /// Checks every signature against the public key before it leaves the backend (default
+    /// `true`): a token with a faulty RSA-CRT or ECDSA nonce must not hand out a bad signature,
+    /// which could also leak its key. Costs one verification on the host per signature.
+    pub fn verify_signatures(mut self, verify: bool) -> Self {
+        self.verify_signatures = verify;
+        self
+    }
+
+    /// Allows signing with a key the token lets out (`CKA_EXTRACTABLE`), shows in the clear
+    /// (not `CKA_SENSITIVE`) or lets anyone use without a login (`CKA_PRIVATE` false). Such a key
+    /// is not hardware-bound to its owner; a warning is logged at open.
     pub fn allow_unsafe_key(mut self, allow: bool) -> Self {
         self.allow_unsafe_key = allow;
         self
@@ -104,7 +147,8 @@ impl Pkcs11Config {
 
     /// Reads a `pkcs11:` URI (RFC 7512). Path attributes: `token`, `serial`, `object` (key label),
     /// `id` (key id, percent-encoded bytes), `type` (must be `private` if given). Query
-    /// attributes: `module-path`, `pin-source`, `pool-size`, `allow-unsafe-key`.
+    /// attributes: `module-path`, `pin-source`, `pool-size`, `pool-wait` (seconds),
+    /// `allow-unsafe-key`, `allow-last-pin-try`, `verify-signatures` (`true`/`false`).
     pub fn from_uri(attrs: &UriAttributes) -> Result<Self, BackendError> {
         attrs.expect_only(PATH_ATTRS, QUERY_ATTRS)?;
         let mut c = Pkcs11Config::new();
@@ -151,16 +195,32 @@ impl Pkcs11Config {
                 })?;
             c.pool_size = Some(n);
         }
-        c.allow_unsafe_key = match attrs.query_attr("allow-unsafe-key") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(attrs.invalid(format!(
-                    "`allow-unsafe-key={other}`: expected `true` or `false`"
-                )))
-            }
-        };
+        if let Some(n) = attrs.query_attr("pool-wait") {
+            let secs: u64 = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=3600).contains(n))
+                .ok_or_else(|| {
+                    attrs.invalid(format!(
+                        "`pool-wait={n}`: expected a number of seconds from 1 to 3600"
+                    ))
+                })?;
+            c.pool_wait = Duration::from_secs(secs);
+        }
+        c.allow_unsafe_key = bool_attr(attrs, "allow-unsafe-key", false)?;
+        c.allow_last_pin_try = bool_attr(attrs, "allow-last-pin-try", false)?;
+        c.verify_signatures = bool_attr(attrs, "verify-signatures", true)?;
         Ok(c)
+    }
+}
+
+/// A `true`/`false` query attribute, `default` when absent.
+fn bool_attr(attrs: &UriAttributes, name: &str, default: bool) -> Result<bool, BackendError> {
+    match attrs.query_attr(name) {
+        None => Ok(default),
+        Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(attrs.invalid(format!("`{name}={other}`: expected `true` or `false`"))),
     }
 }
 
@@ -179,7 +239,10 @@ impl fmt::Debug for Pkcs11Config {
             // PinSource's Debug names the source only (`env:HSM_PIN`), never the PIN.
             .field("pin", &self.pin)
             .field("pool_size", &self.pool_size)
+            .field("pool_wait", &self.pool_wait)
             .field("allow_unsafe_key", &self.allow_unsafe_key)
+            .field("allow_last_pin_try", &self.allow_last_pin_try)
+            .field("verify_signatures", &self.verify_signatures)
             .finish()
     }
 }
@@ -199,7 +262,7 @@ mod tests {
     #[test]
     fn uri_to_config() {
         let c = Pkcs11Config::from_uri(&attrs(
-            "pkcs11:token=custody;serial=abc;object=dfns-1;id=%01%7f;type=private?module-path=/m.so&pin-source=env:HSM_PIN&pool-size=3&allow-unsafe-key=true",
+            "pkcs11:token=custody;serial=abc;object=dfns-1;id=%01%7f;type=private?module-path=/m.so&pin-source=env:HSM_PIN&pool-size=3&allow-unsafe-key=true&allow-last-pin-try=true&verify-signatures=false&pool-wait=5",
         ))
         .unwrap();
         assert_eq!(c.token.label.as_deref(), Some("custody"));
@@ -212,6 +275,13 @@ mod tests {
         );
         assert_eq!(c.pool_size(), 3);
         assert!(c.allow_unsafe_key);
+        assert!(c.allow_last_pin_try);
+        assert!(!c.verify_signatures);
+        assert_eq!(c.pool_wait, Duration::from_secs(5));
+        let defaults = Pkcs11Config::from_uri(&attrs("pkcs11:object=k")).unwrap();
+        assert!(!defaults.allow_last_pin_try && !defaults.allow_unsafe_key);
+        assert!(defaults.verify_signatures, "verified by default");
+        assert_eq!(defaults.pool_wait, DEFAULT_POOL_WAIT);
         assert!(matches!(c.pin, Some(PinSource::Env(ref n)) if n == "HSM_PIN"));
     }
 
@@ -224,6 +294,8 @@ mod tests {
         assert!(bad("pkcs11:object=k;type=public").contains("type=private"));
         assert!(bad("pkcs11:object=k?pool-size=0").contains("pool-size"));
         assert!(bad("pkcs11:object=k?allow-unsafe-key=yes").contains("true"));
+        assert!(bad("pkcs11:object=k?verify-signatures=no").contains("verify-signatures"));
+        assert!(bad("pkcs11:object=k?pool-wait=0").contains("pool-wait"));
         assert!(bad("pkcs11:object=k?pin-source=1234").contains("env:NAME"));
         // A PIN given by mistake as the source is not repeated.
         assert!(!bad("pkcs11:object=k?pin-source=987654").contains("987654"));

@@ -40,10 +40,14 @@ impl KeySelector {
 /// How a private key is protected and where it came from, as the token reports it.
 ///
 /// For the provenance attributes (`local`, `never_extractable`, `always_sensitive`), `None`
-/// means the token did not report it. `sensitive` and `extractable` are always set: a token
-/// that does not report them is taken at its worst (not sensitive, extractable).
+/// means the token did not report it. `private`, `sensitive` and `extractable` are always set: a
+/// token that does not report them is taken at its worst (usable without login, not sensitive,
+/// extractable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyProvenance {
+    /// `CKA_PRIVATE`: only a logged-in user can use the key (`false` if not reported). A private
+    /// key with `CKA_PRIVATE` false signs for anyone who can open a session on the token.
+    pub private: bool,
     /// `CKA_SENSITIVE`: the private value cannot be read in the clear (`false` if not reported).
     pub sensitive: bool,
     /// `CKA_EXTRACTABLE`: the key may be exported (wrapped) off the token (`true` if not
@@ -66,9 +70,9 @@ impl KeyProvenance {
             && self.always_sensitive == Some(true)
     }
 
-    /// Whether the key is protected now: sensitive and not extractable.
+    /// Whether the key is protected now: usable only after a login, sensitive, not extractable.
     pub fn is_protected(&self) -> bool {
-        self.sensitive && !self.extractable
+        self.private && self.sensitive && !self.extractable
     }
 }
 
@@ -184,6 +188,7 @@ pub(crate) fn read(
                 AttributeType::Label,
                 AttributeType::Id,
                 AttributeType::Sign,
+                AttributeType::Private,
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
                 AttributeType::Local,
@@ -199,7 +204,9 @@ pub(crate) fn read(
     let mut can_sign = None;
     let mut pin_per_signature = false;
     let mut provenance = KeyProvenance {
-        // A token that does not report CKA_SENSITIVE / CKA_EXTRACTABLE is taken at its worst.
+        // A token that does not report CKA_PRIVATE / CKA_SENSITIVE / CKA_EXTRACTABLE is taken
+        // at its worst.
+        private: false,
         sensitive: false,
         extractable: true,
         local: None,
@@ -211,6 +218,7 @@ pub(crate) fn read(
             Attribute::KeyType(t) => key_type = Some(*t),
             Attribute::Sign(b) => can_sign = Some(*b),
             Attribute::AlwaysAuthenticate(b) => pin_per_signature = *b,
+            Attribute::Private(b) => provenance.private = *b,
             Attribute::Sensitive(b) => provenance.sensitive = *b,
             Attribute::Extractable(b) => provenance.extractable = *b,
             Attribute::Local(b) => provenance.local = Some(*b),

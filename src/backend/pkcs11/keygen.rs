@@ -34,7 +34,7 @@ pub fn generate_key(
         .ctx()
         .open_rw_session(token.slot)
         .map_err(|e| fault::device(&name, "opening a read-write session", &e))?;
-    Login::new(pin).ensure(&module, &session, &token)?;
+    Login::new(pin, config.allow_last_pin_try).ensure(&module, &session, &token)?;
     refuse_duplicates(&session, label, id, &name)?;
 
     let common_pub = vec![

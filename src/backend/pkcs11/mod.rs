@@ -21,8 +21,11 @@
 //! | `type` | path | must be `private` if given | `private` |
 //! | `module-path` | query | the PKCS#11 library | `$DFNS_SIGNER_PKCS11_MODULE`, else an error |
 //! | `pin-source` | query | `env:NAME`, `file:PATH` or `prompt` | none (an error if the token needs a login) |
-//! | `pool-size` | query | sessions kept for concurrent signing | number of CPU cores |
-//! | `allow-unsafe-key` | query | `true` to accept an extractable or non-sensitive key | `false` |
+//! | `pool-size` | query | sessions kept for concurrent signing | number of CPU cores (1 when other code initialised the module) |
+//! | `pool-wait` | query | seconds a signature waits for a free session before failing | 30 |
+//! | `allow-unsafe-key` | query | `true` to accept an extractable, non-sensitive or non-private key | `false` |
+//! | `allow-last-pin-try` | query | `true` to log in when the token reports one PIN try left | `false` |
+//! | `verify-signatures` | query | `false` to skip checking each signature against the public key | `true` |
 //!
 //! A PIN is never accepted inside a URI.
 //!
@@ -55,19 +58,33 @@
 //! A PIN a token refused is never presented to that token again by the process: not by the key
 //! that met the refusal (not even on a later reopen), nor by another key opened on the same
 //! token with the same PIN, nor by [`generate_key`]; every later call returns the same error
-//! without calling `C_Login`. Refusals are remembered per module and token serial as a keyed
-//! digest of the PIN, in memory only; a different PIN (the operator fixed it) is tried. The
-//! error says how many tries are left when the token tells.
+//! without calling `C_Login`. The same holds for a login that ended without an answer (device
+//! removed, network HSM dropped): the token may have counted a try. Refusals are remembered per
+//! module and token serial as a keyed digest of the PIN, in memory only; a different PIN (the
+//! operator fixed it) is tried. The error says how many tries are left when the token tells.
+//!
+//! When the token reports its last try (`CKF_USER_PIN_FINAL_TRY`), the login is refused with
+//! [`BackendError::LastPinTry`] unless `allow-last-pin-try=true`; a low count
+//! (`CKF_USER_PIN_COUNT_LOW`) is logged as a warning.
+//!
+//! # Faulty and stuck tokens
+//!
+//! Every signature is verified against the public key before it is returned
+//! (`verify-signatures`, on by default): a token with a faulty RSA-CRT or ECDSA nonce source must
+//! not hand out a bad signature, which could leak its key. A signature waits at most `pool-wait`
+//! for a free session, so a token that stopped answering fails the signers queued behind it
+//! instead of hanging them (the client adds its own deadline around each signature).
 //!
 //! # Key protection
 //!
-//! By default a key the token marks extractable, or not sensitive, is refused
-//! ([`BackendError::UnsafeKey`]); [`KeyProvenance`] reports whether the token vouches it was
-//! generated there and never left. [`generate_key`] creates keys that pass.
+//! By default a key the token marks extractable, not sensitive, or usable without a login
+//! (`CKA_PRIVATE` false) is refused ([`BackendError::UnsafeKey`]); [`KeyProvenance`] reports
+//! whether the token vouches it was generated there and never left. [`generate_key`] creates
+//! keys that pass.
 
 mod config;
 mod fault;
-mod key;
+pub(crate) mod key;
 mod keygen;
 mod module;
 mod pool;
@@ -86,9 +103,9 @@ use self::key::KeyInfo;
 use self::module::Module;
 use self::pool::{Generational, OwnedSession, Pool, Pooled};
 use self::token::{FoundToken, Login};
-use super::{Algorithm, BackendError, KeyBackend, PublicKey, UriAttributes};
+use super::{Algorithm, BackendError, KeyBackend, PublicKey, SignatureVerifier, UriAttributes};
 
-pub use self::config::Pkcs11Config;
+pub use self::config::{Pkcs11Config, DEFAULT_POOL_WAIT};
 pub use self::key::KeyProvenance;
 pub use self::keygen::{generate_key, generate_key_for_uri};
 pub use self::module::{shared_context, MODULE_ENV};
@@ -115,6 +132,8 @@ pub struct Pkcs11Key {
     config: Pkcs11Config,
     login: Login,
     public_key: PublicKey,
+    /// `public_key` parsed once: every signature is checked with it (`verify-signatures`).
+    verifier: SignatureVerifier,
     /// RSA: the modulus length in bytes, which every signature has (zero for other keys).
     rsa_len: usize,
     provenance: KeyProvenance,
@@ -185,7 +204,7 @@ impl Pkcs11Key {
         }
         let (module, token, pin) = connect(config)?;
         let token_name = token.name();
-        let login = Login::new(pin);
+        let login = Login::new(pin, config.allow_last_pin_try);
         let sessions_valid_from = Arc::new(AtomicU64::new(0));
         let (session, handle, info) = find_key(
             &module,
@@ -203,11 +222,16 @@ impl Pkcs11Key {
             module.path().display()
         );
 
-        let pool = Pool::new(config.pool_size());
+        let pool = Pool::new(if module.concurrent_calls_allowed() {
+            config.pool_size()
+        } else {
+            1
+        });
         let key = Pkcs11Key {
             module,
             config: config.clone(),
             login,
+            verifier: info.public_key.verifier()?,
             public_key: info.public_key.clone(),
             rsa_len,
             provenance: info.provenance,
@@ -228,7 +252,7 @@ impl Pkcs11Key {
             session,
             key: handle,
         });
-        let probe = key.sign(PAIR_PROBE)?;
+        let probe = key.sign_unchecked(PAIR_PROBE)?;
         key.public_key.verify(PAIR_PROBE, &probe).map_err(|_| BackendError::KeyLoad {
             what: key.key_name.clone(),
             reason: "the public key object with this id does not belong to the private key (a test \
@@ -300,7 +324,23 @@ impl Pkcs11Key {
 
     fn sign_once(&self, mechanism: &Mechanism<'_>, input: &[u8]) -> Result<Vec<u8>, Attempt> {
         let generation = self.generation.load(Ordering::Acquire);
-        let lease = self.pool.checkout(generation, || self.open_session())?;
+        let lease = self.pool.checkout(
+            generation,
+            self.config.pool_wait,
+            || self.open_session(),
+            || {
+                Attempt::Failed(BackendError::Device {
+                    device: self.key_name.clone(),
+                    operation: "waiting for a free session".into(),
+                    reason: format!(
+                        "all {} sessions stayed busy for {} s: the token may be stuck (a network \
+                         HSM that stopped answering?); check it, or raise `pool-size`/`pool-wait`",
+                        self.pool.capacity(),
+                        self.config.pool_wait.as_secs()
+                    ),
+                })
+            },
+        )?;
         let p = lease.get();
         match p.session.get().sign(mechanism, p.key, input) {
             Ok(sig) => Ok(sig),
@@ -438,7 +478,11 @@ fn rsa_signature_len(public_key: &PublicKey) -> Result<usize, BackendError> {
 
 /// Turns the token's raw signature into Dfns' wire encoding; `rsa_len` is the RSA modulus
 /// length in bytes.
-fn encode(alg: Algorithm, rsa_len: usize, raw: Vec<u8>) -> Result<Vec<u8>, BackendError> {
+pub(crate) fn encode(
+    alg: Algorithm,
+    rsa_len: usize,
+    raw: Vec<u8>,
+) -> Result<Vec<u8>, BackendError> {
     let bad = |what: &str| {
         BackendError::Crypto(format!("the token returned a malformed {what} signature"))
     };
@@ -476,6 +520,9 @@ fn check_protection(info: &KeyInfo, token: &str, allow: bool) -> Result<(), Back
         return Ok(());
     }
     let mut why = Vec::new();
+    if !p.private {
+        why.push("CKA_PRIVATE is false (anyone who can open a session on the token signs with it, without a login)");
+    }
     if p.extractable {
         why.push("CKA_EXTRACTABLE is true (it can be exported)");
     }
@@ -507,6 +554,29 @@ impl KeyBackend for Pkcs11Key {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let signature = self.sign_unchecked(message)?;
+        if self.config.verify_signatures && self.verifier.verify(message, &signature).is_err() {
+            // A token with a faulty RSA-CRT or a bad ECDSA nonce source: such a signature can
+            // leak the private key, and would be refused by Dfns anyway. It never leaves.
+            tracing::error!(key = %self.key_name, "the token returned a signature that does not verify; discarded");
+            return Err(BackendError::Crypto(format!(
+                "{} returned a signature that does not verify against its public key; it was \
+                 discarded. The token may be faulty: check it before signing again",
+                self.key_name
+            )));
+        }
+        Ok(signature)
+    }
+
+    fn describe(&self) -> String {
+        self.key_name.clone()
+    }
+}
+
+impl Pkcs11Key {
+    /// Signs without checking the signature (see `verify-signatures`): one try, then a reopen
+    /// and one more try when the token lost our state.
+    fn sign_unchecked(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
         let digest;
         let input: &[u8] = match self.public_key.algorithm() {
             // CKM_ECDSA signs a digest: hashing on the host works with every module.
@@ -549,10 +619,6 @@ impl KeyBackend for Pkcs11Key {
                 })
             }
         }
-    }
-
-    fn describe(&self) -> String {
-        self.key_name.clone()
     }
 }
 

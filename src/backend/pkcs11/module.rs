@@ -21,6 +21,10 @@ pub const MODULE_ENV: &str = "DFNS_SIGNER_PKCS11_MODULE";
 pub(crate) struct Module {
     path: PathBuf,
     ctx: Pkcs11,
+    /// Whether we initialised it with OS locking. A module someone else in the process
+    /// initialised first may have been told to do no locking at all; it is then called from one
+    /// thread at a time (session pools of one).
+    threads_safe: bool,
 }
 
 impl Module {
@@ -30,6 +34,11 @@ impl Module {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether several threads may call the module at once (see [`Module::threads_safe`]).
+    pub(crate) fn concurrent_calls_allowed(&self) -> bool {
+        self.threads_safe
     }
 }
 
@@ -68,10 +77,18 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
     }
     let ctx = Pkcs11::new(&key).map_err(|e| not_loadable(path, &e.to_string()))?;
     // OS locking: the session pool calls the module from several threads at once.
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) => {}
-        // Someone else in this process initialised it first; its state is shared and usable.
-        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+    let threads_safe = match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) => true,
+        // Someone else in this process initialised it first; its state is shared and usable,
+        // but we cannot know whether they asked for locking: keys use one session at a time.
+        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+            tracing::warn!(
+                module = %path.display(),
+                "the PKCS#11 module was initialised by other code in this process, perhaps without \
+                 OS locking: signing through it one call at a time (session pool of 1)"
+            );
+            false
+        }
         Err(e) => {
             return Err(BackendError::Device {
                 device: format!("PKCS#11 module {}", path.display()),
@@ -81,10 +98,11 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
                 ),
             })
         }
-    }
+    };
     let module = Arc::new(Module {
         path: path.to_owned(),
         ctx,
+        threads_safe,
     });
     modules.insert(key, Arc::clone(&module));
     Ok(module)

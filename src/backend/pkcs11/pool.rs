@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
@@ -150,12 +151,17 @@ impl<T: Generational> Pool<T> {
     }
 
     /// Takes an idle session of generation `current`, or opens one with `open` while under
-    /// capacity, or waits for one to come back.
+    /// capacity, or waits up to `wait` for one to come back; past that returns `busy()`: every
+    /// session is held by an operation that has not returned (a stuck token), and waiting on
+    /// would only pile callers up behind it.
     pub(crate) fn checkout<E>(
         &self,
         current: u64,
+        wait: Duration,
         open: impl FnOnce() -> Result<T, E>,
+        busy: impl FnOnce() -> E,
     ) -> Result<Lease<'_, T>, E> {
+        let deadline = Instant::now() + wait;
         let mut stale = Vec::new();
         let mut st = self.lock();
         if current > st.swept {
@@ -198,10 +204,27 @@ impl<T: Generational> Pool<T> {
                     }
                 };
             }
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                drop(st);
+                drop(stale);
+                return Err(busy());
+            };
             st.waiting += 1;
-            st = self.returned.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self
+                .returned
+                .wait_timeout(st, left)
+                .map(|(st, _)| st)
+                .unwrap_or_else(|p| p.into_inner().0);
             st.waiting -= 1;
         }
+    }
+
+    /// The most sessions this pool opens.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Sessions open now (idle and checked out).
@@ -288,6 +311,8 @@ mod tests {
             self.live.fetch_sub(1, Ordering::SeqCst);
         }
     }
+    const WAIT: Duration = Duration::from_secs(10);
+
     fn make(generation: u64, live: &Arc<AtomicUsize>) -> Result<Item, ()> {
         live.fetch_add(1, Ordering::SeqCst);
         Ok(Item {
@@ -308,7 +333,7 @@ mod tests {
                     (pool.clone(), live.clone(), busy.clone(), max_busy.clone());
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        let lease = pool.checkout(0, || make(0, &live)).unwrap();
+                        let lease = pool.checkout(0, WAIT, || make(0, &live), || ()).unwrap();
                         let now = busy.fetch_add(1, Ordering::SeqCst) + 1;
                         max_busy.fetch_max(now, Ordering::SeqCst);
                         std::thread::yield_now();
@@ -330,8 +355,8 @@ mod tests {
     fn stale_items_are_dropped_and_discards_free_room() {
         let pool = Pool::<Item>::new(2);
         let live = Arc::new(AtomicUsize::new(0));
-        let a = pool.checkout(0, || make(0, &live)).unwrap();
-        let b = pool.checkout(0, || make(0, &live)).unwrap();
+        let a = pool.checkout(0, WAIT, || make(0, &live), || ()).unwrap();
+        let b = pool.checkout(0, WAIT, || make(0, &live), || ()).unwrap();
         drop(a);
         drop(b);
         assert_eq!(live.load(Ordering::SeqCst), 2);
@@ -339,7 +364,7 @@ mod tests {
         make(1, &live).map(|i| pool.put(i)).unwrap();
         assert_eq!(pool.open_sessions(), 3);
         // Checking out under generation 1 closes stale items on the way to a fresh one.
-        let c = pool.checkout(1, || make(1, &live)).unwrap();
+        let c = pool.checkout(1, WAIT, || make(1, &live), || ()).unwrap();
         assert_eq!(c.get().generation, 1);
         assert_eq!(
             live.load(Ordering::SeqCst),
@@ -351,11 +376,11 @@ mod tests {
         assert_eq!(pool.open_sessions(), 0);
         // After a failure the pool's last session is kept (closing it would log the token
         // out); with others open, it is closed.
-        let a = pool.checkout(1, || make(1, &live)).unwrap();
+        let a = pool.checkout(1, WAIT, || make(1, &live), || ()).unwrap();
         a.discard_unless_last();
         assert_eq!((live.load(Ordering::SeqCst), pool.open_sessions()), (1, 1));
-        let a = pool.checkout(1, || make(1, &live)).unwrap();
-        let b = pool.checkout(1, || make(1, &live)).unwrap();
+        let a = pool.checkout(1, WAIT, || make(1, &live), || ()).unwrap();
+        let b = pool.checkout(1, WAIT, || make(1, &live), || ()).unwrap();
         assert_eq!(
             live.load(Ordering::SeqCst),
             2,
@@ -365,7 +390,29 @@ mod tests {
         assert_eq!((live.load(Ordering::SeqCst), pool.open_sessions()), (1, 1));
         b.discard();
         // A failed open gives its room back.
-        assert!(pool.checkout(1, || Err::<Item, ()>(())).is_err());
+        assert!(pool
+            .checkout(1, WAIT, || Err::<Item, ()>(()), || ())
+            .is_err());
         assert_eq!(pool.open_sessions(), 0);
+    }
+
+    #[test]
+    fn a_full_pool_fails_after_the_wait_instead_of_hanging() {
+        let pool = Pool::<Item>::new(1);
+        let live = Arc::new(AtomicUsize::new(0));
+        let held = pool.checkout(0, WAIT, || make(0, &live), || ()).unwrap();
+        let started = Instant::now();
+        let second = pool.checkout(0, Duration::from_millis(200), || make(0, &live), || ());
+        assert!(
+            second.is_err(),
+            "a second checkout of a one-session pool must time out"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Nothing leaked: the held one is still the only one, and comes back usable.
+        assert_eq!(pool.open_sessions(), 1);
+        drop(held);
+        assert!(pool
+            .checkout(0, Duration::from_millis(200), || make(0, &live), || ())
+            .is_ok());
     }
 }

@@ -1,19 +1,17 @@
-//! Finding a token by label or serial, and logging in to it: once, and never twice with a PIN
-//! the token has rejected — by any key of the process (see [`refused_pins`]).
+//! Finding a token by label or serial, and logging in to it: once, never twice with a PIN the
+//! token has rejected (by any key of the process: see [`crate::backend::refused_pins`]), and
+//! never on the last try unless allowed.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::Digest;
+use secrecy::SecretString;
 
 use super::fault;
 use super::module::Module;
+use crate::backend::refused_pins::{self, Refusal};
 use crate::error::BackendError;
 
 /// Which token to use: by label, by serial number, or both (both must match).
@@ -100,125 +98,22 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
     }
 }
 
-/// Why logging in with a PIN is refused from now on.
-#[derive(Debug, Clone)]
-enum Refusal {
-    Incorrect {
-        device: String,
-        tries_left: Option<u32>,
-    },
-    Blocked {
-        device: String,
-    },
-    /// `CKR_PIN_EXPIRED`: the PIN is right but must be changed before the token takes it.
-    Expired {
-        device: String,
-        reason: String,
-    },
-}
-
-impl Refusal {
-    fn to_error(&self) -> BackendError {
-        match self {
-            Refusal::Incorrect { device, tries_left } => BackendError::PinIncorrect {
-                device: device.clone(),
-                tries_left: *tries_left,
-            },
-            Refusal::Blocked { device } => BackendError::PinBlocked {
-                device: device.clone(),
-            },
-            Refusal::Expired { device, reason } => BackendError::Device {
-                device: device.clone(),
-                operation: "login".into(),
-                reason: reason.clone(),
-            },
-        }
-    }
-}
-
-/// The PINs tokens refused, for the whole process.
-///
-/// Every try of a wrong PIN brings the token closer to locking, and several keys of one process
-/// may share a token and a PIN source (a backend opening N keys, key generation, a reopen after
-/// a session loss): the memory of a refusal must outlive the key that met it. A PIN is kept
-/// only as a keyed digest, SHA-256(per-process random key ‖ PIN), in memory: it cannot be read
-/// back from a dump without the key, and nothing is written anywhere. A different PIN (the
-/// operator fixed the variable) may be tried.
-///
-/// The lock is held across the `C_Login` it guards, so that two keys with the same wrong PIN
-/// cannot both present it before either records the refusal.
-mod refused_pins {
-    use super::*;
-
-    /// A token: module path and serial number (the label too when the token reports no serial).
-    pub(super) type TokenKey = (PathBuf, String);
-    /// A keyed digest of a PIN.
-    pub(super) type PinDigest = [u8; 32];
-
-    pub(super) struct Registry {
-        refused: HashMap<TokenKey, Vec<(PinDigest, Refusal)>>,
-    }
-
-    impl Registry {
-        pub(super) fn refusal(&self, token: &TokenKey, pin: &PinDigest) -> Option<&Refusal> {
-            self.refused
-                .get(token)?
-                .iter()
-                .find(|(d, _)| d == pin)
-                .map(|(_, r)| r)
-        }
-
-        pub(super) fn record(&mut self, token: TokenKey, pin: PinDigest, r: Refusal) {
-            let list = self.refused.entry(token).or_default();
-            list.retain(|(d, _)| *d != pin);
-            list.push((pin, r));
-        }
-    }
-
-    /// The registry, locked.
-    pub(super) fn lock() -> std::sync::MutexGuard<'static, Registry> {
-        static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-        REGISTRY
-            .get_or_init(|| {
-                Mutex::new(Registry {
-                    refused: HashMap::new(),
-                })
-            })
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The keyed digest of `pin`.
-    pub(super) fn digest(pin: &SecretString) -> PinDigest {
-        static KEY: OnceLock<zeroize::Zeroizing<[u8; 32]>> = OnceLock::new();
-        let key = KEY.get_or_init(|| {
-            let mut k = zeroize::Zeroizing::new([0u8; 32]);
-            // Without the OS generator (it does not fail on supported systems) the digest is
-            // still a one-way function of the PIN: only its resistance to guessing is lost.
-            let _ = getrandom::fill(&mut k[..]);
-            k
-        });
-        let mut h = sha2::Sha256::new();
-        h.update(&key[..]);
-        h.update(pin.expose_secret().as_bytes());
-        h.finalize().into()
-    }
-}
-
 /// The user PIN of one key, and how often this key presented it.
 ///
 /// A PIN refused by a token is never presented to it again by any key of the process, whatever
 /// happens later (a reopen after a session loss included): each try spends one of the token's
-/// few tries before it locks.
+/// few tries before it locks (see [`crate::backend::refused_pins`]).
 pub(crate) struct Login {
     pin: Option<SecretString>,
+    allow_last_try: bool,
     attempts: AtomicU64,
 }
 
 impl Login {
-    pub(crate) fn new(pin: Option<SecretString>) -> Self {
+    pub(crate) fn new(pin: Option<SecretString>, allow_last_try: bool) -> Self {
         Login {
             pin,
+            allow_last_try,
             attempts: AtomicU64::new(0),
         }
     }
@@ -229,25 +124,27 @@ impl Login {
     }
 
     /// Makes sure the token is logged in (login state is shared by all sessions of the process
-    /// on that token), presenting a PIN at most once per token and process if it is refused.
+    /// on that token), presenting a PIN at most once per token and process if it is refused,
+    /// and never on the token's last try unless allowed.
     pub(crate) fn ensure(
         &self,
         module: &Module,
         session: &Session,
         token: &FoundToken,
     ) -> Result<(), BackendError> {
-        let token_key: refused_pins::TokenKey = (
-            module.path().to_owned(),
+        let device_key = format!(
+            "pkcs11:{}:{}",
+            module.path().display(),
             if token.serial.is_empty() {
                 format!("label:{}", token.label)
             } else {
                 format!("serial:{}", token.serial)
-            },
+            }
         );
         let digest = self.pin.as_ref().map(refused_pins::digest);
         // Held until the outcome is recorded: see `refused_pins`.
         let mut registry = refused_pins::lock();
-        if let Some(r) = digest.and_then(|d| registry.refusal(&token_key, &d)) {
+        if let Some(r) = digest.and_then(|d| registry.refusal(&device_key, &d)) {
             return Err(r.to_error());
         }
         let name = token.name();
@@ -278,12 +175,22 @@ impl Login {
                 ),
             });
         };
+        if info.user_pin_final_try() && !self.allow_last_try {
+            return Err(BackendError::LastPinTry { device: name });
+        }
+        if info.user_pin_count_low() {
+            tracing::warn!(
+                token = %name,
+                "the token reports few user PIN tries left (CKF_USER_PIN_COUNT_LOW); check the PIN"
+            );
+        }
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let refusal = match session.login(UserType::User, Some(pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => return Ok(()),
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Refusal::Blocked { device: name },
-            Err(e @ CkError::Pkcs11(RvError::PinExpired, _)) => Refusal::Expired {
+            Err(e @ CkError::Pkcs11(RvError::PinExpired, _)) => Refusal::Unusable {
                 device: name,
+                operation: "login".into(),
                 reason: format!(
                     "{}: the token wants the user PIN changed before it accepts it; change it \
                      (e.g. `pkcs11-tool --change-pin`) and restart",
@@ -294,10 +201,31 @@ impl Login {
                 RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
                 _,
             )) => after_refusal(module, token, name),
-            Err(e) => return Err(fault::device(&name, "login", &e)),
+            // The token never saw the PIN: nothing was counted.
+            Err(
+                e @ CkError::Pkcs11(
+                    RvError::UserAnotherAlreadyLoggedIn
+                    | RvError::UserTypeInvalid
+                    | RvError::SessionHandleInvalid
+                    | RvError::CryptokiNotInitialized,
+                    _,
+                ),
+            ) => return Err(fault::device(&name, "login", &e)),
+            // Device removed, network HSM dropped, anything else: the PIN may have reached the
+            // token and cost a try, and we cannot tell whether it was right.
+            Err(e) => Refusal::Unusable {
+                device: name,
+                operation: "login".into(),
+                reason: format!(
+                    "{}; the login's outcome is unknown (the token may have counted a wrong try), \
+                     so this PIN is not presented again by this process: check the token and the \
+                     PIN, then restart",
+                    fault::describe(&e)
+                ),
+            },
         };
         let err = refusal.to_error();
-        registry.record(token_key, digest, refusal);
+        registry.record(device_key, digest, refusal);
         Err(err)
     }
 }
@@ -336,46 +264,5 @@ impl std::fmt::Debug for Login {
             .field("pin", &self.pin.as_ref().map(|_| "[REDACTED]"))
             .field("attempts", &self.attempts())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refused_pins_are_kept_as_keyed_digests_per_token() {
-        let pin = SecretString::from("123456".to_owned());
-        let d = refused_pins::digest(&pin);
-        assert_eq!(d, refused_pins::digest(&pin), "stable within the process");
-        assert_ne!(
-            d,
-            refused_pins::digest(&SecretString::from("123457".to_owned()))
-        );
-        // Keyed: not the plain SHA-256 of the PIN, which a dictionary would reverse.
-        let plain: [u8; 32] = sha2::Sha256::digest(b"123456").into();
-        assert_ne!(d, plain);
-
-        let token = (PathBuf::from("/m.so"), "serial:unit-test-1".to_owned());
-        let other = (PathBuf::from("/m.so"), "serial:unit-test-2".to_owned());
-        let mut reg = refused_pins::lock();
-        reg.record(
-            token.clone(),
-            d,
-            Refusal::Incorrect {
-                device: "t".into(),
-                tries_left: Some(2),
-            },
-        );
-        assert!(matches!(
-            reg.refusal(&token, &d).map(Refusal::to_error),
-            Some(BackendError::PinIncorrect {
-                tries_left: Some(2),
-                ..
-            })
-        ));
-        assert!(reg.refusal(&other, &d).is_none(), "another token");
-        let fixed = refused_pins::digest(&SecretString::from("654321".to_owned()));
-        assert!(reg.refusal(&token, &fixed).is_none(), "another PIN");
     }
 }

@@ -7,7 +7,8 @@
 //! process ends.
 //!
 //! Missing packages make the tests fail with the `apt-get` line to run, unless the developer opts
-//! out with `DFNS_SIGNER_SKIP_HARDWARE=1` (then each test prints why it skipped).
+//! out with `DFNS_SIGNER_SKIP_HARDWARE=1` (then each test prints why it skipped; in CI the opt-out
+//! itself fails the test, see tests/common/skip.rs).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -48,17 +49,15 @@ impl std::ops::Deref for PivEnv {
     }
 }
 
-/// The running pcscd, started on first use; `None` (after printing why) when the developer set
-/// `DFNS_SIGNER_SKIP_HARDWARE=1`. Panics with the fix when pcscd or vpcd is missing.
+/// The running pcscd, started on first use; `None` (after printing `SKIPPED <test>: …`) when the
+/// developer set `DFNS_SIGNER_SKIP_HARDWARE=1` (a panic in CI). Panics with the fix when pcscd or
+/// vpcd is missing.
 pub fn pcscd_or_skip(test: &str) -> Option<PivEnv> {
-    if std::env::var("DFNS_SIGNER_SKIP_HARDWARE").as_deref() == Ok("1") {
-        // Written to stderr directly, not through `eprintln!`, which the test harness captures
-        // and hides for passing tests: a skip must be visible.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: DFNS_SIGNER_SKIP_HARDWARE=1 (virtual PIV card tests need pcscd and vpcd)"
-        );
+    if super::skip::should_skip_test(
+        test,
+        super::skip::SKIP_HARDWARE,
+        "virtual PIV card tests need pcscd and vpcd",
+    ) {
         return None;
     }
     // A test that failed while holding the turn leaves nothing shared broken: its cards are gone.
@@ -70,7 +69,7 @@ pub fn pcscd_or_skip(test: &str) -> Option<PivEnv> {
             Some(PivEnv { pcscd, _turn: turn })
         }
         Err(e) => panic!(
-            "{e}\n(to skip the virtual PIV card tests instead, set DFNS_SIGNER_SKIP_HARDWARE=1)"
+            "{e}\n(outside CI, DFNS_SIGNER_SKIP_HARDWARE=1 skips the virtual PIV card tests instead)"
         ),
     }
 }

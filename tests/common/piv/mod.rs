@@ -1,5 +1,6 @@
 //! Test support for the PIV backend: a virtual YubiKey PIV card ([`card`]), a private pcscd to
-//! plug it into ([`harness`]), and a test attestation CA ([`attestation`]).
+//! plug it into ([`harness`]), and a test attestation CA ([`attestation`]); plus the shared
+//! [`skip`] helper and module finder ([`modules`]) from tests/common.
 //!
 //! Use from any integration test built with the `piv` feature:
 //!
@@ -17,3 +18,9 @@
 pub mod attestation;
 pub mod card;
 pub mod harness;
+// Shared with the other test binaries (which reach them as `common::…`); included here too, as
+// the binaries that use `piv_support` do not declare `mod common`.
+#[path = "../modules.rs"]
+pub mod modules;
+#[path = "../skip.rs"]
+pub mod skip;
