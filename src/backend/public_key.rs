@@ -159,10 +159,15 @@ impl PublicKey {
             ))
         };
         let key = match self.algorithm {
-            Algorithm::EcdsaP256 => VerifierKey::P256(
-                p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
-                    .map_err(|_| unreadable("P-256"))?,
-            ),
+            Algorithm::EcdsaP256 => {
+                // Parsed (and the point validated) by RustCrypto; checked by ring.
+                let key = p256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
+                    .map_err(|_| unreadable("P-256"))?;
+                VerifierKey::P256(ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_ASN1,
+                    key.to_sec1_point(false).as_bytes().to_vec(),
+                ))
+            }
             Algorithm::EcdsaSecp256k1 => VerifierKey::K256(
                 k256::ecdsa::VerifyingKey::from_public_key_der(&self.spki_der)
                     .map_err(|_| unreadable("secp256k1"))?,
@@ -230,7 +235,8 @@ pub struct SignatureVerifier {
 
 #[derive(Clone)]
 enum VerifierKey {
-    P256(p256::ecdsa::VerifyingKey),
+    /// The uncompressed point, for ring (DER signatures over SHA-256).
+    P256(ring::signature::UnparsedPublicKey<Vec<u8>>),
     K256(k256::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     /// The key and its modulus length in bytes.
@@ -245,11 +251,7 @@ impl SignatureVerifier {
         let refused =
             |what: &str| BackendError::Crypto(format!("{what} signature does not verify"));
         match &self.key {
-            VerifierKey::P256(key) => {
-                let sig = p256::ecdsa::DerSignature::from_bytes(signature)
-                    .map_err(|_| refused("P-256 DER"))?;
-                key.verify(message, &sig).map_err(|_| refused("P-256"))
-            }
+            VerifierKey::P256(key) => key.verify(message, signature).map_err(|_| refused("P-256")),
             VerifierKey::K256(key) => {
                 let sig = k256::ecdsa::Signature::from_der(signature)
                     .map_err(|_| refused("secp256k1 DER"))?;
