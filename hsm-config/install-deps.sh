@@ -14,6 +14,8 @@ if [ "${1:-all}" != demo ]; then
   # official dfns-sdk-rust crate (native-tls) for the adapter test; nodejs + npm: the official
   # TypeScript SDK against our simulator.
   want+=(pcscd vsmartcard-vpcd yubico-piv-tool ykcs11 libpcsclite-dev pkg-config libssl-dev)
+  # p11-kit-modules: p11-kit's proxy module, the default when a key URI names no module.
+  want+=(p11-kit-modules)
   command -v node >/dev/null 2>&1 || want+=(nodejs)
   command -v npm >/dev/null 2>&1 || want+=(npm)
 fi

@@ -446,7 +446,7 @@ fn check_public_key_round_trip(key: &PublicKey) {
 
 #[cfg(feature = "pkcs11")]
 fn ec_params(edwards: bool, params: &[u8]) {
-    use crate::backend::pkcs11::key::ec_algorithm;
+    use crate::backend::pkcs11::curves::ec_algorithm;
     const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
     const SECP256K1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
     const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];

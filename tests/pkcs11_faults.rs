@@ -273,3 +273,82 @@ async fn a_removed_token_fails_the_request_before_anything_is_approved() {
         .done()
         .unwrap();
 }
+
+/// A key that wants the PIN before every signature (`CKA_ALWAYS_AUTHENTICATE`): each signature
+/// takes one context-specific `C_Login`; a PIN refused there stops the key, and every other key
+/// of the process on that token, for good. RSA, which SoftHSM 2.6 signs in parts.
+#[test]
+fn a_pin_for_every_signature_is_presented_once_per_signature_and_never_after_a_refusal() {
+    let Some(_h) = hsm() else { return };
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::Attribute;
+    use cryptoki::session::UserType;
+    let session = softhsm::own_context()
+        .open_rw_session(softhsm::slot_of("always"))
+        .unwrap();
+    session
+        .login(
+            UserType::User,
+            Some(&SecretString::from(USER_PIN.to_owned())),
+        )
+        .ok();
+    let pair = |extra: Vec<Attribute>| {
+        let mut v = vec![
+            Attribute::Token(true),
+            Attribute::Label(b"each-time".to_vec()),
+            Attribute::Id(vec![0x51]),
+        ];
+        v.extend(extra);
+        v
+    };
+    session
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &pair(vec![
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Verify(true),
+            ]),
+            &pair(vec![
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                Attribute::AlwaysAuthenticate(true),
+            ]),
+        )
+        .unwrap();
+    drop(session);
+
+    let shim = Shim::new("always");
+    let cfg = Pkcs11Config::new()
+        .with_module_path(&shim.path)
+        .with_token_label("always")
+        .with_key_label("each-time")
+        .with_pin(PinSource::Value(SecretString::from(USER_PIN.to_owned())));
+    let key = Pkcs11Key::open(&cfg).unwrap();
+    assert!(key.pin_per_signature());
+    // The set-up's session is closed, so the token is logged out: open presents the PIN for
+    // the user login, then for the context-specific login of its pair-check signature.
+    let at_open = shim.calls("C_Login");
+    assert_eq!(at_open, 2, "{:?}", shim.calls_log());
+    for message in [&b"first"[..], b"second"] {
+        let sig = key.sign(message).unwrap();
+        key.public_key().verify(message, &sig).unwrap();
+    }
+    assert_eq!(
+        shim.calls("C_Login"),
+        at_open + 2,
+        "one login per signature"
+    );
+
+    // The token refuses the PIN at a signature: reported, and never presented again.
+    shim.set(&[("login_error", "0xa0")]);
+    let err = key.sign(b"third").unwrap_err();
+    assert!(matches!(err, BackendError::PinIncorrect { .. }), "{err:?}");
+    shim.clear();
+    let err = key.sign(b"fourth").unwrap_err();
+    assert!(matches!(err, BackendError::PinIncorrect { .. }), "{err:?}");
+    assert!(Pkcs11Key::open(&cfg).is_err(), "another key of the process");
+    assert_eq!(shim.calls("C_Login"), at_open + 3, "{:?}", shim.calls_log());
+}

@@ -20,6 +20,30 @@ pub fn ykcs11() -> PathBuf {
     )
 }
 
+/// OpenSC's PKCS#11 module (package `opensc-pkcs11`), or `$DFNS_SIGNER_TEST_OPENSC_MODULE`.
+/// Debian installs it as `/usr/lib/<multiarch>/opensc-pkcs11.so` and under `pkcs11/` there.
+pub fn opensc() -> PathBuf {
+    find_module(
+        "DFNS_SIGNER_TEST_OPENSC_MODULE",
+        &["opensc-pkcs11.so"],
+        &[],
+        &["pkcs11"],
+        "OpenSC's PKCS#11 module is needed: apt-get install opensc-pkcs11 (outside CI, \
+         DFNS_SIGNER_SKIP_HARDWARE=1 skips the virtual PIV card tests)",
+    )
+}
+
+/// p11-kit's proxy module (package `p11-kit-modules`), or `$DFNS_SIGNER_TEST_P11_KIT_MODULE`.
+pub fn p11_kit_proxy() -> PathBuf {
+    find_module(
+        "DFNS_SIGNER_TEST_P11_KIT_MODULE",
+        &["p11-kit-proxy.so"],
+        &[],
+        &["pkcs11"],
+        "p11-kit's proxy module is needed: apt-get install p11-kit-modules",
+    )
+}
+
 /// SoftHSM's PKCS#11 module (package `softhsm2`), or `$DFNS_SIGNER_TEST_SOFTHSM_MODULE`.
 pub fn softhsm() -> PathBuf {
     static FOUND: OnceLock<PathBuf> = OnceLock::new();

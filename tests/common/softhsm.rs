@@ -41,6 +41,7 @@ pub const TOKENS: &[(&str, &str)] = &[
     ("public", ""),
     ("foreign", "p256"),
     ("removed", "p256"),
+    ("always", ""),
 ];
 
 /// The SoftHSM set up for this process.

@@ -11,7 +11,16 @@ use crate::backend::{PinSource, UriAttributes};
 use crate::error::BackendError;
 
 /// Path attributes a `pkcs11:` URI may carry (RFC 7512 names).
-pub(crate) const PATH_ATTRS: &[&str] = &["token", "serial", "object", "id", "type"];
+pub(crate) const PATH_ATTRS: &[&str] = &[
+    "token",
+    "serial",
+    "manufacturer",
+    "model",
+    "slot-id",
+    "object",
+    "id",
+    "type",
+];
 /// Query attributes a `pkcs11:` URI may carry.
 pub(crate) const QUERY_ATTRS: &[&str] = &[
     "module-path",
@@ -81,6 +90,24 @@ impl Pkcs11Config {
         self
     }
 
+    /// Selects the token by its manufacturer (`manufacturerID` of the token info).
+    pub fn with_token_manufacturer(mut self, manufacturer: impl Into<String>) -> Self {
+        self.token.manufacturer = Some(manufacturer.into());
+        self
+    }
+
+    /// Selects the token by its model.
+    pub fn with_token_model(mut self, model: impl Into<String>) -> Self {
+        self.token.model = Some(model.into());
+        self
+    }
+
+    /// Selects the token by the id of the slot it sits in (as the module numbers slots).
+    pub fn with_slot_id(mut self, slot_id: u64) -> Self {
+        self.token.slot_id = Some(slot_id);
+        self
+    }
+
     /// Selects the key by its label (`CKA_LABEL`).
     pub fn with_key_label(mut self, label: impl Into<String>) -> Self {
         self.key.label = Some(label.into());
@@ -145,7 +172,8 @@ impl Pkcs11Config {
         })
     }
 
-    /// Reads a `pkcs11:` URI (RFC 7512). Path attributes: `token`, `serial`, `object` (key label),
+    /// Reads a `pkcs11:` URI (RFC 7512). Path attributes: `token`, `serial`, `manufacturer`,
+    /// `model`, `slot-id` (which token), `object` (key label),
     /// `id` (key id, percent-encoded bytes), `type` (must be `private` if given). Query
     /// attributes: `module-path`, `pin-source`, `pool-size`, `pool-wait` (seconds),
     /// `allow-unsafe-key`, `allow-last-pin-try`, `verify-signatures` (`true`/`false`).
@@ -161,6 +189,15 @@ impl Pkcs11Config {
         }
         c.token.label = attrs.path_attr("token").map(str::to_owned);
         c.token.serial = attrs.path_attr("serial").map(str::to_owned);
+        c.token.manufacturer = attrs.path_attr("manufacturer").map(str::to_owned);
+        c.token.model = attrs.path_attr("model").map(str::to_owned);
+        c.token.slot_id = attrs
+            .path_attr("slot-id")
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| attrs.invalid(format!("`slot-id={v}`: expected a decimal number")))
+            })
+            .transpose()?;
         c.key.label = attrs.path_attr("object").map(str::to_owned);
         c.key.id = match attrs.id_bytes() {
             Some([]) => return Err(attrs.invalid("`id=` is empty")),
@@ -262,11 +299,14 @@ mod tests {
     #[test]
     fn uri_to_config() {
         let c = Pkcs11Config::from_uri(&attrs(
-            "pkcs11:token=custody;serial=abc;object=dfns-1;id=%01%7f;type=private?module-path=/m.so&pin-source=env:HSM_PIN&pool-size=3&allow-unsafe-key=true&allow-last-pin-try=true&verify-signatures=false&pool-wait=5",
+            "pkcs11:token=custody;serial=abc;manufacturer=SoftHSM%20project;model=SoftHSM%20v2;slot-id=7;object=dfns-1;id=%01%7f;type=private?module-path=/m.so&pin-source=env:HSM_PIN&pool-size=3&allow-unsafe-key=true&allow-last-pin-try=true&verify-signatures=false&pool-wait=5",
         ))
         .unwrap();
         assert_eq!(c.token.label.as_deref(), Some("custody"));
         assert_eq!(c.token.serial.as_deref(), Some("abc"));
+        assert_eq!(c.token.manufacturer.as_deref(), Some("SoftHSM project"));
+        assert_eq!(c.token.model.as_deref(), Some("SoftHSM v2"));
+        assert_eq!(c.token.slot_id, Some(7));
         assert_eq!(c.key.label.as_deref(), Some("dfns-1"));
         assert_eq!(c.key.id.as_deref(), Some(&[0x01, 0x7f][..]));
         assert_eq!(
@@ -293,6 +333,7 @@ mod tests {
         assert!(bad("pkcs11:token=t").contains("object=LABEL"));
         assert!(bad("pkcs11:object=k;type=public").contains("type=private"));
         assert!(bad("pkcs11:object=k?pool-size=0").contains("pool-size"));
+        assert!(bad("pkcs11:object=k;slot-id=x1").contains("slot-id"));
         assert!(bad("pkcs11:object=k?allow-unsafe-key=yes").contains("true"));
         assert!(bad("pkcs11:object=k?verify-signatures=no").contains("verify-signatures"));
         assert!(bad("pkcs11:object=k?pool-wait=0").contains("pool-wait"));

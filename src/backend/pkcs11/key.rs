@@ -4,6 +4,7 @@
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 
+use super::curves::{ec_algorithm, ED25519_NAME_PARAMS, P256_PARAMS, SECP256K1_PARAMS};
 use super::fault;
 use crate::backend::{Algorithm, PublicKey};
 use crate::error::BackendError;
@@ -81,6 +82,9 @@ impl KeyProvenance {
 pub(crate) struct KeyInfo {
     pub(crate) public_key: PublicKey,
     pub(crate) provenance: KeyProvenance,
+    /// `CKA_ALWAYS_AUTHENTICATE`: the token wants the PIN again (a context-specific login)
+    /// right before every signature.
+    pub(crate) pin_per_signature: bool,
     pub(crate) label: String,
     pub(crate) id: Vec<u8>,
 }
@@ -95,14 +99,6 @@ impl KeyInfo {
 fn key_name(label: &str, id: &[u8]) -> String {
     format!("\"{label}\" (id {})", hex::encode(id))
 }
-
-/// DER of the curve OIDs Dfns takes, as CKA_EC_PARAMS holds them.
-const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const SECP256K1_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
-/// Ed25519 as an OID (1.3.101.112), and as the PrintableString "edwards25519" that PKCS#11
-/// 2.40-era modules (SoftHSM 2.6, OpenSC) use.
-pub(crate) const ED25519_OID_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
-pub(crate) const ED25519_NAME_PARAMS: &[u8] = b"\x13\x0cedwards25519";
 
 /// The CKA_EC_PARAMS for an EC algorithm (Ed25519: the printable name SoftHSM 2.6 expects).
 pub(crate) fn ec_params(alg: Algorithm) -> Option<&'static [u8]> {
@@ -232,14 +228,6 @@ pub(crate) fn read(
             "key {name} on {token} is not allowed to sign (CKA_SIGN is false)"
         )));
     }
-    if pin_per_signature {
-        // Such a key needs a context-specific login, i.e. the PIN again, before every
-        // signature: one wrong PIN per signature would lock the token. Not supported.
-        return Err(BackendError::UnsupportedKey(format!(
-            "key {name} on {token} requires the PIN before every signature (CKA_ALWAYS_AUTHENTICATE); \
-             use a key without that policy"
-        )));
-    }
     let public_key = match key_type {
         Some(t) if t == KeyType::EC || t == KeyType::EC_EDWARDS => {
             let params = single_bytes(session, handle, AttributeType::EcParams)
@@ -247,19 +235,16 @@ pub(crate) fn read(
                 .ok_or_else(|| unsupported(&name, token, "the private key has no CKA_EC_PARAMS"))?;
             let alg = ec_algorithm(t == KeyType::EC_EDWARDS, &params)
                 .map_err(|why| unsupported(&name, token, &why))?;
-            let point = public_ec_point(session, &params, &id, &label, token)?
-                .ok_or_else(|| BackendError::KeyLoad {
+            ec_public_key(session, handle, alg, &params, &id, &label, token)?.ok_or_else(|| {
+                BackendError::KeyLoad {
                     what: format!("key {name} on {token}"),
-                    reason: "no public key object with the same id and curve: the public key is needed to \
-                             register the credential; generate the pair on the token, or import the public key \
-                             with the same CKA_ID"
+                    reason: "the token shows no public key for it (no public key object or certificate \
+                             with the same id and curve, and no CKA_EC_POINT on the private key): the \
+                             public key is needed to register the credential; generate the pair on the \
+                             token, or import the public key or a certificate with the same CKA_ID"
                         .into(),
-                })?;
-            let point = unwrap_octet_string(&point);
-            match alg {
-                Algorithm::Ed25519 => PublicKey::from_ed25519_bytes(point)?,
-                _ => PublicKey::from_ec_point(alg, point)?,
-            }
+                }
+            })?
         }
         Some(t) if t == KeyType::RSA => {
             let (n, e) = rsa_components(session, handle)
@@ -285,6 +270,7 @@ pub(crate) fn read(
     Ok(KeyInfo {
         public_key,
         provenance,
+        pin_per_signature,
         label,
         id,
     })
@@ -292,23 +278,6 @@ pub(crate) fn read(
 
 fn unsupported(name: &str, token: &str, why: &str) -> BackendError {
     BackendError::UnsupportedKey(format!("key {name} on {token}: {why}"))
-}
-
-/// The algorithm a CKA_EC_PARAMS names, or why it is refused.
-pub(crate) fn ec_algorithm(edwards: bool, params: &[u8]) -> Result<Algorithm, String> {
-    match params {
-        P256_PARAMS if !edwards => Ok(Algorithm::EcdsaP256),
-        SECP256K1_PARAMS if !edwards => Ok(Algorithm::EcdsaSecp256k1),
-        ED25519_OID_PARAMS | ED25519_NAME_PARAMS if edwards => Ok(Algorithm::Ed25519),
-        other => {
-            let named = spki::ObjectIdentifier::from_bytes(other.get(2..).unwrap_or_default())
-                .map(|o| format!("OID {o}"))
-                .unwrap_or_else(|_| format!("parameters {}", hex::encode(other)));
-            Err(format!(
-                "curve {named} is not accepted for Dfns Key credentials (use P-256, secp256k1 or Ed25519)"
-            ))
-        }
-    }
 }
 
 fn single_bytes(
@@ -348,19 +317,32 @@ fn rsa_components(
     Ok(n.zip(e))
 }
 
-/// The CKA_EC_POINT of the public key object paired with the private key: same id (or, for keys
-/// without an id, same label) and same curve.
-fn public_ec_point(
+/// The public half of an EC private key, from wherever the token shows it, in this order:
+///
+/// 1. the public key object paired with it: same id (or, for keys without an id, same label),
+///    whose `CKA_EC_PARAMS` name the same curve (in whatever encoding: a module may give the
+///    private key explicit parameters and the public key the OID);
+/// 2. `CKA_EC_POINT` on the private key object itself (some modules put it there);
+/// 3. the certificate with the same id (PIV modules — ykcs11, OpenSC — show a slot's public key
+///    only through its certificate on some cards).
+fn ec_public_key(
     session: &Session,
+    private: ObjectHandle,
+    alg: Algorithm,
     params: &[u8],
     id: &[u8],
     label: &str,
     token: &str,
-) -> Result<Option<Vec<u8>>, BackendError> {
-    let mut template = vec![
-        Attribute::Class(ObjectClass::PUBLIC_KEY),
-        Attribute::EcParams(params.to_vec()),
-    ];
+) -> Result<Option<PublicKey>, BackendError> {
+    let edwards = alg == Algorithm::Ed25519;
+    let from_point = |point: &[u8]| {
+        let point = unwrap_octet_string(point);
+        match alg {
+            Algorithm::Ed25519 => PublicKey::from_ed25519_bytes(point),
+            _ => PublicKey::from_ec_point(alg, point),
+        }
+    };
+    let mut template = vec![Attribute::Class(ObjectClass::PUBLIC_KEY)];
     if id.is_empty() {
         template.push(Attribute::Label(label.as_bytes().to_vec()));
     } else {
@@ -370,10 +352,58 @@ fn public_ec_point(
         .find_objects(&template)
         .map_err(|e| fault::device(token, "finding the public key", &e))?;
     for h in handles {
+        // Another curve under the same id is not this key's pair.
+        let same_curve = match single_bytes(session, h, AttributeType::EcParams) {
+            Ok(Some(p)) => p == params || ec_algorithm(edwards, &p) == Ok(alg),
+            _ => false,
+        };
+        if !same_curve {
+            continue;
+        }
         if let Some(point) = single_bytes(session, h, AttributeType::EcPoint)
             .map_err(|e| fault::device(token, "reading CKA_EC_POINT", &e))?
         {
-            return Ok(Some(point));
+            return from_point(&point).map(Some);
+        }
+    }
+    // Not every module knows CKA_EC_POINT on a private key: an error here means "not there".
+    if let Ok(Some(point)) = single_bytes(session, private, AttributeType::EcPoint) {
+        return from_point(&point).map(Some);
+    }
+    certificate_public_key(session, id, alg, token)
+}
+
+/// The public key of the certificate with this id, when there is one for `alg`.
+fn certificate_public_key(
+    session: &Session,
+    id: &[u8],
+    alg: Algorithm,
+    token: &str,
+) -> Result<Option<PublicKey>, BackendError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let handles = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Id(id.to_vec()),
+        ])
+        .map_err(|e| fault::device(token, "finding the certificate", &e))?;
+    for h in handles {
+        let value = session
+            .get_attributes(h, &[AttributeType::Value])
+            .map_err(|e| fault::device(token, "reading the certificate", &e))?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(v),
+                _ => None,
+            });
+        let Some(spki) = value.as_deref().and_then(super::curves::certificate_spki) else {
+            continue;
+        };
+        match PublicKey::from_spki_der(spki) {
+            Ok(key) if key.algorithm() == alg => return Ok(Some(key)),
+            _ => continue,
         }
     }
     Ok(None)
@@ -435,28 +465,5 @@ mod tests {
         let mut point = vec![0x04, 0x3f];
         point.extend([0x3f; 63]);
         assert_eq!(unwrap_octet_string(&point), &point[..]);
-    }
-
-    #[test]
-    fn curves_dfns_takes_and_refuses() {
-        assert_eq!(ec_algorithm(false, P256_PARAMS), Ok(Algorithm::EcdsaP256));
-        assert_eq!(
-            ec_algorithm(false, SECP256K1_PARAMS),
-            Ok(Algorithm::EcdsaSecp256k1)
-        );
-        assert_eq!(
-            ec_algorithm(true, ED25519_NAME_PARAMS),
-            Ok(Algorithm::Ed25519)
-        );
-        assert_eq!(
-            ec_algorithm(true, ED25519_OID_PARAMS),
-            Ok(Algorithm::Ed25519)
-        );
-        // P-384 (1.3.132.0.34)
-        let err = ec_algorithm(false, &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]).unwrap_err();
-        assert!(err.contains("1.3.132.0.34"), "{err}");
-        // Ed448 as a name
-        assert!(ec_algorithm(true, b"\x13\x0aedwards448").is_err());
-        assert!(ec_algorithm(true, P256_PARAMS).is_err());
     }
 }

@@ -7,8 +7,9 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::Session;
 
 use super::config::Pkcs11Config;
+use super::curves::ED25519_OID_PARAMS;
 use super::fault;
-use super::key::{self, ED25519_OID_PARAMS};
+use super::key;
 use super::token::Login;
 use crate::backend::{Algorithm, PublicKey};
 use crate::error::BackendError;

@@ -16,10 +16,12 @@
 //! |---|---|---|---|
 //! | `token` | path | token label | the only initialised token |
 //! | `serial` | path | token serial number | any |
+//! | `manufacturer`, `model` | path | the token's manufacturer and model | any |
+//! | `slot-id` | path | the slot the token sits in (decimal) | any |
 //! | `object` | path | key label (`CKA_LABEL`) | — (`object` or `id` is required) |
 //! | `id` | path | key id (`CKA_ID`), percent-encoded bytes | — |
 //! | `type` | path | must be `private` if given | `private` |
-//! | `module-path` | query | the PKCS#11 library | `$DFNS_SIGNER_PKCS11_MODULE`, else an error |
+//! | `module-path` | query | the PKCS#11 library | `$DFNS_SIGNER_PKCS11_MODULE`, else p11-kit's proxy module (the modules the system registered), else an error |
 //! | `pin-source` | query | `env:NAME`, `file:PATH` or `prompt` | none (an error if the token needs a login) |
 //! | `pool-size` | query | sessions kept for concurrent signing | number of CPU cores (1 when other code initialised the module) |
 //! | `pool-wait` | query | seconds a signature waits for a free session before failing | 30 |
@@ -36,7 +38,21 @@
 //! S, but many secp256k1 verifiers (Bitcoin-style) take only the low one, and normalising keeps
 //! the signature valid at no cost), Ed25519 (`CKM_EDDSA`, pure), RSA PKCS#1 v1.5 with SHA-256
 //! (`CKM_SHA256_RSA_PKCS`, the signature left-padded to the modulus length should the module
-//! strip leading zeros). Other curves and RSA under 2048 bits are refused at open.
+//! strip leading zeros). Other curves and RSA under 2048 bits are refused at open. A curve is
+//! recognised however the module gives `CKA_EC_PARAMS`: the named curve's OID, explicit
+//! parameters equal to P-256's or secp256k1's (Yubico's ykcs11 gives those), or a printable
+//! curve name. The public key is read from the paired public key object, the private key's own
+//! `CKA_EC_POINT`, or the certificate with the same id (PIV modules), in that order.
+//!
+//! # Keys that want the PIN before every signature
+//!
+//! A key marked `CKA_ALWAYS_AUTHENTICATE` (a YubiKey's slot 9c through ykcs11, many HSMs'
+//! signing keys) is signed with a context-specific login: `C_SignInit`, `C_Login` with
+//! `CKU_CONTEXT_SPECIFIC` and the PIN from `pin-source` (read once, held as a secret), then the
+//! data in parts (`C_SignUpdate`, `C_SignFinal`; ECDSA through `CKM_ECDSA_SHA256`). Each
+//! signature costs one more round trip to the token, and on a smart card a PIN verification;
+//! [`Pkcs11Key::pin_per_signature`] says whether a key does. The PIN rules below apply to every
+//! one of those logins: one refusal stops the key for good.
 //!
 //! # Concurrency and recovery
 //!
@@ -83,6 +99,7 @@
 //! keys that pass.
 
 mod config;
+pub(crate) mod curves;
 mod fault;
 pub(crate) mod key;
 mod keygen;
@@ -137,6 +154,8 @@ pub struct Pkcs11Key {
     /// RSA: the modulus length in bytes, which every signature has (zero for other keys).
     rsa_len: usize,
     provenance: KeyProvenance,
+    /// `CKA_ALWAYS_AUTHENTICATE`: a context-specific login before every signature.
+    pin_per_signature: bool,
     key_name: String,
     current: RwLock<Current>,
     /// Mirrors `current.generation`, read lock-free on every signature.
@@ -178,6 +197,13 @@ fn connect(
     Ok((module, token, pin))
 }
 
+/// How one signature in a session failed: the token refused the operation, or the
+/// context-specific login before it failed (already mapped, refusal recorded).
+enum SignFailure {
+    Token(cryptoki::error::Error),
+    Login(BackendError),
+}
+
 /// How one signing attempt failed.
 enum Attempt {
     /// The session, login or handle went away; a reopen may cure it.
@@ -215,6 +241,7 @@ impl Pkcs11Key {
             &sessions_valid_from,
         )?;
         check_protection(&info, &token_name, config.allow_unsafe_key)?;
+        check_signable_in_parts(&module, &token, &info)?;
         let rsa_len = rsa_signature_len(&info.public_key)?;
         let key_name = format!(
             "PKCS#11 key {} on {token_name} via {}",
@@ -235,6 +262,7 @@ impl Pkcs11Key {
             public_key: info.public_key.clone(),
             rsa_len,
             provenance: info.provenance,
+            pin_per_signature: info.pin_per_signature,
             key_name,
             current: RwLock::new(Current {
                 generation: 0,
@@ -288,12 +316,63 @@ impl Pkcs11Key {
         &self.config
     }
 
-    fn mechanism(&self) -> Mechanism<'static> {
+    /// The mechanism, and whether it takes the message's SHA-256 (hashed on the host) rather
+    /// than the message.
+    ///
+    /// A key that wants the PIN before every signature is signed in parts (`C_SignInit`, the
+    /// context-specific login, `C_SignUpdate`, `C_SignFinal`: `cryptoki` has no single-part
+    /// `C_Sign` after an init), so its ECDSA uses `CKM_ECDSA_SHA256`, which every module takes
+    /// in parts, where plain `CKM_ECDSA` is single-part only.
+    fn mechanism(&self) -> (Mechanism<'static>, bool) {
         match self.public_key.algorithm() {
-            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 => Mechanism::Ecdsa,
-            Algorithm::Ed25519 => Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
-            Algorithm::RsaPkcs1Sha256 => Mechanism::Sha256RsaPkcs,
+            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 if self.pin_per_signature => {
+                (Mechanism::EcdsaSha256, false)
+            }
+            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 => (Mechanism::Ecdsa, true),
+            Algorithm::Ed25519 => (
+                Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                false,
+            ),
+            Algorithm::RsaPkcs1Sha256 => (Mechanism::Sha256RsaPkcs, false),
         }
+    }
+
+    /// Whether the token asks for the PIN again before every signature with this key
+    /// (`CKA_ALWAYS_AUTHENTICATE`, e.g. a YubiKey's slot 9c through ykcs11). Each signature then
+    /// costs one more round trip to the token (a context-specific `C_Login`) and, on a smart
+    /// card, a PIN verification; a PIN the token refuses there stops the key for good.
+    pub fn pin_per_signature(&self) -> bool {
+        self.pin_per_signature
+    }
+
+    /// One signature in `session`: `C_Sign`, or for a key that wants the PIN every time,
+    /// `C_SignInit`, the context-specific login, then the data in parts.
+    fn sign_in(
+        &self,
+        session: &cryptoki::session::Session,
+        key: ObjectHandle,
+        mechanism: &Mechanism<'_>,
+        input: &[u8],
+    ) -> Result<Vec<u8>, SignFailure> {
+        if !self.pin_per_signature {
+            return session
+                .sign(mechanism, key, input)
+                .map_err(SignFailure::Token);
+        }
+        session
+            .sign_init(mechanism, key)
+            .map_err(SignFailure::Token)?;
+        let token = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .token
+            .clone();
+        self.login
+            .context_specific(&self.module, session, &token)
+            .map_err(SignFailure::Login)?;
+        session.sign_update(input).map_err(SignFailure::Token)?;
+        session.sign_final().map_err(SignFailure::Token)
     }
 
     /// Opens a new pooled session under the current generation.
@@ -342,9 +421,14 @@ impl Pkcs11Key {
             },
         )?;
         let p = lease.get();
-        match p.session.get().sign(mechanism, p.key, input) {
+        match self.sign_in(p.session.get(), p.key, mechanism, input) {
             Ok(sig) => Ok(sig),
-            Err(e) => {
+            Err(SignFailure::Login(e)) => {
+                // The sign operation is still active in that session: close it.
+                lease.discard();
+                Err(Attempt::Failed(e))
+            }
+            Err(SignFailure::Token(e)) => {
                 let generation = p.generation();
                 let sessions_dead = fault::sessions_dead(&e);
                 if sessions_dead {
@@ -514,6 +598,36 @@ pub(crate) fn encode(
     }
 }
 
+/// A key that wants the PIN before every signature is signed in parts (see
+/// `Pkcs11Key::mechanism`): an ECDSA key then needs `CKM_ECDSA_SHA256`, which some tokens
+/// (SoftHSM 2.6) do not offer. Said at open, rather than as an odd error at the first signature.
+fn check_signable_in_parts(
+    module: &Module,
+    token: &FoundToken,
+    info: &KeyInfo,
+) -> Result<(), BackendError> {
+    let ecdsa = matches!(
+        info.public_key.algorithm(),
+        Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1
+    );
+    if !info.pin_per_signature || !ecdsa {
+        return Ok(());
+    }
+    let mechanisms = module
+        .ctx()
+        .get_mechanism_list(token.slot)
+        .map_err(|e| fault::device(&token.name(), "listing mechanisms", &e))?;
+    if mechanisms.contains(&cryptoki::mechanism::MechanismType::ECDSA_SHA256) {
+        return Ok(());
+    }
+    Err(BackendError::UnsupportedKey(format!(
+        "key {} on {} asks for the PIN before every signature (CKA_ALWAYS_AUTHENTICATE), which \
+         needs CKM_ECDSA_SHA256, and this token does not offer it; use a key without that policy",
+        info.name(),
+        token.name()
+    )))
+}
+
 fn check_protection(info: &KeyInfo, token: &str, allow: bool) -> Result<(), BackendError> {
     let p = &info.provenance;
     if p.is_protected() {
@@ -578,16 +692,15 @@ impl Pkcs11Key {
     /// and one more try when the token lost our state.
     fn sign_unchecked(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
         let digest;
-        let input: &[u8] = match self.public_key.algorithm() {
-            // CKM_ECDSA signs a digest: hashing on the host works with every module.
-            Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 => {
-                digest = sha2::Sha256::digest(message);
-                &digest
-            }
-            // CKM_EDDSA is pure; CKM_SHA256_RSA_PKCS hashes on the token.
-            Algorithm::Ed25519 | Algorithm::RsaPkcs1Sha256 => message,
+        let (mechanism, prehashed) = self.mechanism();
+        // CKM_ECDSA signs a digest: hashing on the host works with every module. CKM_EDDSA is
+        // pure; CKM_SHA256_RSA_PKCS and CKM_ECDSA_SHA256 hash on the token.
+        let input: &[u8] = if prehashed {
+            digest = sha2::Sha256::digest(message);
+            &digest
+        } else {
+            message
         };
-        let mechanism = self.mechanism();
         let (seen, reason, sessions_dead) = match self.sign_once(&mechanism, input) {
             Ok(raw) => return encode(self.public_key.algorithm(), self.rsa_len, raw),
             Err(Attempt::Failed(e)) => return Err(e),

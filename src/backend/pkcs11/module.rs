@@ -53,18 +53,71 @@ fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// The module path a config names, else the one `DFNS_SIGNER_PKCS11_MODULE` names.
+/// The module path a config names, else the one `DFNS_SIGNER_PKCS11_MODULE` names, else
+/// p11-kit's proxy module when it is installed: it loads every module the system registered
+/// (`/usr/share/p11-kit/modules/*.module`: SoftHSM, OpenSC, vendors' HSM modules), which is what
+/// OpenSSL's and step-kms-plugin's PKCS#11 users get by default.
 pub(crate) fn resolve_path(given: Option<&Path>) -> Result<PathBuf, String> {
+    choose_path(
+        given,
+        std::env::var_os(MODULE_ENV).filter(|p| !p.is_empty()),
+        p11_kit_proxy,
+    )
+}
+
+/// [`resolve_path`]'s rule, with the environment and the search handed in.
+fn choose_path(
+    given: Option<&Path>,
+    from_env: Option<std::ffi::OsString>,
+    p11_kit: impl FnOnce() -> Option<PathBuf>,
+) -> Result<PathBuf, String> {
     if let Some(p) = given {
         return Ok(p.to_owned());
     }
-    match std::env::var_os(MODULE_ENV) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(format!(
-            "no PKCS#11 module given: add `module-path=/path/to/module.so` to the URI's query, or set \
-             {MODULE_ENV} (SoftHSM: /usr/lib/softhsm/libsofthsm2.so)"
-        )),
+    if let Some(p) = from_env {
+        return Ok(PathBuf::from(p));
     }
+    if let Some(proxy) = p11_kit() {
+        return Ok(proxy);
+    }
+    Err(format!(
+        "no PKCS#11 module given: add `module-path=/path/to/module.so` to the URI's query, set \
+         {MODULE_ENV}, or install p11-kit's proxy module (Debian: `apt-get install p11-kit-modules`) \
+         to use the modules the system registered"
+    ))
+}
+
+/// p11-kit's proxy module (`p11-kit-proxy.so`), where distributions install it.
+pub(crate) fn p11_kit_proxy() -> Option<PathBuf> {
+    const NAME: &str = "p11-kit-proxy.so";
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    // Debian/Ubuntu multiarch directories (`/usr/lib/x86_64-linux-gnu`, `/usr/lib/aarch64-…`).
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        let mut multiarch: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with("-linux-gnu") || n.ends_with("-linux-musl"))
+            })
+            .collect();
+        multiarch.sort();
+        dirs.extend(multiarch);
+    }
+    dirs.extend(
+        [
+            "/usr/lib64",
+            "/usr/lib",
+            "/usr/local/lib",
+            "/opt/homebrew/lib",
+        ]
+        .iter()
+        .map(PathBuf::from),
+    );
+    dirs.into_iter()
+        .flat_map(|d| [d.join(NAME), d.join("pkcs11").join(NAME)])
+        .find(|p| p.is_file())
 }
 
 /// Loads and initialises the module at `path`, or returns the one already loaded.
@@ -126,5 +179,36 @@ fn not_loadable(path: &Path, why: &str) -> BackendError {
             "{why}; check the path, or install the module that provides it \
              (SoftHSM: `apt-get install softhsm2` gives /usr/lib/softhsm/libsofthsm2.so)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_comes_from_the_uri_then_the_environment_then_p11_kit() {
+        let proxy = || Some(PathBuf::from("/usr/lib/p11-kit-proxy.so"));
+        let none = || None;
+        let given = Path::new("/opt/hsm/libvendor.so");
+        assert_eq!(
+            choose_path(Some(given), Some("/env.so".into()), proxy),
+            Ok(given.to_owned())
+        );
+        assert_eq!(
+            choose_path(None, Some("/env.so".into()), proxy),
+            Ok(PathBuf::from("/env.so"))
+        );
+        assert_eq!(
+            choose_path(None, None, proxy),
+            Ok(PathBuf::from("/usr/lib/p11-kit-proxy.so"))
+        );
+        let err = choose_path(None, None, none).unwrap_err();
+        assert!(
+            err.contains("module-path")
+                && err.contains(MODULE_ENV)
+                && err.contains("p11-kit-modules"),
+            "{err}"
+        );
     }
 }

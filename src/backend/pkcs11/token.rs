@@ -14,21 +14,54 @@ use super::module::Module;
 use crate::backend::refused_pins::{self, Refusal};
 use crate::error::BackendError;
 
-/// Which token to use: by label, by serial number, or both (both must match).
+/// Which token to use: by label, serial number, manufacturer, model and/or slot id (RFC 7512
+/// `token`, `serial`, `manufacturer`, `model`, `slot-id`); every one given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TokenSelector {
     pub(crate) label: Option<String>,
     pub(crate) serial: Option<String>,
+    pub(crate) manufacturer: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) slot_id: Option<u64>,
 }
 
 impl TokenSelector {
     fn wanted(&self) -> String {
-        match (&self.label, &self.serial) {
-            (Some(l), Some(s)) => format!("token \"{l}\" with serial {s}"),
-            (Some(l), None) => format!("token \"{l}\""),
-            (None, Some(s)) => format!("token with serial {s}"),
-            (None, None) => "an initialised token".to_owned(),
+        let mut parts = Vec::new();
+        if let Some(l) = &self.label {
+            parts.push(format!("token \"{l}\""));
         }
+        if let Some(s) = &self.serial {
+            parts.push(format!("serial {s}"));
+        }
+        if let Some(m) = &self.manufacturer {
+            parts.push(format!("manufacturer \"{m}\""));
+        }
+        if let Some(m) = &self.model {
+            parts.push(format!("model \"{m}\""));
+        }
+        if let Some(id) = self.slot_id {
+            parts.push(format!("slot {id}"));
+        }
+        if parts.is_empty() {
+            "an initialised token".to_owned()
+        } else {
+            format!("a token with {}", parts.join(", "))
+        }
+    }
+
+    fn matches(&self, t: &FoundToken) -> bool {
+        self.label.as_ref().is_none_or(|l| *l == t.label)
+            && self
+                .serial
+                .as_ref()
+                .is_none_or(|s| s.eq_ignore_ascii_case(&t.serial))
+            && self
+                .manufacturer
+                .as_ref()
+                .is_none_or(|m| *m == t.manufacturer)
+            && self.model.as_ref().is_none_or(|m| *m == t.model)
+            && self.slot_id.is_none_or(|id| id == t.slot.id())
     }
 }
 
@@ -38,6 +71,8 @@ pub(crate) struct FoundToken {
     pub(crate) slot: Slot,
     pub(crate) label: String,
     pub(crate) serial: String,
+    pub(crate) manufacturer: String,
+    pub(crate) model: String,
 }
 
 impl FoundToken {
@@ -64,20 +99,14 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
                 slot,
                 label: info.label().trim_end().to_owned(),
                 serial: info.serial_number().trim_end().to_owned(),
+                manufacturer: info.manufacturer_id().trim_end().to_owned(),
+                model: info.model().trim_end().to_owned(),
             }),
             Ok(_) => {}
             Err(_) => unreadable += 1,
         }
     }
-    let matches: Vec<&FoundToken> = tokens
-        .iter()
-        .filter(|t| sel.label.as_ref().is_none_or(|l| *l == t.label))
-        .filter(|t| {
-            sel.serial
-                .as_ref()
-                .is_none_or(|s| s.eq_ignore_ascii_case(&t.serial))
-        })
-        .collect();
+    let matches: Vec<&FoundToken> = tokens.iter().filter(|t| sel.matches(t)).collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
         [] => {
@@ -132,21 +161,6 @@ impl Login {
         session: &Session,
         token: &FoundToken,
     ) -> Result<(), BackendError> {
-        let device_key = format!(
-            "pkcs11:{}:{}",
-            module.path().display(),
-            if token.serial.is_empty() {
-                format!("label:{}", token.label)
-            } else {
-                format!("serial:{}", token.serial)
-            }
-        );
-        let digest = self.pin.as_ref().map(refused_pins::digest);
-        // Held until the outcome is recorded: see `refused_pins`.
-        let mut registry = refused_pins::lock();
-        if let Some(r) = digest.and_then(|d| registry.refusal(&device_key, &d)) {
-            return Err(r.to_error());
-        }
         let name = token.name();
         let state = session
             .get_session_info()
@@ -155,8 +169,53 @@ impl Login {
             state.session_state(),
             SessionState::RoUser | SessionState::RwUser
         ) {
-            return Ok(());
+            // Logged in already; a PIN this process saw refused still stops here.
+            return match self.known_refusal(module, token) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
         }
+        self.present(module, session, token, UserType::User)
+    }
+
+    /// The context-specific login (`C_Login(CKU_CONTEXT_SPECIFIC)`) a `CKA_ALWAYS_AUTHENTICATE`
+    /// key needs between `C_SignInit` and the signature, under the same rules as the user login:
+    /// a PIN refused once is never presented again, the last try is kept unless allowed.
+    pub(crate) fn context_specific(
+        &self,
+        module: &Module,
+        session: &Session,
+        token: &FoundToken,
+    ) -> Result<(), BackendError> {
+        self.present(module, session, token, UserType::ContextSpecific)
+    }
+
+    /// The refusal this process recorded for our PIN on `token`, as an error.
+    fn known_refusal(&self, module: &Module, token: &FoundToken) -> Option<BackendError> {
+        let digest = refused_pins::digest(self.pin.as_ref()?);
+        let registry = refused_pins::lock();
+        registry
+            .refusal(&device_key(module, token), &digest)
+            .map(|r| r.to_error())
+    }
+
+    /// Presents the PIN as `user_type`, once: checks the process-wide refusals and the token's
+    /// flags first, and records any refusal (or unknown outcome) before returning.
+    fn present(
+        &self,
+        module: &Module,
+        session: &Session,
+        token: &FoundToken,
+        user_type: UserType,
+    ) -> Result<(), BackendError> {
+        let device_key = device_key(module, token);
+        let digest = self.pin.as_ref().map(refused_pins::digest);
+        // Held until the outcome is recorded: see `refused_pins`.
+        let mut registry = refused_pins::lock();
+        if let Some(r) = digest.and_then(|d| registry.refusal(&device_key, &d)) {
+            return Err(r.to_error());
+        }
+        let name = token.name();
         let info = module
             .ctx()
             .get_token_info(token.slot)
@@ -164,14 +223,19 @@ impl Login {
         if info.user_pin_locked() {
             return Err(BackendError::PinBlocked { device: name });
         }
-        if !info.login_required() {
+        if matches!(user_type, UserType::User) && !info.login_required() {
             return Ok(());
         }
         let (Some(pin), Some(digest)) = (&self.pin, digest) else {
+            let why = if matches!(user_type, UserType::User) {
+                "requires a user PIN"
+            } else {
+                "asks for the PIN before every signature with this key (CKA_ALWAYS_AUTHENTICATE)"
+            };
             return Err(BackendError::PinSource {
                 source_name: "(none given)".into(),
                 reason: format!(
-                    "{name} requires a user PIN; add `pin-source=env:NAME` (or file:PATH, prompt) to the URI"
+                    "{name} {why}; add `pin-source=env:NAME` (or file:PATH, prompt) to the URI"
                 ),
             });
         };
@@ -185,7 +249,7 @@ impl Login {
             );
         }
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let refusal = match session.login(UserType::User, Some(pin)) {
+        let refusal = match session.login(user_type, Some(pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => return Ok(()),
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Refusal::Blocked { device: name },
             Err(e @ CkError::Pkcs11(RvError::PinExpired, _)) => Refusal::Unusable {
@@ -206,6 +270,8 @@ impl Login {
                 e @ CkError::Pkcs11(
                     RvError::UserAnotherAlreadyLoggedIn
                     | RvError::UserTypeInvalid
+                    | RvError::UserNotLoggedIn
+                    | RvError::OperationNotInitialized
                     | RvError::SessionHandleInvalid
                     | RvError::CryptokiNotInitialized,
                     _,
@@ -228,6 +294,20 @@ impl Login {
         registry.record(device_key, digest, refusal);
         Err(err)
     }
+}
+
+/// How the process-wide registry names a token: module path and serial (the label when the
+/// token reports no serial).
+fn device_key(module: &Module, token: &FoundToken) -> String {
+    format!(
+        "pkcs11:{}:{}",
+        module.path().display(),
+        if token.serial.is_empty() {
+            format!("label:{}", token.label)
+        } else {
+            format!("serial:{}", token.serial)
+        }
+    )
 }
 
 /// What to say after the token refused a PIN: the flags, read again, say how close it is to
