@@ -20,3 +20,5 @@ fi
 hsm-config/install-deps.sh
 # Library, binary, integration and doc tests (examples are built too).
 cargo test --locked --all-features
+# Every feature combination the README documents builds, and stays HTTP-free without `client`.
+hsm-config/check-features.sh

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod error;
 pub mod protocol;
@@ -72,6 +73,7 @@ pub mod dfns_sdk;
 pub mod fuzzing;
 
 pub use backend::{open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey};
+#[cfg(feature = "client")]
 pub use client::{CallOptions, DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
 pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
 pub use protocol::CredentialSigner;

@@ -1,5 +1,6 @@
 //! Client behaviour that the transcripts do not show: configuration checks, secret redaction,
 //! retries that always take a fresh challenge, timeouts and unreachable servers.
+#![cfg(feature = "client")]
 
 mod common;
 

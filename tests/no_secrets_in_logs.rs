@@ -1,6 +1,7 @@
 //! Runs a full signed request with every tracing level enabled and checks that no secret — auth
 //! token, user action token, private key — reaches a span or an event, while the steps and their
 //! timings do.
+#![cfg(feature = "client")]
 
 mod common;
 

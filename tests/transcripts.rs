@@ -11,6 +11,7 @@
 //! `every_transcript_is_covered` runs the other tests of this file and checks that every
 //! transcript file is replayed by one of them or is in that list, and that the list names files
 //! that exist and that no test replays.
+#![cfg(feature = "client")]
 
 mod common;
 
@@ -292,8 +293,8 @@ fn compare_assertion(name: &str, ours: &[u8], theirs: &str) {
 /// A Key credential registration (`/auth/credentials`), or the user-action init whose payload is
 /// one: byte-identical to the SDK's for deterministic keys. For P-256 (ECDSA is randomised) the
 /// attestation signature is verified instead, independently of our code — with the `p256` crate,
-/// under the transcript's public key, over the fingerprint the SDK signed (PROTOCOL.md §4) — and
-/// everything else, the attestation JSON around the signature included, is byte-identical.
+/// under the transcript's public key, over the fingerprint the SDK signed (docs/protocol.md §6) —
+/// and everything else, the attestation JSON around the signature included, is byte-identical.
 fn compare_registration(name: &str, meta: &Value, ours: &[u8], theirs: &str) {
     let ours = std::str::from_utf8(ours).unwrap();
     if name.ends_with("ed25519") || name.ends_with("rsa2048") {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds every feature combination the README documents, and checks that the library without
+# the `client` feature carries no HTTP stack (what a custody backend with its own HTTP client,
+# or the official Rust SDK, links). Run by hsm-config/run-tests.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+combos=(
+  ""                # the protocol and software keys only
+  "pkcs11"          # a custody backend with an HSM and its own HTTP stack
+  "piv"             # a desk tool's backend, no HTTP
+  "client"          # the narrow test run: cargo test --no-default-features --features client
+  "client,pkcs11"   # a custody backend with our client and an HSM
+)
+for features in "${combos[@]}"; do
+  echo "feature check: --no-default-features --features '${features}'" >&2
+  cargo check --locked --quiet --no-default-features --features "$features" --lib --tests
+done
+
+for features in "" "pkcs11" "piv"; do
+  if cargo tree --locked -e normal --no-default-features --features "$features" \
+      | grep -E '^[│├└ ─]*(reqwest|hyper|tokio|axum) ' >/dev/null; then
+    echo "error: --no-default-features --features '${features}' pulls in an HTTP stack:" >&2
+    cargo tree --locked -e normal --no-default-features --features "$features" -i reqwest >&2 || true
+    exit 1
+  fi
+done
+echo "feature check: every documented combination builds; no HTTP stack without 'client'" >&2
