@@ -50,7 +50,8 @@ fn every_row_of_the_official_table() {
             "{method} {template}?…"
         );
     }
-    // The rule holds over the table: no GET is signed; every exempt non-GET is one of PROTOCOL.md's.
+    // The rule holds over the table: no GET is signed; every exempt non-GET is one of the
+    // exceptions listed in docs/protocol.md §3.
     assert!(rows
         .iter()
         .filter(|(m, _, _)| *m == Method::Get)

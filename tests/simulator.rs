@@ -805,7 +805,7 @@ async fn ecdsa_must_be_canonical_der_but_high_s_is_accepted() {
 
 // ---------------------------------------------------------------- Key credential registration
 
-/// The attestation of PROTOCOL.md §4 for `new_key`, optionally spoiled by `spoil`.
+/// The attestation of docs/protocol.md §6 for `new_key`, optionally spoiled by `spoil`.
 fn attestation(
     challenge: &Value,
     new_key: &TestKey,

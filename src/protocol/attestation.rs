@@ -1,9 +1,9 @@
 //! Key credential registration: proving a new key answers a registration challenge.
 //!
-//! PROTOCOL.md §4: `clientData` = `{"type":"key.create","challenge":"…"}`; the new key signs the
-//! fingerprint `{"clientDataHash":"<hex sha256(clientData)>","publicKey":"<PEM>"}`; the signature
-//! travels as lowercase hex inside `attestationData` = `{"publicKey":"<PEM>","signature":"<hex>"}`,
-//! itself base64url-encoded in `credentialInfo`.
+//! docs/protocol.md §6: `clientData` = `{"type":"key.create","challenge":"…"}`; the new key signs
+//! the fingerprint `{"clientDataHash":"<hex sha256(clientData)>","publicKey":"<PEM>"}`; the
+//! signature travels as lowercase hex inside `attestationData` =
+//! `{"publicKey":"<PEM>","signature":"<hex>"}`, itself base64url-encoded in `credentialInfo`.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

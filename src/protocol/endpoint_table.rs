@@ -1,5 +1,8 @@
-//! The table of Dfns endpoints and whether each needs a user action (generated from
-//! `tests/fixtures/endpoints_user_action.tsv`, where five official SDK generations agree on every row).
+//! The table of Dfns endpoints and whether each needs a user action, generated from
+//! `tests/fixtures/endpoints_user_action.tsv` (five official SDK generations agree on every row)
+//! by the test `tests/endpoint_table.rs`. Do not edit it by hand: change the fixture, then run
+//! `DFNS_SIGNER_REGENERATE=1 cargo test --test endpoint_table`; without the variable that test
+//! fails whenever this file differs from what the fixture gives. See docs/protocol.md §3.
 //! `{}` stands for one path segment.
 
 use super::Method;

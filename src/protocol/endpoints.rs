@@ -1,9 +1,9 @@
 //! Which requests need a user action, and how request paths are written.
 //!
-//! The rule (PROTOCOL.md §2): no `GET` needs one; every `POST`, `PUT`, `PATCH` and `DELETE` does,
-//! except about thirty auth, login, registration, quote and proxy endpoints. Known endpoints are
-//! looked up in a table of all 273 endpoints the official SDKs know; an endpoint missing from the
-//! table follows the rule, erring on the side of signing (a needless user action costs a round
+//! The rule (docs/protocol.md §3): no `GET` needs one; every `POST`, `PUT`, `PATCH` and `DELETE`
+//! does, except about thirty auth, login, registration, quote and proxy endpoints. Known endpoints
+//! are looked up in a table of all 273 endpoints the official SDKs know; an endpoint missing from
+//! the table follows the rule, erring on the side of signing (a needless user action costs a round
 //! trip; a missing one costs a 403).
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Key credential registration (PROTOCOL.md §4): the challenge, the attestation check, the
+//! Key credential registration (docs/protocol.md §6): the challenge, the attestation check, the
 //! list, and the code variant for a user who has no credential at hand.
 //!
 //! The attestation is checked by rebuilding the fingerprint from what was received

@@ -1,4 +1,4 @@
-//! Which requests need what: the user-action rule of PROTOCOL.md §2, written out here from the
+//! Which requests need what: the user-action rule of docs/protocol.md §3, written out here from the
 //! documented list (not taken from the client's table), and the few endpoints that take no
 //! auth token at all.
 

@@ -1,6 +1,6 @@
 //! A local Dfns API simulator, for tests, CI and the demo.
 //!
-//! It speaks the Dfns wire protocol as the official SDKs do (see `PROTOCOL.md`) and is strict
+//! It speaks the Dfns wire protocol as the official SDKs do (see `docs/protocol.md`) and is strict
 //! where Dfns is: bearer tokens are checked, every mutating request outside the documented
 //! exempt list needs an `X-DFNS-USERACTION` token bound to its method, raw path and
 //! byte-identical body, tokens and challenges are single-use, and every signature is verified

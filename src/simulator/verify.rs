@@ -1,7 +1,7 @@
 //! Signature verification, done here with the RustCrypto crates directly and never with the
 //! crate's own client or backend code, so that a bug shared by signer and checker cannot hide.
 //!
-//! Encodings are Dfns' (PROTOCOL.md §3.6): ECDSA P-256 and secp256k1 as ASN.1 DER over SHA-256,
+//! Encodings are Dfns' (docs/protocol.md §5): ECDSA P-256 and secp256k1 as ASN.1 DER over SHA-256,
 //! strictly canonical (what OpenSSL-based verifiers accept; high S is fine), Ed25519 pure over
 //! the message, RSA PKCS#1 v1.5 with SHA-256.
 

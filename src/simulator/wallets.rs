@@ -2,7 +2,7 @@
 //! and the demo to do real work. Wallet keys are real (secp256k1 or Ed25519, in memory), so a
 //! generated signature verifies against the wallet's `signingKey.publicKey`.
 //!
-//! Idempotency (PROTOCOL.md §3): a wallet or signature request with an `externalId` already
+//! Idempotency (docs/protocol.md §10): a wallet or signature request with an `externalId` already
 //! seen returns the original entity when the body is the same (compared as parsed JSON), and
 //! 409 when it differs.
 

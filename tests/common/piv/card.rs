@@ -1,7 +1,7 @@
 //! A virtual YubiKey PIV card that speaks vpcd, so the real PC/SC stack (pcscd, the `yubikey`
 //! crate, `yubico-piv-tool`, `ykcs11`) can be tested without hardware.
 //!
-//! It answers the APDUs listed in /work/shared/PIV-CARD.md with real cryptography (P-256,
+//! It answers the APDUs listed in docs/virtual-card.md with real cryptography (P-256,
 //! RSA-2048, Ed25519, 3DES/AES management keys) and keeps counters a test can read back (how
 //! many PIN VERIFYs it received, how many signatures it made). It is test support, not a
 //! security boundary: keys live in ordinary memory.
@@ -340,7 +340,7 @@ fn run(shared: &Shared, port: u16) {
             continue;
         };
         // vpcd writes the length and the body separately: without these, Nagle and delayed
-        // ACKs stall every APDU by ~50 ms (PIV-CARD.md "latency trap").
+        // ACKs stall every APDU by ~50 ms (docs/virtual-card.md, "Traps").
         let _ = stream.set_nodelay(true);
         if let Ok(clone) = stream.try_clone() {
             *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(clone);
