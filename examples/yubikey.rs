@@ -37,10 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // The desk: the YubiKey signs (touch it if its policy asks).
-    let person = CredentialSigner::new(sim.credential_id(), key);
-    let first_factor =
-        tokio::task::spawn_blocking(move || person.assert(&challenge).map(|ff| (challenge, ff)))
-            .await??;
+    let person = CredentialSigner::new(sim.credential_id(), key.clone());
+    let first_factor = dfns_signer::client::sign_blocking(key.as_ref(), None, move || {
+        person.assert(&challenge).map(|ff| (challenge, ff))
+    })
+    .await?;
 
     // The backend again.
     let (challenge, first_factor) = first_factor;

@@ -42,12 +42,15 @@ impl UserActionSigner for SdkSigner {
     async fn sign(&self, challenge: &UserActionChallenge) -> Result<CredentialAssertion, SdkError> {
         // The SDK hands over only the challenge string (no allowCredentials to check against).
         let signer = self.signer.clone();
+        let key = signer.backend().clone();
         let challenge = challenge.challenge.clone();
-        // Device I/O runs on a blocking thread, never on the SDK's async workers.
-        let first_factor = tokio::task::spawn_blocking(move || signer.sign_challenge(&challenge))
-            .await
-            .map_err(|e| SdkError::Signer(format!("signing task failed: {e}")))?
-            .map_err(|e| SdkError::Signer(e.to_string()))?;
+        // Device I/O runs on a blocking thread under the sign deadline, never on the SDK's
+        // async workers.
+        let first_factor = crate::client::sign_blocking(key.as_ref(), None, move || {
+            signer.sign_challenge(&challenge)
+        })
+        .await
+        .map_err(|e| SdkError::Signer(e.to_string()))?;
         let a = first_factor.credential_assertion;
         Ok(CredentialAssertion {
             kind: first_factor.kind,

@@ -437,7 +437,7 @@ fn check_public_key_round_trip(key: &PublicKey) {
     assert!(pem.lines().all(|l| l.len() <= 64));
     let from_pem = PublicKey::from_pem(&pem).expect("own PEM parses");
     assert_eq!(&from_pem, key);
-    let id = key.default_credential_id();
+    let id = crate::protocol::default_credential_id(key);
     assert_eq!(id.len(), 22);
     assert!(id
         .bytes()
@@ -446,19 +446,59 @@ fn check_public_key_round_trip(key: &PublicKey) {
 
 #[cfg(feature = "pkcs11")]
 fn ec_params(edwards: bool, params: &[u8]) {
-    use crate::backend::pkcs11::curves::ec_algorithm;
+    use crate::backend::pkcs11::curves::{certificate_spki, ec_algorithm};
     const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
     const SECP256K1: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
     const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
     const ED25519_NAME: &[u8] = b"\x13\x0cedwards25519";
-    match ec_algorithm(edwards, params) {
-        Ok(Algorithm::EcdsaP256) => assert!(!edwards && params == P256),
-        Ok(Algorithm::EcdsaSecp256k1) => assert!(!edwards && params == SECP256K1),
-        Ok(Algorithm::Ed25519) => {
-            assert!(edwards && (params == ED25519_OID || params == ED25519_NAME))
+
+    // The named curves in the forms tokens use are recognised, for their key type only.
+    let expected = match params {
+        P256 => Some(Algorithm::EcdsaP256),
+        SECP256K1 => Some(Algorithm::EcdsaSecp256k1),
+        ED25519_OID | ED25519_NAME => Some(Algorithm::Ed25519),
+        _ => None,
+    };
+    let found = ec_algorithm(edwards, params);
+    if let Some(alg) = expected {
+        assert_eq!(found.is_ok(), (alg == Algorithm::Ed25519) == edwards);
+    }
+    match found {
+        Ok(alg) => {
+            // An Edwards curve for CKK_EC_EDWARDS keys, a Weierstrass one for CKK_EC keys.
+            assert_eq!(
+                alg == Algorithm::Ed25519,
+                edwards,
+                "{alg} for the wrong key type"
+            );
+            assert!(
+                expected.is_none_or(|e| e == alg),
+                "{alg} read from another curve"
+            );
+            assert!(
+                ec_algorithm(!edwards, params).is_err(),
+                "the same parameters fit both key types"
+            );
         }
-        Ok(other) => panic!("CKA_EC_PARAMS read as {other}"),
-        Err(reason) => assert!(!reason.is_empty()),
+        Err(reason) => {
+            // A short description, never a dump of the bytes.
+            assert!(!reason.is_empty() && reason.len() < 400, "{reason}");
+            if params.len() >= 8 {
+                assert!(!reason.contains(&hex::encode(params)), "{reason}");
+            }
+        }
+    }
+
+    // The same bytes as a certificate (the public key of a token key that has only one).
+    if let Some(spki) = certificate_spki(params) {
+        let (whole, part) = (params.as_ptr_range(), spki.as_ptr_range());
+        assert!(
+            whole.start <= part.start && part.end <= whole.end,
+            "not a part of the certificate"
+        );
+        if let Ok(key) = PublicKey::from_spki_der(spki) {
+            check_public_key_round_trip(&key);
+        }
     }
 }
 

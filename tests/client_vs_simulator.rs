@@ -177,7 +177,7 @@ async fn login_delegated_login_pat_and_credential_code() {
         .unwrap();
     assert_eq!(
         registered["credentialId"].as_str().unwrap(),
-        new_key.public_key().default_credential_id()
+        dfns_signer::protocol::default_credential_id(new_key.public_key())
     );
 }
 

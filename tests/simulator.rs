@@ -1559,9 +1559,9 @@ async fn the_builder_explains_bad_configuration_and_the_default_credential_id_is
         .unwrap();
     assert_eq!(
         sim.credential_id(),
-        dfns_signer::PublicKey::from_pem(&pem)
-            .unwrap()
-            .default_credential_id()
+        dfns_signer::protocol::default_credential_id(
+            &dfns_signer::PublicKey::from_pem(&pem).unwrap()
+        )
     );
     let taken = sim.local_addr().to_string();
     let err = Simulator::builder()

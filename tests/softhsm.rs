@@ -629,7 +629,7 @@ fn a_reinitialised_token_with_a_new_key_of_the_same_label_is_refused_clearly() {
     let text = err.to_string();
     assert!(matches!(err, BackendError::KeyNotFound { .. }), "{text}");
     assert!(
-        text.contains("replaced") && text.contains(&key.public_key().default_credential_id()),
+        text.contains("replaced") && text.contains(&key.public_key().fingerprint()),
         "{text}"
     );
     println!("{text}");

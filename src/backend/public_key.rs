@@ -217,12 +217,12 @@ impl PublicKey {
         Ok(())
     }
 
-    /// A stable credential id for this key: base64url (no padding) of the first 16 bytes of
-    /// SHA-256 over the SPKI DER. Any unique base64url string is a valid Dfns credential id.
-    pub fn default_credential_id(&self) -> String {
+    /// A short, stable name for this key in messages: `sha256:` and the first 16 hex digits
+    /// of SHA-256 over the SPKI DER (what tells two keys under one label apart).
+    pub fn fingerprint(&self) -> String {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(&self.spki_der);
-        crate::protocol::encoding::b64url(&digest[..16])
+        format!("sha256:{}", hex::encode(&digest[..8]))
     }
 }
 

@@ -133,10 +133,11 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
     let t_sign = Instant::now();
     let signer = client.signer().cloned().ok_or("no signer")?;
     let identifier = challenge.challenge_identifier.clone();
-    let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let key = signer.backend().clone();
+    let first_factor =
+        dfns_signer::client::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
+            .await
+            .map_err(|e| e.to_string())?;
     let sign = t_sign.elapsed();
     let t_complete = Instant::now();
     let token = client

@@ -34,10 +34,11 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
     let challenge = UserActionChallenge::from_json(&input).map_err(|e| {
         format!("{e} (expected the JSON answer of POST /auth/action/init on stdin)")
     })?;
-    let first_factor = tokio::task::spawn_blocking(move || signer.assert(&challenge))
-        .await
-        .map_err(|e| format!("signing task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
+    let key = signer.backend().clone();
+    let first_factor =
+        dfns_signer::client::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
+            .await
+            .map_err(|e| e.to_string())?;
     let value = serde_json::to_value(&first_factor).map_err(|e| e.to_string())?;
     print_json(&value, args.output);
     Ok(ExitCode::SUCCESS)

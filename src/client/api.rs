@@ -144,7 +144,7 @@ impl DfnsClient {
 
     /// Registers `new_key` as a Key credential of the caller: init, attestation by the new key,
     /// then `POST /auth/credentials` signed (user action) by this client's current credential.
-    /// `cred_id` defaults to [`crate::PublicKey::default_credential_id`]. The new key signs on a
+    /// `cred_id` defaults to [`crate::protocol::default_credential_id`]. The new key signs on a
     /// blocking thread under the sign deadline, like every signature of the client.
     pub async fn register_key_credential(
         &self,
@@ -410,7 +410,7 @@ impl DfnsClient {
     ) -> Result<Payload, Error> {
         let cred_id = cred_id
             .map(str::to_owned)
-            .unwrap_or_else(|| new_key.public_key().default_credential_id());
+            .unwrap_or_else(|| crate::protocol::default_credential_id(new_key.public_key()));
         let attestation = {
             let (key, challenge) = (new_key.clone(), challenge.challenge.clone());
             self.sign_off_runtime(new_key.as_ref(), move || {

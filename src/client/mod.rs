@@ -660,31 +660,44 @@ impl DfnsClient {
 }
 
 impl DfnsClient {
-    /// Runs a signing step (`sign` uses `key`) on a blocking thread, under the sign deadline:
-    /// device I/O (and a person touching a YubiKey) must not stall the async runtime's workers,
-    /// and a stuck device must fail the request rather than hang it. The one path every signing
-    /// step of the client takes.
+    /// Runs a signing step with this client's sign deadline (see [`sign_blocking`]).
     pub(crate) async fn sign_off_runtime<T: Send + 'static>(
         &self,
         key: &dyn crate::backend::KeyBackend,
         sign: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let deadline = self.inner.sign_timeout.unwrap_or(if key.waits_for_user() {
-            DEFAULT_USER_SIGN_TIMEOUT
-        } else {
-            DEFAULT_SIGN_TIMEOUT
-        });
-        match tokio::time::timeout(deadline, tokio::task::spawn_blocking(sign)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(ClientError::SignTask(join.to_string()).into()),
-            // The blocking thread cannot be stopped; it finishes (or not) on its own, and its
-            // signature, if any, is dropped unused: nothing was sent with it.
-            Err(_) => Err(ClientError::SignTimeout {
-                key: key.describe(),
-                seconds: deadline.as_secs_f64().ceil() as u64,
-            }
-            .into()),
+        sign_blocking(key, self.inner.sign_timeout, sign).await
+    }
+}
+
+/// Runs a signing step (`sign`, which uses `key`) on a blocking thread under a deadline: device
+/// I/O (and a person touching a YubiKey) must not stall the async runtime's workers, and a stuck
+/// device must fail the request rather than hang it. The one way every signature of the crate
+/// is taken from async code — the client's, the official SDK adapter's, the CLI's — and the one
+/// to use for delegated signing in a custody backend.
+///
+/// `timeout` defaults to [`DEFAULT_SIGN_TIMEOUT`], or [`DEFAULT_USER_SIGN_TIMEOUT`] for keys that
+/// wait for a person ([`KeyBackend::waits_for_user`](crate::KeyBackend::waits_for_user)). Past
+/// it: [`ClientError::SignTimeout`]; the blocking thread cannot be stopped and finishes on its
+/// own, its result dropped unused.
+pub async fn sign_blocking<T: Send + 'static>(
+    key: &dyn crate::backend::KeyBackend,
+    timeout: Option<Duration>,
+    sign: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let deadline = timeout.unwrap_or(if key.waits_for_user() {
+        DEFAULT_USER_SIGN_TIMEOUT
+    } else {
+        DEFAULT_SIGN_TIMEOUT
+    });
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(sign)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(ClientError::SignTask(join.to_string()).into()),
+        Err(_) => Err(ClientError::SignTimeout {
+            key: key.describe(),
+            seconds: deadline.as_secs_f64().ceil() as u64,
         }
+        .into()),
     }
 }
 

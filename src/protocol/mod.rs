@@ -18,6 +18,7 @@ pub use challenge::{
     client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge,
     UserActionComplete, UserActionInit, UserActionToken,
 };
+pub use encoding::default_credential_id;
 pub use endpoints::{encode_segment, needs_user_action, Method};
 pub use payload::Payload;
 pub use signer::CredentialSigner;

@@ -121,7 +121,7 @@ impl SimulatorBuilder {
         self
     }
 
-    /// The root credential's id. Default: [`crate::PublicKey::default_credential_id`] of the
+    /// The root credential's id. Default: [`crate::protocol::default_credential_id`] of the
     /// key, the id the CLI derives by default too.
     pub fn root_credential_id(mut self, cred_id: impl Into<String>) -> Self {
         self.root_credential_id = Some(cred_id.into());
@@ -159,9 +159,10 @@ impl SimulatorBuilder {
         let key = CredentialKey::from_pem(&pem).map_err(SimulatorError::InvalidRootKey)?;
         let cred_id = match self.root_credential_id {
             Some(id) => id,
-            None => crate::backend::PublicKey::from_pem(&pem)
-                .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?
-                .default_credential_id(),
+            None => crate::protocol::default_credential_id(
+                &crate::backend::PublicKey::from_pem(&pem)
+                    .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?,
+            ),
         };
         if !util::is_b64url(&cred_id) {
             return Err(SimulatorError::InvalidCredentialId(cred_id));

@@ -486,16 +486,16 @@ impl Pkcs11Key {
             // Signing with it would give signatures the registered credential cannot verify.
             return Err(BackendError::KeyNotFound {
                 wanted: format!(
-                    "{} with the public key it had when opened (credential id {})",
+                    "{} with the public key it had when opened ({})",
                     self.config.key.wanted(),
-                    self.public_key.default_credential_id()
+                    self.public_key.fingerprint()
                 ),
                 device: name,
                 found: vec![format!(
-                    "{} with another public key (credential id {}): the key was replaced; open it anew \
+                    "{} with another public key ({}): the key was replaced; open it anew \
                      and register its public key with Dfns",
                     info.name(),
-                    info.public_key.default_credential_id()
+                    info.public_key.fingerprint()
                 )],
             });
         }
