@@ -108,6 +108,10 @@ pub enum BackendError {
         operation: String,
         /// What the device or driver said, and what to do when known.
         reason: String,
+        /// The driver's own error (`cryptoki`'s, `yubikey`'s), when there is one, for callers
+        /// that inspect it; its text is already in `reason`.
+        #[source]
+        source: Option<DeviceFault>,
     },
     /// A signature could not be produced or checked (details deliberately opaque).
     #[error("signing failed: {0}")]
@@ -157,6 +161,9 @@ pub(crate) fn sanitize_text(text: &str, max: usize) -> String {
     }
     out
 }
+
+/// A device driver's own error, kept as the [`BackendError::Device`] source.
+pub type DeviceFault = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 fn tries_left_text(tries: Option<u32>) -> String {
     match tries {
@@ -209,6 +216,7 @@ pub enum ProtocolError {
 
 /// An error body returned by the Dfns API.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiError {
     /// HTTP status.
     pub status: u16,
@@ -220,6 +228,20 @@ pub struct ApiError {
     pub details: Option<serde_json::Value>,
     /// The `Retry-After` delay the server asked for (429, 503), when given in seconds.
     pub retry_after: Option<std::time::Duration>,
+}
+
+impl ApiError {
+    /// An error answer with a status and a message (for retry policies' and callers' tests; the
+    /// client builds these from the answers it gets).
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            id: None,
+            details: None,
+            retry_after: None,
+        }
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -237,12 +259,17 @@ impl fmt::Display for ApiError {
 
 fn status_hint(status: u16) -> Option<&'static str> {
     Some(match status {
+        400 | 422 => "the request was refused as malformed: check the body and the path",
         401 => "the auth token is missing, expired or invalid: get a new one",
-        403 => "the caller lacks the permission, or the user action signature was refused",
+        403 => {
+            "the caller lacks the permission, or the user action signature was refused: check \
+             the token's permissions and that the signing credential is registered and active"
+        }
         404 => "no such resource or endpoint: check the path and ids",
-        409 => "conflict: an entity with this externalId or name exists with other content",
+        409 => "conflict: an entity with this externalId or name exists with other content; check the externalId",
         429 => "rate limited: slow down and retry later with a fresh user action",
         500..=599 => "server error: retry later with a fresh user action",
+        400..=499 => "the request was refused: check it against the Dfns API reference",
         _ => return None,
     })
 }
@@ -428,6 +455,7 @@ mod tests {
                 device: "d".into(),
                 operation: "sign".into(),
                 reason: "r".into(),
+                source: None,
             }
             .into(),
             BackendError::Crypto("bad".into()).into(),
@@ -535,5 +563,206 @@ mod tests {
         );
         assert_eq!(sanitize_text("a\u{1b}[31mb\nc", 100), "a [31mb c");
         assert_eq!(sanitize_text("abcdef", 3), "abc…");
+    }
+
+    /// What each variant's message must say to do, decided here variant by variant: the match
+    /// has no wildcard, so a new variant does not compile until its remedy is written down.
+    /// Where the remedy comes from the device or the caller (`reason` fields), the message must
+    /// carry that field.
+    fn remedy(e: &Error) -> &'static str {
+        match e {
+            Error::Backend(b) => match b {
+                BackendError::InvalidUri { .. } => "REMEDY",
+                BackendError::KeyLoad { .. } => "REMEDY",
+                BackendError::UnsupportedKey(_) => "REMEDY",
+                BackendError::PinSource { .. } => "REMEDY",
+                BackendError::PinIncorrect { .. } => "check the PIN",
+                BackendError::PinBlocked { .. } => "unblock it",
+                BackendError::LastPinTry { .. } => "allow it explicitly",
+                BackendError::DeviceNotFound { .. } => "found:",
+                BackendError::AmbiguousDevice { .. } => "name one",
+                BackendError::KeyNotFound { .. } => "found:",
+                BackendError::UnsafeKey { .. } => "REMEDY",
+                BackendError::TouchTimeout { .. } => "touch the key",
+                BackendError::Device { .. } => "REMEDY",
+                BackendError::Crypto(_) => "REMEDY",
+                BackendError::SlotOccupied { .. } => "--force",
+            },
+            Error::Protocol(p) => match p {
+                ProtocolError::Malformed { .. } => "REMEDY",
+                ProtocolError::CredentialNotAllowed { .. } => "register this key",
+                ProtocolError::Body(_) => "REMEDY",
+                ProtocolError::InvalidPath { .. } => "REMEDY",
+            },
+            Error::Client(c) => match c {
+                ClientError::Config(_) => "REMEDY",
+                ClientError::Api(api) => match api.status {
+                    401 => "get a new one",
+                    429 | 500..=599 => "retry later",
+                    _ => "check",
+                },
+                ClientError::Transport { .. } => "REMEDY",
+                ClientError::Timeout { .. } => "within",
+                ClientError::Decode { .. } => "REMEDY",
+                ClientError::SignerRequired { .. } => "configure a key",
+                ClientError::SignTask(_) => "REMEDY",
+                ClientError::SignTimeout { .. } => "raise the sign timeout",
+                ClientError::ResponseTooLarge { .. } => "raise max_response_bytes",
+            },
+        }
+    }
+
+    #[test]
+    fn every_variant_says_what_to_do_and_never_shows_a_planted_secret() {
+        // Free-text fields carry the remedy the code that builds the error wrote.
+        let r = || "REMEDY".to_owned();
+        let all: Vec<Error> = vec![
+            BackendError::InvalidUri {
+                uri: "pkcs11:x".into(),
+                reason: r(),
+            }
+            .into(),
+            BackendError::KeyLoad {
+                what: "k".into(),
+                reason: r(),
+            }
+            .into(),
+            BackendError::UnsupportedKey(r()).into(),
+            BackendError::PinSource {
+                source_name: "env:P".into(),
+                reason: r(),
+            }
+            .into(),
+            BackendError::PinIncorrect {
+                device: "d".into(),
+                tries_left: Some(2),
+            }
+            .into(),
+            BackendError::PinBlocked { device: "d".into() }.into(),
+            BackendError::LastPinTry { device: "d".into() }.into(),
+            BackendError::DeviceNotFound {
+                wanted: "w".into(),
+                found: vec![],
+            }
+            .into(),
+            BackendError::AmbiguousDevice {
+                found: vec!["a".into(), "b".into()],
+            }
+            .into(),
+            BackendError::KeyNotFound {
+                wanted: "w".into(),
+                device: "d".into(),
+                found: vec![],
+            }
+            .into(),
+            BackendError::UnsafeKey {
+                key: "k".into(),
+                reason: r(),
+            }
+            .into(),
+            BackendError::TouchTimeout {
+                device: "d".into(),
+                seconds: 15,
+            }
+            .into(),
+            BackendError::Device {
+                device: "d".into(),
+                operation: "o".into(),
+                reason: r(),
+                source: None,
+            }
+            .into(),
+            BackendError::Crypto(r()).into(),
+            BackendError::SlotOccupied {
+                device: "d".into(),
+                slot: "9a".into(),
+            }
+            .into(),
+            ProtocolError::Malformed {
+                what: "challenge",
+                reason: r(),
+            }
+            .into(),
+            ProtocolError::CredentialNotAllowed {
+                cred_id: "c".into(),
+                allowed: vec![],
+            }
+            .into(),
+            ProtocolError::Body(r()).into(),
+            ProtocolError::InvalidPath {
+                path: "p".into(),
+                reason: r(),
+            }
+            .into(),
+            ClientError::Config(r()).into(),
+            ApiError::new(400, "bad").into(),
+            ApiError::new(401, "who").into(),
+            ApiError::new(403, "no").into(),
+            ApiError::new(404, "where").into(),
+            ApiError::new(409, "again").into(),
+            ApiError::new(418, "teapot").into(),
+            ApiError::new(429, "slow down").into(),
+            ApiError::new(502, "gateway").into(),
+            ClientError::Transport {
+                url: "u".into(),
+                reason: r(),
+                never_sent: false,
+            }
+            .into(),
+            ClientError::Timeout {
+                method: "GET".into(),
+                path: "/w".into(),
+                seconds: 30,
+            }
+            .into(),
+            ClientError::Decode {
+                method: "GET".into(),
+                path: "/w".into(),
+                reason: r(),
+            }
+            .into(),
+            ClientError::SignerRequired {
+                method: "POST".into(),
+                path: "/w".into(),
+            }
+            .into(),
+            ClientError::SignTask(r()).into(),
+            ClientError::SignTimeout {
+                key: "k".into(),
+                seconds: 60,
+            }
+            .into(),
+            ClientError::ResponseTooLarge {
+                method: "GET".into(),
+                path: "/w".into(),
+                limit: 8,
+            }
+            .into(),
+        ];
+        for e in &all {
+            let text = e.to_string();
+            assert!(text.contains(remedy(e)), "{text:?} does not say what to do");
+        }
+
+        // Errors the crate builds from inputs that carry a secret never show it.
+        const PLANTED: &str = "PLANTED-secret-4711";
+        let mut built: Vec<String> = Vec::new();
+        let e = crate::backend::KeyUri::parse(&format!("pkcs11:object=k?pin-value={PLANTED}"))
+            .unwrap_err();
+        built.push(format!("{e} {e:?}"));
+        let e = crate::backend::KeyUri::parse(&format!("piv:slot=9a?pin={PLANTED}")).unwrap_err();
+        built.push(format!("{e} {e:?}"));
+        let e = crate::backend::PinSource::parse(PLANTED).unwrap_err();
+        built.push(format!("{e} {e:?}"));
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Answer {
+            n: u32,
+        }
+        let e = serde_json::from_str::<Answer>(&format!(r#"{{"n":"{PLANTED}"}}"#)).unwrap_err();
+        built.push(json_error_summary(&e));
+        for text in built {
+            assert!(!text.contains(PLANTED), "{text}");
+        }
     }
 }

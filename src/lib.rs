@@ -75,5 +75,5 @@ pub mod fuzzing;
 pub use backend::{open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey};
 #[cfg(feature = "client")]
 pub use client::{CallOptions, DfnsClient, DfnsClientBuilder, Outcome, PolicyPending, RawResponse};
-pub use error::{ApiError, BackendError, ClientError, Error, ProtocolError};
+pub use error::{ApiError, BackendError, ClientError, DeviceFault, Error, ProtocolError};
 pub use protocol::CredentialSigner;

@@ -19,6 +19,11 @@ pub fn default_credential_id(key: &crate::backend::PublicKey) -> String {
 
 /// Decodes base64url without padding (padding and the standard alphabet are refused: Dfns never
 /// sends them, and accepting them would let two spellings of one value through).
-pub fn b64url_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    URL_SAFE_NO_PAD.decode(text)
+pub fn b64url_decode(text: &str) -> Result<Vec<u8>, crate::error::ProtocolError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| crate::error::ProtocolError::Malformed {
+            what: "base64url value",
+            reason: "not unpadded base64url (A-Z a-z 0-9 - _)".to_owned(),
+        })
 }

@@ -11,10 +11,10 @@
 
 use std::fmt;
 
+use super::policy::{PinPolicy, TouchPolicy};
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
-use yubikey::{PinPolicy, TouchPolicy};
 
 use super::device::PivDevice;
 use super::slot::Slot;
@@ -269,8 +269,13 @@ pub fn verify_attestation(
         slot: evidence.slot,
         serial,
         firmware,
-        pin_policy: policy.and_then(|p| PinPolicy::try_from(p[0]).ok()),
-        touch_policy: policy.and_then(|p| TouchPolicy::try_from(p[1]).ok()),
+        pin_policy: policy
+            .and_then(|p| yubikey::PinPolicy::try_from(p[0]).ok().map(PinPolicy::from)),
+        touch_policy: policy.and_then(|p| {
+            yubikey::TouchPolicy::try_from(p[1])
+                .ok()
+                .map(TouchPolicy::from)
+        }),
         public_key: PublicKey::from_spki_der(&spki)?,
         root: root_name,
     })

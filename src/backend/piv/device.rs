@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use yubikey::piv::{self, ManagementSlotId, SlotAlgorithmId, SlotId};
-use yubikey::{MgmAlgorithmId, MgmKey, PinPolicy, YubiKey};
+use yubikey::{MgmAlgorithmId, MgmKey, YubiKey};
+
+use super::policy::PinPolicy;
 use zeroize::Zeroizing;
 
 use crate::backend::refused_pins::{self, Refusal};
@@ -301,6 +303,7 @@ fn pcsc_unavailable(e: yubikey::Error) -> BackendError {
         device: "PC/SC".to_owned(),
         operation: "list readers".to_owned(),
         reason: format!("{e}; {hint}"),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -514,6 +517,7 @@ impl DeviceInner {
             device: self.label.clone(),
             operation: operation.to_owned(),
             reason: error.to_string(),
+            source: Some(Box::new(error)),
         }
     }
 
@@ -541,6 +545,7 @@ impl DeviceInner {
                     device: self.label.clone(),
                     operation: "verify the PIN".to_owned(),
                     reason: format!("an earlier PIN VERIFY got no answer; {PIN_OUTCOME_UNKNOWN}"),
+                    source: None,
                 }
                 .into())
             }
@@ -695,6 +700,7 @@ impl DeviceInner {
                 reason:
                     "the card refused the management key; give the key this YubiKey was set up with"
                         .to_owned(),
+                source: None,
             }),
             e => self.fail("management key authentication", e),
         })

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use super::policy::{PinPolicy, TouchPolicy};
 use sha2::{Digest, Sha256};
 use x509_cert::der::Encode;
 use yubikey::piv::{self, AlgorithmId, SlotAlgorithmId};
-use yubikey::{PinPolicy, TouchPolicy};
 
 use super::device::{
     DeviceInner, DeviceOptions, DeviceSelector, OpError, PivDevice, Session, TouchNotifier,
@@ -106,6 +106,7 @@ pub(crate) fn read_slot_key(
             };
             let (pin, touch) = meta
                 .policy
+                .map(|(pin, touch)| (PinPolicy::from(pin), TouchPolicy::from(touch)))
                 .unwrap_or((PinPolicy::Default, TouchPolicy::Default));
             let (pin_policy, touch_policy) = effective_policies(slot, pin, touch);
             let spki = match meta.public {
@@ -316,6 +317,7 @@ pub(crate) fn sign_in_session(
             device: inner.label.clone(),
             operation: format!("sign with slot {}", key.slot),
             reason: "the card refused: the PIN is not verified (another program may have reset the card)".to_owned(),
+            source: None,
         }),
         e => inner.fail("sign", e),
     })?;
@@ -433,11 +435,13 @@ impl PivKey {
                 device: self.device.label().to_owned(),
                 operation: "start the signing thread".to_owned(),
                 reason: e.to_string(),
+                source: None,
             })?;
         let ended = || BackendError::Device {
             device: self.device.label().to_owned(),
             operation: "sign".to_owned(),
             reason: "the signing thread ended without an answer".to_owned(),
+            source: None,
         };
         // Queued behind other callers, or verifying the PIN: not yet waiting for the touch.
         let deadline = match rx.recv() {

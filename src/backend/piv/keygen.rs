@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::policy::{PinPolicy, TouchPolicy};
 use signature::Keypair;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
@@ -22,7 +23,6 @@ use x509_cert::spki::{
 use x509_cert::time::Validity;
 use yubikey::certificate::CertInfo;
 use yubikey::piv::{self, AlgorithmId};
-use yubikey::{PinPolicy, TouchPolicy};
 
 use super::device::{DeviceInner, ManagementKey, OpError, PivDevice, Session};
 use super::key::{effective_policies, read_certificate, sign_in_session, SlotKey};
@@ -281,8 +281,8 @@ fn generate(
         yk,
         spec.slot.slot_id(),
         card_alg,
-        spec.pin_policy,
-        spec.touch_policy,
+        spec.pin_policy.into(),
+        spec.touch_policy.into(),
     )
     .map_err(|e| inner.fail("generate a key", e))?;
     let spki_der = spki

@@ -26,6 +26,7 @@ mod attestation;
 mod device;
 mod key;
 mod keygen;
+mod policy;
 mod slot;
 
 use std::sync::Arc;
@@ -39,8 +40,8 @@ pub use device::{
 };
 pub use key::{PivKey, PivKeyBuilder};
 pub use keygen::{parse_pin_policy, parse_touch_policy, GeneratedKey, KeyGeneration};
+pub use policy::{PinPolicy, TouchPolicy};
 pub use slot::Slot;
-pub use yubikey::{PinPolicy, TouchPolicy};
 
 use super::{BackendError, KeyBackend, PinSource, UriAttributes};
 

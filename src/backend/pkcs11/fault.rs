@@ -73,11 +73,12 @@ fn ckr_name(rv: RvError) -> String {
 }
 
 /// A device error for `operation` on `device`.
-pub(crate) fn device(device: &str, operation: &str, e: &CkError) -> BackendError {
+pub(crate) fn device(device: &str, operation: &str, e: CkError) -> BackendError {
     BackendError::Device {
         device: device.to_owned(),
         operation: operation.to_owned(),
-        reason: describe(e),
+        reason: describe(&e),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -111,5 +112,21 @@ mod tests {
             RvError::SessionClosed,
             Function::Sign
         )));
+    }
+
+    #[test]
+    fn device_errors_keep_the_modules_error_as_their_source() {
+        let err = device(
+            "token \"t\"",
+            "signing",
+            CkError::Pkcs11(RvError::DeviceError, Function::Sign),
+        );
+        assert!(err.to_string().contains("CKR_DEVICE_ERROR"), "{err}");
+        let source = std::error::Error::source(&err).expect("a source");
+        let ck = source.downcast_ref::<CkError>().expect("cryptoki's error");
+        assert!(matches!(
+            ck,
+            CkError::Pkcs11(RvError::DeviceError, Function::Sign)
+        ));
     }
 }

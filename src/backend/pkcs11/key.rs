@@ -148,7 +148,7 @@ pub(crate) fn find_private(
 ) -> Result<ObjectHandle, BackendError> {
     let handles = session
         .find_objects(&sel.template(ObjectClass::PRIVATE_KEY))
-        .map_err(|e| fault::device(token, "finding the private key", &e))?;
+        .map_err(|e| fault::device(token, "finding the private key", e))?;
     match handles.as_slice() {
         [one] => Ok(*one),
         [] => Err(BackendError::KeyNotFound {
@@ -165,6 +165,7 @@ pub(crate) fn find_private(
                 sel.wanted(),
                 list_private_keys(session).join(", ")
             ),
+            source: None,
         }),
     }
 }
@@ -175,7 +176,7 @@ pub(crate) fn read(
     handle: ObjectHandle,
     token: &str,
 ) -> Result<KeyInfo, BackendError> {
-    let dev = |op: &str, e: cryptoki::error::Error| fault::device(token, op, &e);
+    let dev = |op: &str, e: cryptoki::error::Error| fault::device(token, op, e);
     let attrs = session
         .get_attributes(
             handle,
@@ -350,7 +351,7 @@ fn ec_public_key(
     }
     let handles = session
         .find_objects(&template)
-        .map_err(|e| fault::device(token, "finding the public key", &e))?;
+        .map_err(|e| fault::device(token, "finding the public key", e))?;
     for h in handles {
         // Another curve under the same id is not this key's pair.
         let same_curve = match single_bytes(session, h, AttributeType::EcParams) {
@@ -361,7 +362,7 @@ fn ec_public_key(
             continue;
         }
         if let Some(point) = single_bytes(session, h, AttributeType::EcPoint)
-            .map_err(|e| fault::device(token, "reading CKA_EC_POINT", &e))?
+            .map_err(|e| fault::device(token, "reading CKA_EC_POINT", e))?
         {
             return from_point(&point).map(Some);
         }
@@ -388,11 +389,11 @@ fn certificate_public_key(
             Attribute::Class(ObjectClass::CERTIFICATE),
             Attribute::Id(id.to_vec()),
         ])
-        .map_err(|e| fault::device(token, "finding the certificate", &e))?;
+        .map_err(|e| fault::device(token, "finding the certificate", e))?;
     for h in handles {
         let value = session
             .get_attributes(h, &[AttributeType::Value])
-            .map_err(|e| fault::device(token, "reading the certificate", &e))?
+            .map_err(|e| fault::device(token, "reading the certificate", e))?
             .into_iter()
             .find_map(|a| match a {
                 Attribute::Value(v) => Some(v),

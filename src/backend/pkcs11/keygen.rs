@@ -34,7 +34,7 @@ pub fn generate_key(
     let session = module
         .ctx()
         .open_rw_session(token.slot)
-        .map_err(|e| fault::device(&name, "opening a read-write session", &e))?;
+        .map_err(|e| fault::device(&name, "opening a read-write session", e))?;
     Login::new(pin, config.allow_last_pin_try).ensure(&module, &session, &token)?;
     refuse_duplicates(&session, label, id, &name)?;
 
@@ -93,7 +93,7 @@ pub fn generate_key(
         ),
     };
     let (_public, private) = result
-        .map_err(|e| fault::device(&name, &format!("generating a {algorithm} key pair"), &e))?;
+        .map_err(|e| fault::device(&name, &format!("generating a {algorithm} key pair"), e))?;
     Ok(key::read(&session, private, &name)?.public_key)
 }
 
@@ -111,7 +111,7 @@ fn refuse_duplicates(
         t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
         let found = session
             .find_objects(&t)
-            .map_err(|e| fault::device(token, "looking for existing keys", &e))?;
+            .map_err(|e| fault::device(token, "looking for existing keys", e))?;
         if !found.is_empty() {
             return Err(BackendError::KeyLoad {
                 what: format!("new key \"{label}\" (id {}) on {token}", hex::encode(id)),

@@ -185,6 +185,7 @@ fn connect(
             device: "PKCS#11".into(),
             operation: "choosing the module".into(),
             reason,
+            source: None,
         }
     })?;
     let module = module::load(&path)?;
@@ -297,16 +298,25 @@ impl Pkcs11Key {
 
     /// How many times this key called `C_Login` (a PIN the token refused is not presented again
     /// by any key of the process). For monitoring and tests.
+    ///
+    /// A test hook, hidden from the documentation: not part of the stable API.
+    #[doc(hidden)]
     pub fn login_attempts(&self) -> u64 {
         self.login.attempts()
     }
 
     /// How many times this key reopened its token after losing sessions, login or handles.
+    ///
+    /// A test hook, hidden from the documentation: not part of the stable API.
+    #[doc(hidden)]
     pub fn reopen_count(&self) -> u64 {
         self.reopens.load(Ordering::Relaxed)
     }
 
     /// Sessions this key holds open now.
+    ///
+    /// A test hook, hidden from the documentation: not part of the stable API.
+    #[doc(hidden)]
     pub fn open_sessions(&self) -> usize {
         self.pool.open_sessions()
     }
@@ -396,7 +406,7 @@ impl Pkcs11Key {
             Err(e) => Err(Attempt::Failed(fault::device(
                 &self.key_name,
                 "opening a session",
-                &e,
+                e,
             ))),
         }
     }
@@ -417,6 +427,7 @@ impl Pkcs11Key {
                         self.pool.capacity(),
                         self.config.pool_wait.as_secs()
                     ),
+                    source: None,
                 })
             },
         )?;
@@ -449,11 +460,7 @@ impl Pkcs11Key {
                         sessions_dead,
                     })
                 } else {
-                    Err(Attempt::Failed(fault::device(
-                        &self.key_name,
-                        "signing",
-                        &e,
-                    )))
+                    Err(Attempt::Failed(fault::device(&self.key_name, "signing", e)))
                 }
             }
         }
@@ -538,7 +545,7 @@ fn find_key(
     let session = module
         .ctx()
         .open_ro_session_no_drop(token.slot)
-        .map_err(|e| fault::device(&name, "opening a session", &e))?;
+        .map_err(|e| fault::device(&name, "opening a session", e))?;
     // Wrapped at once, so that every early return below closes it.
     let session = OwnedSession::new(session, token.slot, generation, valid_from);
     login.ensure(module, session.get(), token)?;
@@ -616,7 +623,7 @@ fn check_signable_in_parts(
     let mechanisms = module
         .ctx()
         .get_mechanism_list(token.slot)
-        .map_err(|e| fault::device(&token.name(), "listing mechanisms", &e))?;
+        .map_err(|e| fault::device(&token.name(), "listing mechanisms", e))?;
     if mechanisms.contains(&cryptoki::mechanism::MechanismType::ECDSA_SHA256) {
         return Ok(());
     }
@@ -729,6 +736,7 @@ impl Pkcs11Key {
                     reason: format!(
                         "{reason}, again after reopening the token; not retrying further"
                     ),
+                    source: None,
                 })
             }
         }

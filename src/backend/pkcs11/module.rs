@@ -149,6 +149,7 @@ pub(crate) fn load(path: &Path) -> Result<Arc<Module>, BackendError> {
                 reason: format!(
                     "{e}; check the module's own configuration (SoftHSM: SOFTHSM2_CONF)"
                 ),
+                source: Some(Box::new(e)),
             })
         }
     };
@@ -179,6 +180,7 @@ fn not_loadable(path: &Path, why: &str) -> BackendError {
             "{why}; check the path, or install the module that provides it \
              (SoftHSM: `apt-get install softhsm2` gives /usr/lib/softhsm/libsofthsm2.so)"
         ),
+        source: None,
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) fn find(module: &Module, sel: &TokenSelector) -> Result<FoundToken, B
     let module_name = format!("PKCS#11 module {}", module.path().display());
     let slots = ctx
         .get_slots_with_token()
-        .map_err(|e| fault::device(&module_name, "listing slots", &e))?;
+        .map_err(|e| fault::device(&module_name, "listing slots", e))?;
     let mut tokens = Vec::with_capacity(slots.len());
     let mut unreadable = 0;
     for slot in slots {
@@ -164,7 +164,7 @@ impl Login {
         let name = token.name();
         let state = session
             .get_session_info()
-            .map_err(|e| fault::device(&name, "reading session state", &e))?;
+            .map_err(|e| fault::device(&name, "reading session state", e))?;
         if matches!(
             state.session_state(),
             SessionState::RoUser | SessionState::RwUser
@@ -219,7 +219,7 @@ impl Login {
         let info = module
             .ctx()
             .get_token_info(token.slot)
-            .map_err(|e| fault::device(&name, "reading token flags", &e))?;
+            .map_err(|e| fault::device(&name, "reading token flags", e))?;
         if info.user_pin_locked() {
             return Err(BackendError::PinBlocked { device: name });
         }
@@ -276,7 +276,7 @@ impl Login {
                     | RvError::CryptokiNotInitialized,
                     _,
                 ),
-            ) => return Err(fault::device(&name, "login", &e)),
+            ) => return Err(fault::device(&name, "login", e)),
             // Device removed, network HSM dropped, anything else: the PIN may have reached the
             // token and cost a try, and we cannot tell whether it was right.
             Err(e) => Refusal::Unusable {
