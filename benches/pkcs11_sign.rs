@@ -50,7 +50,7 @@ fn main() {
         .arg(&dir)
         .env("TOKEN_LABEL", TOKEN)
         .env("USER_PIN", PIN)
-        .env("KEYS", "p256 ed25519")
+        .env("KEYS", "p256 secp256k1 ed25519 rsa2048")
         .env("MODULE", module)
         .output()
         .expect("run init-token.sh (is softhsm2 installed?)");
@@ -81,7 +81,7 @@ fn main() {
         "ratio",
         "verify µs"
     );
-    for label in ["p256", "ed25519"] {
+    for label in ["p256", "secp256k1", "ed25519", "rsa2048"] {
         let open = |verify: bool| {
             Arc::new(
                 Pkcs11Key::open(
@@ -165,14 +165,19 @@ fn raw_signer(
                 Attribute::Label(label.as_bytes().to_vec()),
             ])
             .unwrap()[0];
-        let ecdsa = label == "p256";
-        Box::new(move || {
-            if ecdsa {
+        Box::new(move || match label {
+            "p256" | "secp256k1" => {
                 let digest = sha2::Sha256::digest(MESSAGE);
                 session.sign(&Mechanism::Ecdsa, key, &digest).unwrap();
-            } else {
+            }
+            "ed25519" => {
                 let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
                 session.sign(&m, key, MESSAGE).unwrap();
+            }
+            _ => {
+                session
+                    .sign(&Mechanism::Sha256RsaPkcs, key, MESSAGE)
+                    .unwrap();
             }
         })
     }

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`challenge_json`] | [`UserActionChallenge::from_json`], then [`CredentialSigner::assert`] |
 //! | [`error_body`] | [`parse_error_body`] |
-//! | [`der_signature`] | a token's raw signature to wire encoding, `CKA_EC_POINT`/`CKA_EC_PARAMS` handling, [`PublicKey`] from points and RSA components, [`PublicKey::verify`] |
+//! | [`der_signature`] | a token's raw signature to wire encoding, `CKA_EC_POINT`/`CKA_EC_PARAMS`/certificate handling, [`PublicKey`] from points and RSA components, [`PublicKey::verify`] |
 //! | [`key_uri`] | [`KeyUri::parse`], then the PKCS#11 and PIV URI readers |
 //! | [`spki_pem`] | [`PublicKey::from_spki_der`], [`PublicKey::from_pem`], [`SoftwareKey::from_pem`] |
 //! | [`simulator_request`] | a running simulator's HTTP pipeline: bearer tokens, user actions, every route's body |
@@ -288,7 +288,7 @@ pub fn error_body(data: &[u8]) {
 ///   RSA left-padding), on fuzzed bytes and on real signatures re-encoded the way a token would
 ///   give them (which must then verify);
 /// - `CKA_EC_POINT` unwrapping and [`PublicKey::from_ec_point`] / [`PublicKey::from_ed25519_bytes`];
-/// - `CKA_EC_PARAMS` recognition;
+/// - `CKA_EC_PARAMS` recognition, and the SPKI found in a token's certificate;
 /// - [`PublicKey::verify`] on fuzzed signatures and on altered real ones;
 /// - [`PublicKey::from_rsa_components`].
 pub fn der_signature(data: &[u8]) {

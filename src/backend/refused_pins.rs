@@ -63,6 +63,7 @@ impl Refusal {
                 device: device.clone(),
                 operation: operation.clone(),
                 reason: reason.clone(),
+                source: None,
             },
         }
     }
