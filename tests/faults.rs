@@ -4,6 +4,8 @@
 //! `docs/faults.md` names these tests.
 #![cfg(feature = "simulator")]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,27 +13,18 @@ use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::client::{Backoff, CallOptions};
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::{Faults, Simulator, Stats};
-use dfns_signer::{Algorithm, ClientError, DfnsClient, Error, KeyBackend, Outcome};
+use dfns_signer::{Algorithm, ClientError, DfnsClient, Error, Outcome};
 use serde_json::json;
 
 /// A simulator whose faults strike only `POST /wallets`, and a root client that retries up to
 /// `attempts` times without waiting.
 async fn start(faults: Faults, attempts: u32) -> (Simulator, DfnsClient) {
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .faults(Faults {
-            only_paths: vec!["POST /wallets".into()],
-            ..faults
-        })
-        .start()
-        .await
-        .unwrap();
-    let plain = sim.root_client(root).unwrap();
-    let client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(plain.signer().unwrap().clone())
+    let (sim, root) = common::sim::start_with(Faults {
+        only_paths: vec!["POST /wallets".into()],
+        ..faults
+    })
+    .await;
+    let client = common::sim::client_like(&sim, &root)
         .retry_policy(Arc::new(Backoff {
             max_attempts: attempts,
             base_delay: Duration::ZERO,
@@ -226,10 +219,7 @@ async fn fault_504_after_the_effect_creates_exactly_one_wallet() {
 
     // With an externalId: the first attempt runs and loses its answer; the fault is lifted
     // before the second (300 ms later), which is deduplicated and answered with the same wallet.
-    let client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(client.signer().unwrap().clone())
+    let client = common::sim::client_like(&sim, &client)
         .retry_policy(Arc::new(Backoff {
             max_attempts: 3,
             base_delay: Duration::from_millis(300),
@@ -346,21 +336,12 @@ async fn refused_connection_is_retried_and_never_sent() {
 /// step (the challenge), so the wallet request is never sent.
 #[tokio::test]
 async fn slow_server_past_the_timeout_fails_before_anything_is_sent() {
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .faults(Faults {
-            latency: Duration::from_millis(800),
-            ..Faults::default()
-        })
-        .start()
-        .await
-        .unwrap();
-    let plain = sim.root_client(root).unwrap();
-    let client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(plain.signer().unwrap().clone())
+    let (sim, root) = common::sim::start_with(Faults {
+        latency: Duration::from_millis(800),
+        ..Faults::default()
+    })
+    .await;
+    let client = common::sim::client_like(&sim, &root)
         .timeout(Duration::from_millis(200))
         .retry_policy(Arc::new(Backoff::default()))
         .build()

@@ -218,20 +218,12 @@ fn a_module_initialised_by_someone_else_gets_one_session() {
 #[cfg(feature = "simulator")]
 #[tokio::test]
 async fn a_removed_token_fails_the_request_before_anything_is_approved() {
-    use dfns_signer::backend::software::SoftwareKey;
-    use dfns_signer::simulator::Simulator;
-    use dfns_signer::{Algorithm, Error};
+    use dfns_signer::Error;
 
     let Some(_h) = hsm() else { return };
     let shim = Shim::new("removed");
     let key: Arc<dyn KeyBackend> = Arc::new(Pkcs11Key::open(&config(&shim, "removed")).unwrap());
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .start()
-        .await
-        .unwrap();
-    let admin = sim.root_client(root).unwrap();
+    let (sim, admin) = common::sim::start().await;
     let client = admin.service_account_client("hsm", key).await.unwrap();
     let before = sim.stats();
     let signs_before = shim.calls("C_Sign");

@@ -4,13 +4,12 @@
 //! environment variables.
 #![cfg(feature = "simulator")]
 
+mod common;
+
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::simulator::Simulator;
-use dfns_signer::{Algorithm, KeyBackend};
 use serde_json::json;
 
 #[tokio::test]
@@ -38,13 +37,7 @@ async fn environment_proxies_never_see_a_request() {
     std::env::remove_var("NO_PROXY");
     std::env::remove_var("no_proxy");
 
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .start()
-        .await
-        .unwrap();
-    let client = sim.root_client(root).unwrap();
+    let (sim, client) = common::sim::start().await;
     client
         .create_wallet(&json!({"network": "Bitcoin"}))
         .await

@@ -3,6 +3,8 @@
 //! keys that fail instead of hang, and secrets that never reach an error.
 #![cfg(feature = "simulator")]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::protocol::{Method, Payload};
-use dfns_signer::simulator::Simulator;
 use dfns_signer::{
     Algorithm, BackendError, ClientError, CredentialSigner, DfnsClient, Error, KeyBackend,
     ProtocolError, PublicKey,
@@ -214,20 +215,9 @@ async fn oversize_answers_are_refused_without_being_read() {
     let _ = written;
 }
 
-async fn simulator() -> (Simulator, DfnsClient) {
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .start()
-        .await
-        .unwrap();
-    let client = sim.root_client(root).unwrap();
-    (sim, client)
-}
-
 #[tokio::test]
 async fn paths_the_url_parser_would_rewrite_are_refused_before_anything_is_sent() {
-    let (sim, client) = simulator().await;
+    let (sim, client) = common::sim::start().await;
     for path in [
         "/wallets/../auth/credentials",
         "/wallets/%2e%2e/auth/credentials",
@@ -275,7 +265,7 @@ fn slow_key(delay: Duration) -> Arc<dyn KeyBackend> {
 
 #[tokio::test]
 async fn a_stuck_key_fails_the_request_at_the_sign_deadline_and_nothing_is_sent() {
-    let (sim, root) = simulator().await;
+    let (sim, root) = common::sim::start().await;
     let client = DfnsClient::builder()
         .base_url(sim.base_url())
         .auth_token(sim.auth_token().clone())
@@ -310,12 +300,9 @@ async fn a_stuck_key_fails_the_request_at_the_sign_deadline_and_nothing_is_sent(
 /// on a single-threaded runtime a stuck key would otherwise freeze everything.
 #[tokio::test(flavor = "current_thread")]
 async fn registration_attestation_is_signed_off_the_runtime() {
-    let (sim, root) = simulator().await;
+    let (sim, root) = common::sim::start().await;
     let client = root.clone();
-    let deadline_client = DfnsClient::builder()
-        .base_url(sim.base_url())
-        .auth_token(sim.auth_token().clone())
-        .signer(client.signer().unwrap().clone())
+    let deadline_client = common::sim::client_like(&sim, &client)
         .sign_timeout(Duration::from_millis(300))
         .build()
         .unwrap();

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use common::softhsm::{hsm, USER_PIN};
 use dfns_signer::backend::pkcs11::{Pkcs11Config, Pkcs11Key};
 use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::simulator::Simulator;
 use dfns_signer::{Algorithm, DfnsClient, KeyBackend, PinSource};
 use secrecy::SecretString;
 use serde_json::json;
@@ -22,13 +21,7 @@ const CONCURRENCY: usize = 64;
 /// Sends `REQUESTS` wallet creations, `CONCURRENCY` at a time, as a service account whose
 /// credential is `key`, and checks the simulator's books.
 async fn soak(key: Arc<dyn KeyBackend>) {
-    let root = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
-    let sim = Simulator::builder()
-        .root_public_key_pem(root.public_key().to_pem())
-        .start()
-        .await
-        .unwrap();
-    let admin = sim.root_client(root).unwrap();
+    let (sim, admin) = common::sim::start().await;
     let client: DfnsClient = admin.service_account_client("soak", key).await.unwrap();
     let before = sim.stats();
 

@@ -4,6 +4,8 @@ pub mod mock_http;
 pub mod modules;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11_shim;
+#[cfg(feature = "simulator")]
+pub mod sim;
 pub mod skip;
 #[cfg(feature = "pkcs11")]
 pub mod softhsm;
