@@ -132,39 +132,23 @@ fn a_key_usable_without_login_is_refused_unless_allowed() {
     let Some(_h) = hsm() else { return };
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let session = softhsm::own_context()
-        .open_rw_session(softhsm::slot_of("public"))
-        .unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&SecretString::from(USER_PIN.to_owned())),
-        )
-        .ok();
-    let p256 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    session
-        .generate_key_pair(
-            &Mechanism::EccKeyPairGen,
-            &[
-                Attribute::Token(true),
-                Attribute::EcParams(p256),
-                Attribute::Label(b"no-login".to_vec()),
-                Attribute::Id(vec![0x40]),
-                Attribute::Verify(true),
-            ],
-            &[
-                Attribute::Token(true),
-                // Sensitive and not extractable, but anyone with a session may sign with it.
-                Attribute::Private(false),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Sign(true),
-                Attribute::Label(b"no-login".to_vec()),
-                Attribute::Id(vec![0x40]),
-            ],
-        )
-        .unwrap();
+    softhsm::make_pair(
+        "public",
+        &Mechanism::EccKeyPairGen,
+        "no-login",
+        &[0x40],
+        vec![
+            Attribute::EcParams(softhsm::P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ],
+        vec![
+            // Sensitive and not extractable, but anyone with a session may sign with it.
+            Attribute::Private(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+        ],
+    );
     let cfg = Pkcs11Config::new()
         .with_module_path(softhsm::module_path())
         .with_token_label("public")
@@ -274,43 +258,24 @@ fn a_pin_for_every_signature_is_presented_once_per_signature_and_never_after_a_r
     let Some(_h) = hsm() else { return };
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let session = softhsm::own_context()
-        .open_rw_session(softhsm::slot_of("always"))
-        .unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&SecretString::from(USER_PIN.to_owned())),
-        )
-        .ok();
-    let pair = |extra: Vec<Attribute>| {
-        let mut v = vec![
-            Attribute::Token(true),
-            Attribute::Label(b"each-time".to_vec()),
-            Attribute::Id(vec![0x51]),
-        ];
-        v.extend(extra);
-        v
-    };
-    session
-        .generate_key_pair(
-            &Mechanism::RsaPkcsKeyPairGen,
-            &pair(vec![
-                Attribute::ModulusBits(2048.into()),
-                Attribute::PublicExponent(vec![1, 0, 1]),
-                Attribute::Verify(true),
-            ]),
-            &pair(vec![
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Sign(true),
-                Attribute::AlwaysAuthenticate(true),
-            ]),
-        )
-        .unwrap();
-    drop(session);
+    softhsm::make_pair(
+        "always",
+        &Mechanism::RsaPkcsKeyPairGen,
+        "each-time",
+        &[0x51],
+        vec![
+            Attribute::ModulusBits(2048.into()),
+            Attribute::PublicExponent(vec![1, 0, 1]),
+            Attribute::Verify(true),
+        ],
+        vec![
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::AlwaysAuthenticate(true),
+        ],
+    );
 
     let shim = Shim::new("always");
     let cfg = Pkcs11Config::new()

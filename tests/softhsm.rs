@@ -372,39 +372,23 @@ fn extractable_or_non_sensitive_keys_are_refused_unless_allowed() {
     let Some(h) = hsm() else { return };
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
     // Make a loose key pair directly, as a careless import would.
-    let session = softhsm::own_context()
-        .open_rw_session(softhsm::slot_of("unsafe"))
-        .unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&SecretString::from(USER_PIN.to_owned())),
-        )
-        .ok();
-    let params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    session
-        .generate_key_pair(
-            &Mechanism::EccKeyPairGen,
-            &[
-                Attribute::Token(true),
-                Attribute::EcParams(params),
-                Attribute::Label(b"loose".to_vec()),
-                Attribute::Id(vec![0x30]),
-                Attribute::Verify(true),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(false),
-                Attribute::Extractable(true),
-                Attribute::Sign(true),
-                Attribute::Label(b"loose".to_vec()),
-                Attribute::Id(vec![0x30]),
-            ],
-        )
-        .unwrap();
+    softhsm::make_pair(
+        "unsafe",
+        &Mechanism::EccKeyPairGen,
+        "loose",
+        &[0x30],
+        vec![
+            Attribute::EcParams(softhsm::P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ],
+        vec![
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Sign(true),
+        ],
+    );
     let err = open_by_uri(&h, "token=unsafe;object=loose", "").unwrap_err();
     let BackendError::UnsafeKey { reason, .. } = &err else {
         panic!("{err}")
@@ -822,39 +806,23 @@ fn ecdsa_keys_that_want_the_pin_for_every_signature_need_ecdsa_sha256() {
     let Some(h) = hsm() else { return };
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let session = softhsm::own_context()
-        .open_rw_session(softhsm::slot_of("unsafe"))
-        .unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&SecretString::from(USER_PIN.to_owned())),
-        )
-        .ok();
-    let params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    let common = |extra: Vec<Attribute>| {
-        let mut v = vec![
-            Attribute::Token(true),
-            Attribute::Label(b"pin-each-time".to_vec()),
-            Attribute::Id(vec![0x31]),
-        ];
-        v.extend(extra);
-        v
-    };
-    session
-        .generate_key_pair(
-            &Mechanism::EccKeyPairGen,
-            &common(vec![Attribute::EcParams(params), Attribute::Verify(true)]),
-            &common(vec![
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Sign(true),
-                Attribute::AlwaysAuthenticate(true),
-            ]),
-        )
-        .unwrap();
+    softhsm::make_pair(
+        "unsafe",
+        &Mechanism::EccKeyPairGen,
+        "pin-each-time",
+        &[0x31],
+        vec![
+            Attribute::EcParams(softhsm::P256_PARAMS.to_vec()),
+            Attribute::Verify(true),
+        ],
+        vec![
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::AlwaysAuthenticate(true),
+        ],
+    );
     // Such a key is signed in parts after a context-specific login; for ECDSA that takes
     // CKM_ECDSA_SHA256, which SoftHSM 2.6 does not offer (later versions do).
     let has_ecdsa_sha256 = softhsm::own_context()

@@ -281,3 +281,39 @@ fn run_softhsm_util(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The P-256 curve OID, as CKA_EC_PARAMS holds it.
+pub const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// Makes a key pair on the token labelled `token` directly through SoftHSM, as a careless import
+/// or another tool would, logged in as the user: both objects are token objects labelled `label`
+/// with id `id`, plus `public` and `private` attributes (for keys the backend must judge).
+pub fn make_pair(
+    token: &str,
+    mechanism: &cryptoki::mechanism::Mechanism,
+    label: &str,
+    id: &[u8],
+    public: Vec<cryptoki::object::Attribute>,
+    private: Vec<cryptoki::object::Attribute>,
+) {
+    use cryptoki::object::Attribute;
+    let session = own_context().open_rw_session(slot_of(token)).unwrap();
+    // Already logged in by another session of this process is fine.
+    session
+        .login(
+            cryptoki::session::UserType::User,
+            Some(&secrecy::SecretString::from(USER_PIN.to_owned())),
+        )
+        .ok();
+    let with_names = |mut extra: Vec<Attribute>| {
+        extra.extend([
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ]);
+        extra
+    };
+    session
+        .generate_key_pair(mechanism, &with_names(public), &with_names(private))
+        .unwrap();
+}
