@@ -331,8 +331,9 @@ impl Pkcs11Key {
     ///
     /// A key that wants the PIN before every signature is signed in parts (`C_SignInit`, the
     /// context-specific login, `C_SignUpdate`, `C_SignFinal`: `cryptoki` has no single-part
-    /// `C_Sign` after an init), so its ECDSA uses `CKM_ECDSA_SHA256`, which every module takes
-    /// in parts, where plain `CKM_ECDSA` is single-part only.
+    /// `C_Sign` after an init), so its ECDSA uses `CKM_ECDSA_SHA256`, which tokens that offer
+    /// it take in parts, where plain `CKM_ECDSA` is single-part only (checked at open:
+    /// `check_signable_in_parts`).
     fn mechanism(&self) -> (Mechanism<'static>, bool) {
         match self.public_key.algorithm() {
             Algorithm::EcdsaP256 | Algorithm::EcdsaSecp256k1 if self.pin_per_signature => {
