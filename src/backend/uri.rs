@@ -210,6 +210,17 @@ impl KeyUri {
                 if path.is_empty() {
                     return Err(invalid("the file path is empty"));
                 }
+                // `file:` takes no attributes: `?pin=…` would become part of the path, and the
+                // path is quoted when the file cannot be read.
+                if ["pin=", "pin-value=", "pin-source="]
+                    .iter()
+                    .any(|k| path.contains(k))
+                {
+                    return Err(invalid(
+                        "a `file:` key takes no PIN (a PIN inside a URI would end up in logs and \
+                         shell history); encrypted key files are not supported",
+                    ));
+                }
                 Ok(KeyUri::File {
                     path: PathBuf::from(path),
                 })
@@ -321,6 +332,12 @@ mod tests {
             assert!(!text.contains("246813"), "{text}");
             assert!(text.contains("pin=[REDACTED]"), "{text}");
         }
+        let err = KeyUri::parse("file:/k.pem?pin=246813").unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            !text.contains("246813") && text.contains("takes no PIN"),
+            "{text}"
+        );
         let err = KeyUri::parse("piv:slot=9a;pin-value=1234").unwrap_err();
         assert!(matches!(err, BackendError::InvalidUri { .. }));
 
