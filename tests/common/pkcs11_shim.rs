@@ -83,21 +83,9 @@ const PREFIX: &str = "dfns-signer-pkcs11-shim-";
 
 /// Removes the copies (and their .conf and .calls) of test processes that have exited.
 fn remove_leftovers() {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    crate::common::softhsm::remove_leftovers_of_exited_processes(PREFIX, |p| {
+        let _ = std::fs::remove_file(p);
+    });
 }
 
 /// A private copy of the shim module, with its configuration and calls log; removed on drop.

@@ -164,6 +164,14 @@ fn set_up() -> Hsm {
 /// Removes the token directories of earlier test processes that have exited (there is no hook
 /// to remove a directory when a test binary ends).
 fn remove_leftovers() {
+    remove_leftovers_of_exited_processes("dfns-signer-softhsm-", |p| {
+        let _ = std::fs::remove_dir_all(p);
+    });
+}
+
+/// Removes, with `remove`, the entries of the temporary directory named `<prefix><pid>-…` whose
+/// test process `<pid>` has exited. Linux only (`/proc`); elsewhere leaves everything.
+pub fn remove_leftovers_of_exited_processes(prefix: &str, remove: impl Fn(&Path)) {
     if !Path::new("/proc/self").exists() {
         return;
     }
@@ -172,14 +180,11 @@ fn remove_leftovers() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("dfns-signer-softhsm-") else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next() else {
+        let Some(pid) = name.strip_prefix(prefix).and_then(|r| r.split('-').next()) else {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
+            remove(&entry.path());
         }
     }
 }
