@@ -22,7 +22,7 @@ use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
-use dfns_signer::backend::pkcs11::{shared_context, Pkcs11Config, Pkcs11Key};
+use dfns_signer::pkcs11::{shared_context, Pkcs11Config, Pkcs11Key};
 use dfns_signer::{KeyBackend, PinSource};
 use secrecy::SecretString;
 use sha2::Digest;

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::simulator::Simulator;
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, KeyBackend};
 
 const WINDOW: Duration = Duration::from_secs(3);

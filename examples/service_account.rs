@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::CreateServiceAccount;
 use dfns_signer::simulator::Simulator;
+use dfns_signer::software::SoftwareKey;
+use dfns_signer::CreateServiceAccount;
 use dfns_signer::{open, Algorithm, CredentialSigner, KeyBackend, KeyUri};
 
 #[tokio::main]

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The desk: the YubiKey signs (touch it if its policy asks).
     let person = CredentialSigner::new(sim.credential_id(), key.clone());
-    let first_factor = dfns_signer::client::sign_blocking(key.as_ref(), None, move || {
+    let first_factor = dfns_signer::sign_blocking(key.as_ref(), None, move || {
         person.assert(&challenge).map(|ff| (challenge, ff))
     })
     .await?;

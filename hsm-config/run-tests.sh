@@ -22,3 +22,4 @@ hsm-config/install-deps.sh
 cargo test --locked --all-features
 # Every feature combination the README documents builds, and stays HTTP-free without `client`.
 hsm-config/check-features.sh
+hsm-config/check-public-api.sh

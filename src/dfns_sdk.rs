@@ -22,7 +22,7 @@ use dfns_sdk_rust::signer::{
     CredentialAssertion, CredentialAssertionData, UserActionChallenge, UserActionSigner,
 };
 
-use crate::protocol::CredentialSigner;
+use crate::CredentialSigner;
 
 /// Our credential, speaking the official SDK's signer trait.
 #[derive(Debug, Clone)]

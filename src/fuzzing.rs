@@ -23,9 +23,10 @@ use serde_json::Value;
 use crate::backend::software::SoftwareKey;
 use crate::backend::{Algorithm, KeyBackend, KeyUri, PublicKey};
 use crate::error::{Error, ProtocolError};
-use crate::protocol::encoding::b64url_decode;
-use crate::protocol::error_body::parse_error_body;
-use crate::protocol::{client_data, ClientDataType, CredentialSigner, UserActionChallenge};
+use crate::protocol::b64url_decode;
+use crate::protocol::parse_error_body;
+use crate::protocol::{client_data, ClientDataType, UserActionChallenge};
+use crate::CredentialSigner;
 
 // ------------------------------------------------------------------------------------------
 // Shared helpers
@@ -731,8 +732,9 @@ mod simulator_target {
     use super::software_key;
     use crate::backend::software::SoftwareKey;
     use crate::backend::{Algorithm, KeyBackend};
-    use crate::protocol::{attest, CredentialSigner, UserActionChallenge};
+    use crate::protocol::UserActionChallenge;
     use crate::simulator::Simulator;
+    use crate::{attest, CredentialSigner};
 
     /// The simulator's routes (`{id}` is filled from the input), and a few it does not serve.
     const ROUTES: &[(&str, &str)] = &[

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::mock_http::{MockServer, Scripted};
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::{Backoff, NoRetry};
 use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, ClientError, CredentialSigner, DfnsClient, Error};
+use dfns_signer::{Backoff, NoRetry};
 use secrecy::SecretString;
 use serde_json::json;
 

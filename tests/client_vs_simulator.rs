@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::{Backoff, ListWallets};
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::{Faults, Simulator};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend, Outcome};
+use dfns_signer::{Backoff, ListWallets};
 use serde_json::json;
 
 const ALGORITHMS: [Algorithm; 4] = [

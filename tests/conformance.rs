@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::protocol::challenge::AllowedCredential;
-use dfns_signer::protocol::encoding::b64url_decode;
-use dfns_signer::protocol::{attest, Method, Payload, UserActionChallenge, UserActionInit};
+use dfns_signer::attest;
+use dfns_signer::protocol::b64url_decode;
+use dfns_signer::protocol::AllowedCredential;
+use dfns_signer::protocol::{Method, Payload, UserActionChallenge, UserActionInit};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, CredentialSigner, KeyBackend, PublicKey};
 use serde_json::Value;
 

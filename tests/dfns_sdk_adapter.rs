@@ -6,9 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use common::mock_http::{MockServer, Scripted};
-use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::dfns_sdk::SdkSigner;
-use dfns_signer::protocol::encoding::b64url_decode;
+use dfns_signer::protocol::b64url_decode;
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, CredentialSigner, KeyBackend};
 use serde_json::{json, Value};
 

@@ -2,8 +2,8 @@
 //! endpoints on which five generations of official SDKs agree), with concrete paths built from
 //! each template the way callers build them: encoded ids, query strings, trailing slashes.
 
-use dfns_signer::protocol::endpoints::{lookup, needs_user_action};
 use dfns_signer::protocol::{encode_segment, Method};
+use dfns_signer::protocol::{lookup, needs_user_action};
 
 fn rows() -> Vec<(Method, String, bool)> {
     let tsv = include_str!("fixtures/endpoints_user_action.tsv");

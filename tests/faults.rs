@@ -9,11 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::{Backoff, CallOptions};
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::{Faults, Simulator, Stats};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, ClientError, DfnsClient, Error, Outcome};
+use dfns_signer::{Backoff, CallOptions};
 use serde_json::json;
 
 /// A simulator whose faults strike only `POST /wallets`, and a root client that retries up to

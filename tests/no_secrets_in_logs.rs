@@ -9,8 +9,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::mock_http::{MockServer, Scripted};
-use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, CredentialSigner, DfnsClient};
 use secrecy::SecretString;
 use serde_json::json;

@@ -12,7 +12,7 @@ use dfns_signer::{open, KeyUri};
 #[test]
 fn keys_are_found_through_p11_kit_without_a_module_path() {
     let Some(_h) = hsm() else { return };
-    std::env::remove_var(dfns_signer::backend::pkcs11::MODULE_ENV);
+    std::env::remove_var(dfns_signer::pkcs11::MODULE_ENV);
     std::env::set_var(PIN_ENV, USER_PIN);
     assert!(
         common::modules::p11_kit_proxy().is_file(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfns_signer::backend::piv::{
+use dfns_signer::piv::{
     list_devices, verify_attestation, AttestationRoots, DeviceOptions, DeviceSelector,
     KeyGeneration, ManagementKey, PinPolicy, PivDevice, PivKey, Slot, TouchPolicy,
 };
@@ -56,7 +56,7 @@ fn card_with_key(env: &PivEnv, serial: u32, slot: &str, touch: TouchPolicy) -> V
     card
 }
 
-fn key(serial: u32, slot: &str, pin_source: PinSource) -> dfns_signer::backend::piv::PivKeyBuilder {
+fn key(serial: u32, slot: &str, pin_source: PinSource) -> dfns_signer::piv::PivKeyBuilder {
     PivKey::builder(slot.parse().unwrap())
         .serial(serial)
         .pin_source(pin_source)
@@ -1004,7 +1004,7 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let root = Arc::new(dfns_signer::backend::software::SoftwareKey::generate(Algorithm::Ed25519).unwrap());
+        let root = Arc::new(dfns_signer::software::SoftwareKey::generate(Algorithm::Ed25519).unwrap());
         let sim = Simulator::builder().root_public_key_pem(root.public_key().to_pem()).start().await.unwrap();
         let admin = sim.root_client(root).unwrap();
         let desk = admin.service_account_client("desk-yubikey", key.clone()).await.unwrap();
@@ -1054,9 +1054,8 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
         );
         let ff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let a = &ff["credentialAssertion"];
-        let decode = |f: &str| {
-            dfns_signer::protocol::encoding::b64url_decode(a[f].as_str().unwrap()).unwrap()
-        };
+        let decode =
+            |f: &str| dfns_signer::protocol::b64url_decode(a[f].as_str().unwrap()).unwrap();
         assert_eq!(
             decode("clientData"),
             br#"{"type":"key.get","challenge":"ZGVzay1jaGFsbGVuZ2U"}"#

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::pkcs11_shim::Shim;
 use common::softhsm::{self, hsm, USER_PIN};
-use dfns_signer::backend::pkcs11::{Pkcs11Config, Pkcs11Key};
+use dfns_signer::pkcs11::{Pkcs11Config, Pkcs11Key};
 use dfns_signer::{BackendError, KeyBackend, PinSource};
 use secrecy::SecretString;
 

@@ -55,7 +55,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot as CkSlot;
 use cryptoki::types::AuthPin;
-use dfns_signer::backend::piv::{
+use dfns_signer::piv::{
     DeviceOptions, DeviceSelector, KeyGeneration, ManagementKey, PivDevice, Slot,
 };
 use dfns_signer::{Algorithm, BackendError, KeyBackend, KeyUri, PinSource, PublicKey};
@@ -191,8 +191,8 @@ fn set_pin_var(name: &str, value: &str) {
 /// Registers `key` as a service account on a fresh simulator and creates `wallets` wallets, each
 /// a user action the key signs; checks the simulator counted them.
 fn complete_flow(key: Arc<dyn KeyBackend>, name: &str, wallets: usize) {
-    use dfns_signer::backend::software::SoftwareKey;
     use dfns_signer::simulator::Simulator;
+    use dfns_signer::software::SoftwareKey;
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -562,7 +562,7 @@ fn report(module: &str, objects: &[Object]) {
 /// The `CKA_EC_PARAMS` of the public key object with this id on the token with this label (read
 /// without a login, in a session closed before returning).
 fn public_ec_params(module: &std::path::Path, token: &str, id: u8) -> Vec<u8> {
-    let ctx = dfns_signer::backend::pkcs11::shared_context(module).unwrap();
+    let ctx = dfns_signer::pkcs11::shared_context(module).unwrap();
     let (slot, _, _) = slot_labelled(&ctx, token);
     let session = ctx.open_ro_session(slot).unwrap();
     let public = keys(&session, ObjectClass::PUBLIC_KEY);
@@ -629,7 +629,7 @@ fn piv_keys_as_each_module_reports_them() {
     let pin = AuthPin::new(PIN.into());
 
     // ---- ykcs11
-    let ctx = dfns_signer::backend::pkcs11::shared_context(&ykcs11()).unwrap();
+    let ctx = dfns_signer::pkcs11::shared_context(&ykcs11()).unwrap();
     let (slot, label, token_serial) = slot_labelled(&ctx, &format!("YubiKey PIV #{serial}"));
     assert_eq!(token_serial, serial.to_string());
     eprintln!("ykcs11 token: label {label:?} serial {token_serial:?}");
@@ -744,7 +744,7 @@ fn piv_keys_as_each_module_reports_them() {
     let _ = &card_b;
 
     // ---- OpenSC
-    let ctx = dfns_signer::backend::pkcs11::shared_context(&opensc()).unwrap();
+    let ctx = dfns_signer::pkcs11::shared_context(&opensc()).unwrap();
     let (slot, label, token_serial) = slot_labelled(&ctx, "vendors-a");
     eprintln!("OpenSC token: label {label:?} serial {token_serial:?}");
     assert_eq!(token_serial, "00000000", "no CHUID, no serial");
@@ -849,7 +849,7 @@ fn before_firmware_5_3_ykcs11_shows_only_keys_with_a_certificate() {
     generate_without_certificate(&env, serial);
     assert!(card.has_key(0x9d));
 
-    let ctx = dfns_signer::backend::pkcs11::shared_context(&ykcs11()).unwrap();
+    let ctx = dfns_signer::pkcs11::shared_context(&ykcs11()).unwrap();
     let (slot, _, _) = slot_labelled(&ctx, &format!("YubiKey PIV #{serial}"));
     {
         let s = ctx.open_ro_session(slot).unwrap();

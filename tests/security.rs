@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{
     Algorithm, BackendError, ClientError, CredentialSigner, DfnsClient, Error, KeyBackend,
     ProtocolError, PublicKey,

@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use common::softhsm::{hsm, USER_PIN};
-use dfns_signer::backend::pkcs11::{Pkcs11Config, Pkcs11Key};
-use dfns_signer::backend::software::SoftwareKey;
+use dfns_signer::pkcs11::{Pkcs11Config, Pkcs11Key};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, DfnsClient, KeyBackend, PinSource};
 use secrecy::SecretString;
 use serde_json::json;

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::softhsm::{self, hsm, Hsm, Shared, PIN_ENV, SO_PIN, USER_PIN};
-use dfns_signer::backend::pkcs11::{generate_key, open_uri, Pkcs11Config, Pkcs11Key};
+use dfns_signer::pkcs11::{generate_key, open_uri, Pkcs11Config, Pkcs11Key};
 use dfns_signer::{Algorithm, BackendError, KeyBackend, KeyUri, PinSource, PublicKey};
 use secrecy::SecretString;
 use sha2::Digest;
@@ -357,8 +357,7 @@ fn keys_we_generate_are_protected_and_usable_by_pkcs11_tool() {
     let KeyUri::Pkcs11(attrs) = &new_uri else {
         unreachable!()
     };
-    let public =
-        dfns_signer::backend::pkcs11::generate_key_for_uri(attrs, Algorithm::EcdsaP256).unwrap();
+    let public = dfns_signer::pkcs11::generate_key_for_uri(attrs, Algorithm::EcdsaP256).unwrap();
     let opened = open_uri(attrs).unwrap();
     assert_eq!(opened.public_key(), &public);
     sign_verified(&*opened, b"made by URI");
@@ -858,9 +857,8 @@ fn every_algorithm_completes_the_user_action_flow_against_the_simulator() {
     let Some(h) = hsm() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let root = Arc::new(
-            dfns_signer::backend::software::SoftwareKey::generate(Algorithm::EcdsaP256).unwrap(),
-        );
+        let root =
+            Arc::new(dfns_signer::software::SoftwareKey::generate(Algorithm::EcdsaP256).unwrap());
         let sim = Simulator::builder()
             .root_public_key_pem(root.public_key().to_pem())
             .start()

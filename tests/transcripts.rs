@@ -19,13 +19,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::mock_http::{MockServer, Recorded, Scripted};
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::{CreateServiceAccount, ListWallets};
-use dfns_signer::protocol::encoding::b64url_decode;
+use dfns_signer::protocol::b64url_decode;
 use dfns_signer::protocol::{Method, Payload};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{
     ClientError, CredentialSigner, DfnsClient, Error, KeyBackend, Outcome, ProtocolError,
 };
+use dfns_signer::{CreateServiceAccount, ListWallets};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 

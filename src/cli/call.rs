@@ -25,7 +25,7 @@ pub struct Args {
     #[command(flatten)]
     key: KeyArgs,
     /// API base URL.
-    #[arg(long, env = "DFNS_API_URL", default_value = dfns_signer::client::DEFAULT_BASE_URL)]
+    #[arg(long, env = "DFNS_API_URL", default_value = dfns_signer::DEFAULT_BASE_URL)]
     base_url: String,
     /// Auth token (prefer the environment variable: arguments show in `ps`).
     #[arg(long, env = "DFNS_AUTH_TOKEN", hide_env_values = true)]

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfns_signer::backend::software::SoftwareKey;
-use dfns_signer::client::CreateServiceAccount;
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::simulator::Simulator;
+use dfns_signer::software::SoftwareKey;
+use dfns_signer::CreateServiceAccount;
 use dfns_signer::{Algorithm, CredentialSigner, KeyBackend, KeyUri, Outcome};
 
 /// Arguments of `demo`.
@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
     let identifier = challenge.challenge_identifier.clone();
     let key = signer.backend().clone();
     let first_factor =
-        dfns_signer::client::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
+        dfns_signer::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
             .await
             .map_err(|e| e.to_string())?;
     let sign = t_sign.elapsed();
@@ -255,7 +255,7 @@ async fn create_on_token(
     token_uri: &str,
     algorithm: Algorithm,
 ) -> Result<(Arc<dyn KeyBackend>, String), String> {
-    use dfns_signer::backend::pkcs11::{generate_key_for_uri, Pkcs11Config, Pkcs11Key};
+    use dfns_signer::pkcs11::{generate_key_for_uri, Pkcs11Config, Pkcs11Key};
 
     let tag: [u8; 2] = {
         let mut b = [0u8; 2];

@@ -83,7 +83,7 @@ fn open_key(
     match uri {
         #[cfg(feature = "piv")]
         KeyUri::Piv(attrs) => {
-            let key = dfns_signer::backend::piv::builder_from_uri(attrs)?
+            let key = dfns_signer::piv::builder_from_uri(attrs)?
                 .on_touch(|request| eprintln!("{request}"))
                 .open()?;
             Ok(std::sync::Arc::new(key))

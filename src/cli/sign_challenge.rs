@@ -36,7 +36,7 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
     })?;
     let key = signer.backend().clone();
     let first_factor =
-        dfns_signer::client::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
+        dfns_signer::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
             .await
             .map_err(|e| e.to_string())?;
     let value = serde_json::to_value(&first_factor).map_err(|e| e.to_string())?;

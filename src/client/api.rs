@@ -13,13 +13,14 @@ use super::{DfnsClient, Outcome};
 use crate::backend::KeyBackend;
 use crate::error::{ClientError, Error};
 use crate::protocol::{
-    attest, encode_segment, CredentialSigner, FirstFactor, KeyCredentialInfo, Method, Payload,
-    UserActionChallenge,
+    encode_segment, FirstFactor, KeyCredentialInfo, Method, Payload, UserActionChallenge,
 };
+use crate::signer::{attest, CredentialSigner};
 
 /// The challenge of `POST /auth/credentials/init` (or `/auth/credentials/code/init`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CredentialChallenge {
     /// The challenge the new key attests to.
     pub challenge: String,
@@ -53,6 +54,7 @@ pub struct CreateServiceAccount {
 }
 
 /// A created service account: its long-lived token and the credential to sign with.
+#[non_exhaustive]
 pub struct CreatedServiceAccount {
     /// The auth token (`accessTokens[0].accessToken`).
     pub access_token: SecretString,

@@ -36,7 +36,8 @@ pub use api::{CreateServiceAccount, CreatedServiceAccount, CredentialChallenge, 
 pub use retry::{Backoff, NoRetry, RetryPolicy};
 
 use crate::error::{ClientError, Error};
-use crate::protocol::{CredentialSigner, FirstFactor, Method, Payload, UserActionChallenge};
+use crate::protocol::{FirstFactor, Method, Payload, UserActionChallenge};
+use crate::CredentialSigner;
 
 /// Dfns production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.dfns.io";
@@ -80,6 +81,7 @@ impl<T> Outcome<T> {
 
 /// A pending policy approval (the body of a 202 answer).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PolicyPending {
     /// The body as Dfns sent it (`id`, `status`, `activityId`, `kind`…).
     pub body: serde_json::Value,
@@ -108,6 +110,7 @@ impl std::error::Error for PolicyPending {}
 
 /// A response body and its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RawResponse {
     /// HTTP status (2xx).
     pub status: u16,
@@ -470,14 +473,14 @@ impl DfnsClient {
         payload: Payload,
         options: CallOptions,
     ) -> Result<Outcome<RawResponse>, Error> {
-        crate::protocol::endpoints::validate_path(path)?;
+        crate::protocol::validate_path(path)?;
         let needs_user_action = options
             .needs_user_action
             .unwrap_or_else(|| crate::protocol::needs_user_action(method, path));
         let span = tracing::info_span!(
             "dfns.request",
             method = %method,
-            path = %crate::protocol::endpoints::strip_query(path)
+            path = %crate::protocol::strip_query(path)
         );
         // `instrument`, not `span.enter()`: an entered guard must not live across `.await`.
         self.with_retries(method, path, &payload, needs_user_action, options)
@@ -653,7 +656,7 @@ impl DfnsClient {
         payload: &Payload,
         user_action: &SecretString,
     ) -> Result<Outcome<RawResponse>, Error> {
-        crate::protocol::endpoints::validate_path(path)?;
+        crate::protocol::validate_path(path)?;
         self.send(method, path, payload.as_str(), Some(user_action))
             .await
     }

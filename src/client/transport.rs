@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::{DfnsClient, Outcome, PolicyPending, RawResponse};
 use crate::error::{ClientError, Error};
-use crate::protocol::error_body::parse_error_body;
+use crate::protocol::parse_error_body;
 use crate::protocol::Method;
 
 const USER_ACTION_HEADER: &str = "x-dfns-useraction";
@@ -66,7 +66,7 @@ impl DfnsClient {
         let too_large = || {
             Error::from(ClientError::ResponseTooLarge {
                 method: method.to_string(),
-                path: crate::protocol::endpoints::strip_query(path).to_owned(),
+                path: crate::protocol::strip_query(path).to_owned(),
                 limit,
             })
         };

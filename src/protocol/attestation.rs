@@ -10,8 +10,6 @@ use sha2::{Digest, Sha256};
 
 use super::challenge::{client_data, ClientDataType};
 use super::encoding::b64url;
-use crate::backend::KeyBackend;
-use crate::error::BackendError;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,6 +39,7 @@ pub struct KeyCredentialInfo {
 
 /// The intermediate values of an attestation, for tests and for people debugging a refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Attestation {
     /// The `key.create` clientData bytes.
     pub client_data: Vec<u8>,
@@ -56,37 +55,62 @@ pub struct Attestation {
     pub credential_info: KeyCredentialInfo,
 }
 
-/// Has `key` attest to a registration `challenge` under credential id `cred_id`.
-pub fn attest(
-    key: &dyn KeyBackend,
-    challenge: &str,
-    cred_id: &str,
-) -> Result<Attestation, BackendError> {
-    let data = client_data(ClientDataType::Create, challenge);
-    let client_data_hash = hex::encode(Sha256::digest(&data));
-    let pem = key.public_key().to_pem();
-    let fingerprint = serde_json::to_string(&Fingerprint {
-        client_data_hash: &client_data_hash,
-        public_key: &pem,
-    })
-    .expect("strings serialize");
-    let signature_hex = hex::encode(key.sign(fingerprint.as_bytes())?);
-    let attestation_data = serde_json::to_string(&AttestationData {
-        public_key: &pem,
-        signature: &signature_hex,
-    })
-    .expect("strings serialize");
-    let credential_info = KeyCredentialInfo {
-        cred_id: cred_id.to_owned(),
-        client_data: b64url(&data),
-        attestation_data: b64url(attestation_data.as_bytes()),
-    };
-    Ok(Attestation {
-        client_data: data,
-        client_data_hash,
-        fingerprint,
-        signature_hex,
-        attestation_data,
-        credential_info,
-    })
+/// What a new key must sign to register as a Key credential: the first half of an
+/// [`Attestation`]. Build it with [`UnsignedAttestation::new`], have the key sign
+/// [`UnsignedAttestation::message`], then [`UnsignedAttestation::finish`] with the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsignedAttestation {
+    client_data: Vec<u8>,
+    client_data_hash: String,
+    fingerprint: String,
+    public_key_pem: String,
+}
+
+impl UnsignedAttestation {
+    /// The `key.create` clientData for registration `challenge` and the fingerprint JSON the
+    /// new key (whose SPKI PEM is `public_key_pem`) must sign.
+    pub fn new(challenge: &str, public_key_pem: &str) -> Self {
+        let client_data = client_data(ClientDataType::Create, challenge);
+        let client_data_hash = hex::encode(Sha256::digest(&client_data));
+        let fingerprint = serde_json::to_string(&Fingerprint {
+            client_data_hash: &client_data_hash,
+            public_key: public_key_pem,
+        })
+        .expect("strings serialize");
+        UnsignedAttestation {
+            client_data,
+            client_data_hash,
+            fingerprint,
+            public_key_pem: public_key_pem.to_owned(),
+        }
+    }
+
+    /// The bytes the new key signs (the fingerprint JSON), unhashed.
+    pub fn message(&self) -> &[u8] {
+        self.fingerprint.as_bytes()
+    }
+
+    /// The attestation of credential `cred_id`, given the new key's signature over
+    /// [`UnsignedAttestation::message`] in Dfns' wire encoding.
+    pub fn finish(self, cred_id: &str, signature: &[u8]) -> Attestation {
+        let signature_hex = hex::encode(signature);
+        let attestation_data = serde_json::to_string(&AttestationData {
+            public_key: &self.public_key_pem,
+            signature: &signature_hex,
+        })
+        .expect("strings serialize");
+        let credential_info = KeyCredentialInfo {
+            cred_id: cred_id.to_owned(),
+            client_data: b64url(&self.client_data),
+            attestation_data: b64url(attestation_data.as_bytes()),
+        };
+        Attestation {
+            client_data: self.client_data,
+            client_data_hash: self.client_data_hash,
+            fingerprint: self.fingerprint,
+            signature_hex,
+            attestation_data,
+            credential_info,
+        }
+    }
 }

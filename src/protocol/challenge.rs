@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::encoding::b64url;
 use super::endpoints::Method;
 use crate::error::ProtocolError;
 
@@ -142,6 +143,23 @@ impl UserActionChallenge {
     pub fn allowed_key_ids(&self) -> impl Iterator<Item = &str> {
         self.allow_credentials.key.iter().map(|c| c.id.as_str())
     }
+
+    /// Checks that the challenge is well formed and that credential `cred_id` may answer it:
+    /// [`ProtocolError::CredentialNotAllowed`] when the challenge lists allowed credentials and
+    /// none of its lists (Key, password-protected Key, WebAuthn) names it, as the official
+    /// TypeScript signer refuses. A challenge that lists no credential at all (some login
+    /// flows) may be answered by any.
+    pub fn check_allows(&self, cred_id: &str) -> Result<(), ProtocolError> {
+        self.validate()?;
+        let lists = &self.allow_credentials;
+        if !lists.is_empty() && !lists.all_ids().any(|id| id == cred_id) {
+            return Err(ProtocolError::CredentialNotAllowed {
+                cred_id: cred_id.to_owned(),
+                allowed: lists.all_ids().map(str::to_owned).collect(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a `clientData` is for.
@@ -194,6 +212,19 @@ pub struct FirstFactor {
 }
 
 impl FirstFactor {
+    /// The Key answer of credential `cred_id`: `client_data` (from [`client_data`] with
+    /// [`ClientDataType::Get`]) and the key's signature over it, both base64url-encoded.
+    pub fn key(cred_id: &str, client_data: &[u8], signature: &[u8]) -> Self {
+        FirstFactor {
+            kind: "Key".to_owned(),
+            credential_assertion: CredentialAssertion {
+                cred_id: cred_id.to_owned(),
+                client_data: b64url(client_data),
+                signature: b64url(signature),
+            },
+        }
+    }
+
     /// The compact JSON, byte-identical to the official SDK's.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("strings serialize")

@@ -70,6 +70,7 @@ impl FromStr for Method {
 
 /// What the endpoint table says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndpointInfo {
     /// Whether the request needs an `X-DFNS-USERACTION` token.
     pub needs_user_action: bool,

@@ -133,6 +133,7 @@ pub(crate) struct CredentialCode {
 
 /// Counters for tests and the demo. Requests are keyed `"METHOD /raw/path"` (no query).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Requests received, by `"METHOD /path"`.
     pub requests: BTreeMap<String, u64>,

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use dfns_signer::backend::software::SoftwareKey;
 use dfns_signer::simulator::{Faults, Simulator};
+use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, DfnsClient, DfnsClientBuilder, KeyBackend};
 
 /// A simulator breaking requests as `faults` says, whose root user's credential is a new

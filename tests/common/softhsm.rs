@@ -217,9 +217,7 @@ pub fn own_context() -> &'static cryptoki::context::Pkcs11 {
     static CTX: OnceLock<cryptoki::context::Pkcs11> = OnceLock::new();
     // The backend's shared context: initialising the module a second time, from another thread
     // at the same moment, corrupts SoftHSM's state.
-    CTX.get_or_init(|| {
-        dfns_signer::backend::pkcs11::shared_context(&module_path()).expect("load SoftHSM")
-    })
+    CTX.get_or_init(|| dfns_signer::pkcs11::shared_context(&module_path()).expect("load SoftHSM"))
 }
 
 /// The slot holding the token labelled `label`.

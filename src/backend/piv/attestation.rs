@@ -36,6 +36,7 @@ pub const YUBICO_PIV_ROOT_URL: &str =
 
 /// The certificates a YubiKey hands out for one slot.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AttestationEvidence {
     /// The slot.
     pub slot: Slot,
@@ -111,6 +112,7 @@ impl AttestationRoots {
 
 /// What a verified attestation proves.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AttestedKey {
     /// The slot.
     pub slot: Slot,

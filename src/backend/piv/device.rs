@@ -32,6 +32,7 @@ const PIN_OUTCOME_UNKNOWN: &str = "the card may have counted the try, so this pr
 
 /// A YubiKey seen through PC/SC.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeviceInfo {
     /// The YubiKey's serial number.
     pub serial: u32,

@@ -92,6 +92,7 @@ pub fn parse_touch_policy(name: &str) -> Result<TouchPolicy, BackendError> {
 
 /// A key just generated on the card.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GeneratedKey {
     /// Its public key.
     pub public_key: PublicKey,

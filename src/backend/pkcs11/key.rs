@@ -45,6 +45,7 @@ impl KeySelector {
 /// token that does not report them is taken at its worst (usable without login, not sensitive,
 /// extractable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyProvenance {
     /// `CKA_PRIVATE`: only a logged-in user can use the key (`false` if not reported). A private
     /// key with `CKA_PRIVATE` false signs for anyone who can open a session on the token.

@@ -184,7 +184,7 @@ impl Pcscd {
         let card = VirtualPiv::start(self.base_port + i, config);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let listed = dfns_signer::backend::piv::list_devices();
+            let listed = dfns_signer::piv::list_devices();
             let found = listed
                 .as_ref()
                 .map(|ds| ds.iter().any(|d| d.serial == serial))
@@ -202,7 +202,7 @@ impl Pcscd {
 
     /// The PC/SC reader name of the card with `serial`.
     pub fn reader_of(&self, serial: u32) -> String {
-        dfns_signer::backend::piv::list_devices()
+        dfns_signer::piv::list_devices()
             .expect("list devices")
             .into_iter()
             .find(|d| d.serial == serial)

@@ -1,19 +1,19 @@
-//! A credential: an id that Dfns knows, and the key behind it.
+//! Where the protocol meets the key: a credential id paired with the backend that holds its key.
 //!
-//! [`CredentialSigner::assert`] turns a challenge into the `firstFactor` answer: it refuses a
-//! challenge that does not list this credential (as the official TypeScript signer does), builds
-//! `clientData`, has the backend sign it and encodes everything as base64url. The backend call may
-//! block on a device; the client runs this on a blocking thread.
+//! The protocol layer builds what must be signed and encodes the answer, without I/O; the
+//! backend signs. [`CredentialSigner::assert`] joins the two for a user-action challenge, and
+//! [`attest`] for the registration of a new Key credential. Both call the backend, which may
+//! block on a device: async code runs them off its runtime (the `client` feature's
+//! `sign_blocking` does, under a deadline).
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::challenge::{
-    client_data, ClientDataType, CredentialAssertion, FirstFactor, UserActionChallenge,
-};
-use super::encoding::b64url;
 use crate::backend::KeyBackend;
-use crate::error::{Error, ProtocolError};
+use crate::error::{BackendError, Error};
+use crate::protocol::{
+    client_data, Attestation, ClientDataType, FirstFactor, UnsignedAttestation, UserActionChallenge,
+};
 
 /// A registered Key credential: its id and the backend that holds its private key.
 #[derive(Clone)]
@@ -41,21 +41,14 @@ impl CredentialSigner {
         &self.backend
     }
 
-    /// Answers a challenge. Fails with [`ProtocolError::CredentialNotAllowed`] when the challenge
+    /// Answers a challenge. Fails with
+    /// [`ProtocolError::CredentialNotAllowed`](crate::ProtocolError::CredentialNotAllowed) when the challenge
     /// lists allowed credentials and none of its lists (Key, password-protected Key, WebAuthn)
     /// names ours — signing anyway would only earn a rejection, and may cost a PIN entry or a
     /// touch for nothing. A challenge that lists no credential at all (some login flows) is
     /// signed.
     pub fn assert(&self, challenge: &UserActionChallenge) -> Result<FirstFactor, Error> {
-        challenge.validate()?;
-        let lists = &challenge.allow_credentials;
-        if !lists.is_empty() && !lists.all_ids().any(|id| id == self.cred_id) {
-            return Err(ProtocolError::CredentialNotAllowed {
-                cred_id: self.cred_id.clone(),
-                allowed: lists.all_ids().map(str::to_owned).collect(),
-            }
-            .into());
-        }
+        challenge.check_allows(&self.cred_id)?;
         self.sign_challenge(&challenge.challenge)
     }
 
@@ -64,15 +57,21 @@ impl CredentialSigner {
     pub fn sign_challenge(&self, challenge: &str) -> Result<FirstFactor, Error> {
         let data = client_data(ClientDataType::Get, challenge);
         let signature = self.backend.sign(&data)?;
-        Ok(FirstFactor {
-            kind: "Key".to_owned(),
-            credential_assertion: CredentialAssertion {
-                cred_id: self.cred_id.clone(),
-                client_data: b64url(&data),
-                signature: b64url(&signature),
-            },
-        })
+        Ok(FirstFactor::key(&self.cred_id, &data, &signature))
     }
+}
+
+/// Has a new `key` attest to a registration `challenge` under credential id `cred_id`: the
+/// `credentialInfo` of a Key credential registration, with the intermediate values for people
+/// debugging a refusal.
+pub fn attest(
+    key: &dyn KeyBackend,
+    challenge: &str,
+    cred_id: &str,
+) -> Result<Attestation, BackendError> {
+    let unsigned = UnsignedAttestation::new(challenge, &key.public_key().to_pem());
+    let signature = key.sign(unsigned.message())?;
+    Ok(unsigned.finish(cred_id, &signature))
 }
 
 impl fmt::Debug for CredentialSigner {
@@ -89,6 +88,7 @@ mod tests {
     use super::*;
     use crate::backend::software::SoftwareKey;
     use crate::backend::Algorithm;
+    use crate::error::ProtocolError;
 
     fn challenge(allow: &str) -> UserActionChallenge {
         UserActionChallenge::from_json(
