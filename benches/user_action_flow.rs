@@ -24,7 +24,7 @@ async fn main() {
         .start()
         .await
         .unwrap();
-    let client = sim.root_client(key).unwrap();
+    let client = dfns_signer::DfnsClient::simulator_root(&sim, key).unwrap();
     let body = serde_json::json!({"network": "Bitcoin"});
     // Warm the pool.
     client.create_wallet(&body).await.unwrap();

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .root_public_key_pem(admin_key.public_key().to_pem())
         .start()
         .await?;
-    let admin = sim.root_client(admin_key)?;
+    let admin = dfns_signer::DfnsClient::simulator_root(&sim, admin_key)?;
 
     let created = admin
         .create_service_account(&CreateServiceAccount {

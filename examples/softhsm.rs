@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .root_public_key_pem(key.public_key().to_pem())
         .start()
         .await?;
-    let client = sim.root_client(key)?;
+    let client = dfns_signer::DfnsClient::simulator_root(&sim, key)?;
     for i in 0..3 {
         let wallet = client
             .create_wallet(

@@ -11,6 +11,7 @@ combos=(
   "piv"             # a desk tool's backend, no HTTP
   "client"          # the narrow test run: cargo test --no-default-features --features client
   "client,pkcs11"   # a custody backend with our client and an HSM
+  "simulator"       # a users' CI simulator alone: it needs neither our client nor a backend
 )
 for features in "${combos[@]}"; do
   echo "feature check: --no-default-features --features '${features}'" >&2

@@ -129,7 +129,7 @@
 //! | `client` | via `cli` | [`DfnsClient`]: `reqwest` (rustls) and `tokio` |
 //! | `pkcs11` | yes | [`pkcs11`]: HSMs, network HSMs, SoftHSM, YubiKey through ykcs11 (`cryptoki`) |
 //! | `piv` | yes | [`piv`]: YubiKey PIV over PC/SC (`yubikey`) |
-//! | `simulator` | yes | [`simulator`]; implies `client` |
+//! | `simulator` | yes | [`simulator`] (`tokio`, `hyper`; neither our client nor a backend) |
 //! | `cli` | yes | the `dfns-signer` binary; implies `client` |
 //! | `dfns-sdk` | no | `dfns_sdk::SdkSigner` for `dfns-sdk-rust`; implies `client` |
 //!

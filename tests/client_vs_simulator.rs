@@ -1,7 +1,7 @@
 //! Our client against the local Dfns simulator, for every key type: registration, service
 //! accounts, wallets, signatures, login, credential codes, policy approvals and retries under
 //! injected faults. The simulator verifies everything with its own code (see `src/simulator`).
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ async fn start() -> (Simulator, DfnsClient) {
         .start()
         .await
         .unwrap();
-    let admin = sim.root_client(root).unwrap();
+    let admin = dfns_signer::DfnsClient::simulator_root(&sim, root).unwrap();
     (sim, admin)
 }
 

@@ -2,7 +2,7 @@
 //! caller sees, how many attempts were made, and — from the simulator's own counters — that the
 //! side effects equal the successful calls (nothing duplicated, nothing lost). The table in
 //! `docs/faults.md` names these tests.
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 mod common;
 

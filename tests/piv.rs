@@ -1006,7 +1006,7 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
     runtime.block_on(async {
         let root = Arc::new(dfns_signer::software::SoftwareKey::generate(Algorithm::Ed25519).unwrap());
         let sim = Simulator::builder().root_public_key_pem(root.public_key().to_pem()).start().await.unwrap();
-        let admin = sim.root_client(root).unwrap();
+        let admin = dfns_signer::DfnsClient::simulator_root(&sim, root).unwrap();
         let desk = admin.service_account_client("desk-yubikey", key.clone()).await.unwrap();
         for i in 0..3 {
             let body = serde_json::json!({"network": "EthereumSepolia", "externalId": format!("desk-{i}")});

@@ -202,7 +202,7 @@ fn complete_flow(key: Arc<dyn KeyBackend>, name: &str, wallets: usize) {
             .start()
             .await
             .unwrap();
-        let admin = sim.root_client(root).unwrap();
+        let admin = dfns_signer::DfnsClient::simulator_root(&sim, root).unwrap();
         let client = admin.service_account_client(name, key).await.unwrap();
         for i in 0..wallets {
             let body = serde_json::json!({"network": "EthereumSepolia", "externalId": format!("{name}-{i}")});

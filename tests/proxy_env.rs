@@ -2,7 +2,7 @@
 //! http would otherwise send the bearer token and the user action, in clear, to whatever
 //! `HTTP_PROXY`/`ALL_PROXY` names. Its own test binary, because it sets process-wide
 //! environment variables.
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! The client's defences against hostile or broken surroundings: explicit proxies only, rustls
 //! whatever the build turns on, bounded response bodies, paths that are sent as signed, hung
 //! keys that fail instead of hang, and secrets that never reach an error.
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 mod common;
 

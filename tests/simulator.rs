@@ -2,7 +2,7 @@
 //! hand (RustCrypto directly, not this crate's client or backends), so the checks do not
 //! depend on the code they will later judge.
 
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -1710,4 +1710,72 @@ async fn concurrent_signed_requests_are_each_checked_once() {
         .await;
     assert_eq!(wallets.body["items"].as_array().unwrap().len(), 64);
     println!("64 signed flows (init, complete, 2 racing requests) in {elapsed:?}");
+}
+
+// ---------------------------------------------------------------- independence
+
+/// The simulator judges our client and backends, so it must not share their code: a parser bug
+/// shared by signer and checker would make both agree on a wrong answer. Its non-test code
+/// names nothing of `crate::backend`, `crate::client`, `crate::protocol` or `crate::signer`.
+#[test]
+fn the_simulator_uses_none_of_the_code_it_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/simulator");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        // Unit tests (at the end of a file) may build keys with the backend to feed the checks.
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            for layer in ["backend", "client", "protocol", "signer"] {
+                for spelling in [format!("crate::{layer}"), format!("super::super::{layer}")] {
+                    assert!(
+                        !line.contains(&spelling),
+                        "{}:{}: the simulator uses `{spelling}`: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+            for item in [
+                "crate::{",
+                "crate::KeyBackend",
+                "crate::DfnsClient",
+                "crate::Error",
+            ] {
+                assert!(
+                    !line.contains(item),
+                    "{}:{}: the simulator reaches the crate root (`{item}`): {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "read {checked} files of src/simulator");
+}
+
+/// The simulator computes the root credential's default id with its own code; it must be the
+/// id the crate gives the same key (`protocol::default_credential_id`), or the CLI's default
+/// would not match.
+#[tokio::test]
+async fn the_default_root_credential_id_matches_the_crates() {
+    for name in KEY_NAMES {
+        let pem = fixture(&format!("keys/{name}.pub.pem"));
+        let sim = Simulator::builder()
+            .root_public_key_pem(pem.clone())
+            .start()
+            .await
+            .unwrap();
+        let ours = dfns_signer::protocol::default_credential_id(
+            &dfns_signer::PublicKey::from_pem(&pem).unwrap(),
+        );
+        assert_eq!(sim.credential_id(), ours, "{name}");
+        sim.shutdown().await;
+    }
 }

@@ -864,7 +864,7 @@ fn every_algorithm_completes_the_user_action_flow_against_the_simulator() {
             .start()
             .await
             .unwrap();
-        let admin = sim.root_client(root).unwrap();
+        let admin = dfns_signer::DfnsClient::simulator_root(&sim, root).unwrap();
         for label in ["p256", "secp256k1", "ed25519", "rsa2048"] {
             let key = open_by_uri(&h, &format!("token=algs;object={label}"), "").unwrap();
             let hsm_client = admin

@@ -11,7 +11,7 @@
 //! stderr; in CI the variable fails the test). `npm ci` runs in tests/ts-sdk when its
 //! node_modules is missing (the npm registry must then be reachable).
 
-#![cfg(feature = "simulator")]
+#![cfg(all(feature = "simulator", feature = "client"))]
 
 mod common;
 

@@ -77,7 +77,8 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
         t.elapsed(),
     );
     detail("its root credential (a software P-256 key) stands in for your organisation's admin");
-    let admin = sim.root_client(root_key).map_err(|e| e.to_string())?;
+    let admin =
+        dfns_signer::DfnsClient::simulator_root(&sim, root_key).map_err(|e| e.to_string())?;
 
     // 2. The credential key.
     let t = Instant::now();

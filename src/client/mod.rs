@@ -662,6 +662,23 @@ impl DfnsClient {
     }
 }
 
+#[cfg(feature = "simulator")]
+impl DfnsClient {
+    /// A client acting as a local simulator's root service account: its URL and root token,
+    /// signing with `root_key` (the private half of the simulator's root public key) under the
+    /// root credential id. Lives here, not in the simulator, which never uses this client.
+    pub fn simulator_root(
+        sim: &crate::simulator::Simulator,
+        root_key: Arc<dyn crate::KeyBackend>,
+    ) -> Result<DfnsClient, Error> {
+        DfnsClient::builder()
+            .base_url(sim.base_url())
+            .auth_token(sim.auth_token().clone())
+            .signer(CredentialSigner::new(sim.credential_id(), root_key))
+            .build()
+    }
+}
+
 impl DfnsClient {
     /// Runs a signing step with this client's sign deadline (see [`sign_blocking`]).
     pub(crate) async fn sign_off_runtime<T: Send + 'static>(

@@ -43,4 +43,5 @@ pub use endpoints::{
 pub use error_body::parse_error_body;
 pub use payload::Payload;
 
+#[cfg(feature = "client")]
 pub(crate) use endpoints::strip_query;

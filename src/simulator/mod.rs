@@ -121,8 +121,8 @@ impl SimulatorBuilder {
         self
     }
 
-    /// The root credential's id. Default: [`crate::protocol::default_credential_id`] of the
-    /// key, the id the CLI derives by default too.
+    /// The root credential's id. Default: base64url of the first 16 bytes of SHA-256 over the
+    /// key's SPKI DER (the id `protocol::default_credential_id` gives, and the CLI by default).
     pub fn root_credential_id(mut self, cred_id: impl Into<String>) -> Self {
         self.root_credential_id = Some(cred_id.into());
         self
@@ -159,10 +159,7 @@ impl SimulatorBuilder {
         let key = CredentialKey::from_pem(&pem).map_err(SimulatorError::InvalidRootKey)?;
         let cred_id = match self.root_credential_id {
             Some(id) => id,
-            None => crate::protocol::default_credential_id(
-                &crate::backend::PublicKey::from_pem(&pem)
-                    .map_err(|e| SimulatorError::InvalidRootKey(e.to_string()))?,
-            ),
+            None => verify::default_credential_id(&pem).map_err(SimulatorError::InvalidRootKey)?,
         };
         if !util::is_b64url(&cred_id) {
             return Err(SimulatorError::InvalidCredentialId(cred_id));
@@ -252,19 +249,6 @@ impl Simulator {
     /// The root service account's bearer token (random for each simulator).
     pub fn auth_token(&self) -> &SecretString {
         &self.auth_token
-    }
-
-    /// A client acting as the root service account: this simulator's URL and root token, signing
-    /// with `root_key` (the private half of the root public key) under the root credential id.
-    pub fn root_client(
-        &self,
-        root_key: std::sync::Arc<dyn crate::KeyBackend>,
-    ) -> Result<crate::DfnsClient, crate::Error> {
-        crate::DfnsClient::builder()
-            .base_url(self.base_url())
-            .auth_token(self.auth_token().clone())
-            .signer(crate::CredentialSigner::new(self.credential_id(), root_key))
-            .build()
     }
 
     /// The root credential's id, to sign user actions with.

@@ -6,6 +6,7 @@
 //! the message, RSA PKCS#1 v1.5 with SHA-256.
 
 use signature::Verifier;
+use spki::der::Decode;
 use spki::DecodePublicKey;
 
 /// Parses an ECDSA signature that must be canonical DER: it is decoded, re-encoded, and the
@@ -26,6 +27,34 @@ macro_rules! strict_der {
     }};
 }
 
+const ID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const PRIME256V1: &str = "1.2.840.10045.3.1.7";
+const SECP256K1: &str = "1.3.132.0.10";
+const ID_ED25519: &str = "1.3.101.112";
+const RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+
+/// The DER inside a `PUBLIC KEY` PEM block (SPKI); any other label is refused.
+pub(crate) fn spki_der_from_pem(pem: &str) -> Result<Vec<u8>, String> {
+    let (label, document) =
+        spki::Document::from_pem(pem.trim()).map_err(|e| format!("public key is not PEM: {e}"))?;
+    if label != "PUBLIC KEY" {
+        return Err(format!(
+            "PEM block is `{label}`, expected `PUBLIC KEY` (an SPKI public key)"
+        ));
+    }
+    Ok(document.as_bytes().to_vec())
+}
+
+/// The credential id the simulator gives its root key when none is chosen: base64url of the
+/// first 16 bytes of SHA-256 over the SPKI DER. Computed here, independently of the crate's
+/// `protocol::default_credential_id`; `tests/simulator.rs` checks the two agree.
+pub(crate) fn default_credential_id(pem: &str) -> Result<String, String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(spki_der_from_pem(pem)?);
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
+}
+
 /// A credential's public key, ready to verify.
 #[derive(Clone)]
 pub(crate) enum CredentialKey {
@@ -42,26 +71,55 @@ impl std::fmt::Debug for CredentialKey {
 }
 
 impl CredentialKey {
-    /// Reads an SPKI PEM. The PEM itself is decoded by [`crate::backend::PublicKey::from_pem`]
-    /// (which also refuses curves and RSA sizes Dfns does not take); the verifying key is then
-    /// built here from the DER.
+    /// Reads an SPKI PEM with this module's own code (`der`/`spki` and the RustCrypto key
+    /// types), never the backend's parser: a key the backend misreads must not be misread the
+    /// same way here. Takes what Dfns takes for Key credentials: EC keys on P-256 or secp256k1,
+    /// Ed25519, and RSA of 2048 bits or more.
     pub(crate) fn from_pem(pem: &str) -> Result<Self, String> {
-        let key = crate::backend::PublicKey::from_pem(pem).map_err(|e| e.to_string())?;
-        let der = key.spki_der();
+        let der = spki_der_from_pem(pem)?;
+        let info = spki::SubjectPublicKeyInfoRef::from_der(&der)
+            .map_err(|e| format!("public key is not an SPKI structure: {e}"))?;
         let bad = |e: spki::Error| format!("public key does not parse: {e}");
-        Ok(match key.algorithm() {
-            crate::backend::Algorithm::EcdsaP256 => CredentialKey::P256(
-                p256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(bad)?,
+        let algorithm = info.algorithm.oid.to_string();
+        Ok(match algorithm.as_str() {
+            ID_EC_PUBLIC_KEY => {
+                let curve = info
+                    .algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<spki::ObjectIdentifier>().ok())
+                    .map(|oid| oid.to_string())
+                    .ok_or("EC public key names no named curve")?;
+                match curve.as_str() {
+                    PRIME256V1 => CredentialKey::P256(
+                        p256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?,
+                    ),
+                    SECP256K1 => CredentialKey::Secp256k1(
+                        k256::ecdsa::VerifyingKey::from_public_key_der(&der).map_err(bad)?,
+                    ),
+                    other => {
+                        return Err(format!(
+                            "EC curve {other} is not one Dfns takes (P-256 or secp256k1)"
+                        ))
+                    }
+                }
+            }
+            ID_ED25519 => CredentialKey::Ed25519(
+                ed25519_dalek::VerifyingKey::from_public_key_der(&der).map_err(bad)?,
             ),
-            crate::backend::Algorithm::EcdsaSecp256k1 => CredentialKey::Secp256k1(
-                k256::ecdsa::VerifyingKey::from_public_key_der(der).map_err(bad)?,
-            ),
-            crate::backend::Algorithm::Ed25519 => CredentialKey::Ed25519(
-                ed25519_dalek::VerifyingKey::from_public_key_der(der).map_err(bad)?,
-            ),
-            crate::backend::Algorithm::RsaPkcs1Sha256 => {
-                let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(bad)?;
+            RSA_ENCRYPTION => {
+                let key = rsa::RsaPublicKey::from_public_key_der(&der).map_err(bad)?;
+                let bits = rsa::traits::PublicKeyParts::n(&key).bit_width();
+                if bits < 2048 {
+                    return Err(format!(
+                        "RSA key of {bits} bits is too short (Dfns takes 2048 bits or more)"
+                    ));
+                }
                 CredentialKey::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key)))
+            }
+            other => {
+                return Err(format!(
+                    "public key algorithm {other} is not one Dfns takes for Key credentials"
+                ))
             }
         })
     }

@@ -18,7 +18,7 @@ pub async fn start_with(faults: Faults) -> (Simulator, DfnsClient) {
         .start()
         .await
         .unwrap();
-    let client = sim.root_client(root).unwrap();
+    let client = dfns_signer::DfnsClient::simulator_root(&sim, root).unwrap();
     (sim, client)
 }
 
