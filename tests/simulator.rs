@@ -1779,3 +1779,168 @@ async fn the_default_root_credential_id_matches_the_crates() {
         sim.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------- keys, PATs, webhooks
+
+/// The Keys API's refusals, in Dfns' statuses: an unknown key is 404, a scheme/curve pair the
+/// simulator cannot make is 400 naming what it can, and a wallet's key is the one `/keys` shows.
+#[tokio::test]
+async fn keys_api_refusals_and_the_wallet_key_link() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    assert_eq!(
+        api.send("GET", "/keys/key-nope", "", Some(&t), None)
+            .await
+            .status,
+        404
+    );
+    let bad = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/keys",
+            r#"{"scheme":"ECDSA","curve":"stark"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.to_string().contains("EdDSA on ed25519"),
+        "{}",
+        bad.body
+    );
+    let wallet = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/wallets",
+            r#"{"network":"Solana"}"#,
+        )
+        .await;
+    assert_eq!(wallet.status, 200, "{}", wallet.body);
+    let key_id = wallet.body["signingKey"]["id"].as_str().unwrap();
+    let key = api
+        .send("GET", &format!("/keys/{key_id}"), "", Some(&t), None)
+        .await;
+    assert_eq!(key.body["curve"], "ed25519");
+    assert_eq!(
+        key.body["publicKey"],
+        wallet.body["signingKey"]["publicKey"]
+    );
+    assert_eq!(key.body["wallets"][0]["id"], wallet.body["id"]);
+    // Signing through the key also shows under the key's list, not under another key.
+    let sig = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            &format!("/keys/{key_id}/signatures"),
+            r#"{"kind":"Message","message":"0x01"}"#,
+        )
+        .await;
+    assert_eq!(sig.status, 200, "{}", sig.body);
+    assert_eq!(sig.body["keyId"], key_id);
+    let list = api
+        .send(
+            "GET",
+            &format!("/keys/{key_id}/signatures"),
+            "",
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    sim.shutdown().await;
+}
+
+/// A PAT always names the public key that signs for it (the official SDKs' types require its
+/// credential id); `daysValid` is accepted as well as `secondsValid`, not both.
+#[tokio::test]
+async fn pats_need_a_public_key_and_one_lifetime() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let (_, pem) = TestKey::load("ed25519");
+    for (body, status) in [
+        (json!({"name": "no-key"}), 400),
+        (
+            json!({"name": "both", "publicKey": pem, "secondsValid": 60, "daysValid": 1}),
+            400,
+        ),
+        (
+            json!({"name": "days", "publicKey": pem, "daysValid": 1}),
+            200,
+        ),
+    ] {
+        let r = api
+            .signed(
+                &t,
+                &root_key,
+                &root,
+                "POST",
+                "/auth/pats",
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+    }
+    sim.shutdown().await;
+}
+
+/// A webhook update changes what it names and its `dateUpdated`, keeps its secret hidden, and
+/// an unknown webhook is 404 for every verb, as Dfns answers.
+#[tokio::test]
+async fn webhooks_update_and_unknown_ids() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let created = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/webhooks",
+            r#"{"url":"http://127.0.0.1:9/a","events":["wallet.created"]}"#,
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(created.body["dateUpdated"], created.body["dateCreated"]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let updated = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "PUT",
+            &format!("/webhooks/{id}"),
+            r#"{"status":"Disabled","events":["*"]}"#,
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["status"], "Disabled");
+    assert_eq!(updated.body["events"], json!(["*"]));
+    assert_ne!(updated.body["dateUpdated"], created.body["dateUpdated"]);
+    assert!(updated.body.get("secret").is_none());
+    for (method, path) in [
+        ("GET", "/webhooks/wh-nope"),
+        ("PUT", "/webhooks/wh-nope"),
+        ("DELETE", "/webhooks/wh-nope"),
+        ("POST", "/webhooks/wh-nope/ping"),
+    ] {
+        let body = if method == "PUT" { "{}" } else { "" };
+        let r = if method == "GET" {
+            api.send(method, path, body, Some(&t), None).await
+        } else {
+            api.signed(&t, &root_key, &root, method, path, body).await
+        };
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+    }
+    sim.shutdown().await;
+}

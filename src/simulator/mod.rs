@@ -10,7 +10,7 @@
 //!
 //! It serves: the user-action flow, Key credential registration (with attestation check and the
 //! code variant), logins (Key, delegated, logout), service accounts, personal access tokens,
-//! wallets (real in-memory keys), signatures, tags and webhooks; and it injects faults on
+//! wallets and the Keys API (real in-memory keys), signatures, tags and webhooks; and it injects faults on
 //! demand (latency, 429 with `Retry-After`, 500, 502, dropped connections, 202 policy pending).
 //! Everything is in memory.
 //!
@@ -20,12 +20,13 @@
 //! | `POST /auth/credentials/init`, `POST /auth/credentials`, `GET /auth/credentials` | on `POST /auth/credentials` | `Key` only; attestation verified |
 //! | `POST /auth/credentials/code`, `…/code/init`, `…/code/verify` | on `/code` | one-minute, one-use codes |
 //! | `POST /auth/service-accounts`, `GET …`, `GET …/{id}`, `PUT …/{id}/activate` and `/deactivate` | on writes | the response carries the token and credential id |
-//! | `POST /auth/pats`, `GET /auth/pats` | on `POST` | a `publicKey` becomes a credential of the caller |
+//! | `POST /auth/pats`, `GET /auth/pats` | on `POST` | `publicKey` required: it becomes a credential of the caller; `secondsValid` or `daysValid` |
 //! | `POST /auth/login/init`, `POST /auth/login` | no (and no token) | `username` is [`Simulator::username`] |
 //! | `POST /auth/login/delegated`, `PUT /auth/logout` | yes / no | logout revokes the token used |
 //! | `POST /wallets`, `GET /wallets`, `GET /wallets/{id}`, `PUT /wallets/{id}`, `PUT`/`DELETE /wallets/{id}/tags` | on writes | `externalId` idempotency; `limit` + `paginationToken` |
 //! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
-//! | `POST /webhooks`, `GET /webhooks/{id}`, `DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping` | on writes | nothing is delivered |
+//! | `POST /keys`, `GET /keys`, `GET /keys/{id}`, `POST/GET /keys/{keyId}/signatures`, `GET …/signatures/{id}` | on `POST` | ECDSA secp256k1 or EdDSA ed25519; a wallet's key is `signingKey.id`; signatures verify against `publicKey` |
+//! | `POST /webhooks`, `GET /webhooks`, `GET/PUT/DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping` | on writes | the secret is shown once; nothing is delivered yet |
 //!
 //! Refusals use Dfns' statuses and messages: 401 for a missing, unknown or revoked token; 403
 //! `user action signature is missing or invalid` for a missing or mismatched user action; 400
@@ -49,6 +50,7 @@ mod credentials;
 mod endpoints;
 mod errors;
 mod faults;
+mod keys;
 mod login;
 mod request;
 mod router;
@@ -60,6 +62,7 @@ mod user_action;
 mod util;
 mod verify;
 mod wallets;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;

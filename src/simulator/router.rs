@@ -4,7 +4,7 @@
 use super::errors::ApiError;
 use super::request::{Reply, Req};
 use super::state::Inner;
-use super::{credentials, login, service_accounts, user_action, wallets};
+use super::{credentials, keys, login, service_accounts, user_action, wallets, webhooks};
 
 /// Runs the endpoint for `req` (auth and user action already checked).
 pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
@@ -54,10 +54,19 @@ pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
         ("GET", ["wallets", id, "signatures"]) => wallets::list_signatures(inner, id),
         ("GET", ["wallets", id, "signatures", sig]) => wallets::get_signature(inner, id, sig),
 
-        ("POST", ["webhooks"]) => wallets::create_webhook(inner, req),
-        ("GET", ["webhooks", id]) => wallets::get_webhook(inner, id),
-        ("DELETE", ["webhooks", id]) => wallets::delete_webhook(inner, id),
-        ("POST", ["webhooks", id, "ping"]) => wallets::ping_webhook(inner, id),
+        ("POST", ["keys"]) => keys::create(inner, req),
+        ("GET", ["keys"]) => keys::list(inner),
+        ("GET", ["keys", id]) => keys::get(inner, id),
+        ("POST", ["keys", id, "signatures"]) => keys::generate_signature(inner, req, id),
+        ("GET", ["keys", id, "signatures"]) => keys::list_signatures(inner, id),
+        ("GET", ["keys", id, "signatures", sig]) => keys::get_signature(inner, id, sig),
+
+        ("POST", ["webhooks"]) => webhooks::create(inner, req),
+        ("GET", ["webhooks"]) => webhooks::list(inner),
+        ("GET", ["webhooks", id]) => webhooks::get(inner, id),
+        ("PUT", ["webhooks", id]) => webhooks::update(inner, req, id),
+        ("DELETE", ["webhooks", id]) => webhooks::delete(inner, id),
+        ("POST", ["webhooks", id, "ping"]) => webhooks::ping(inner, id),
 
         _ => Err(ApiError::not_found(format!(
             "{} {} is not served by the dfns-signer simulator",

@@ -141,22 +141,31 @@ pub(crate) fn set_active(inner: &mut Inner, raw_id: &str, active: bool) -> Reply
     ok(service_account_entity(inner, &id, None))
 }
 
-/// `POST /auth/pats` `{name, publicKey?, secondsValid?, permissionId?, externalId?}`: a token
-/// for the caller; a `publicKey` is registered as a credential of the caller.
+/// `POST /auth/pats` `{name, publicKey, secondsValid? | daysValid?, permissionId?, externalId?}`:
+/// a token for the caller; `publicKey` is registered as a credential of the caller.
 pub(crate) fn create_pat(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let user_id = req.caller()?.user_id.clone();
     let body = req.json()?;
     let name = nonempty_field(&body, "name")?.to_owned();
-    let secs = lifetime_secs(&body, "secondsValid", 1, MAX_DAYS_VALID * 86_400)?;
-    let credential = match body.get("publicKey") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(new_credential(&body)?),
+    // Dfns takes `secondsValid` or `daysValid` (not both); a PAT always carries a public key,
+    // which becomes a credential of the caller (the official SDKs' types require `credId`).
+    let secs = match (body.get("secondsValid"), body.get("daysValid")) {
+        (Some(s), Some(d)) if !s.is_null() && !d.is_null() => {
+            return Err(ApiError::bad_request(
+                "give `secondsValid` or `daysValid`, not both",
+            ))
+        }
+        (_, Some(d)) if !d.is_null() => lifetime_secs(&body, "daysValid", 86_400, MAX_DAYS_VALID)?,
+        _ => lifetime_secs(&body, "secondsValid", 1, MAX_DAYS_VALID * 86_400)?,
     };
-    let cred_id = credential.map(|(pem, key, cred_id)| {
-        inner.add_credential(&user_id, &cred_id, &name, &pem, key);
-        cred_id
-    });
-    let token = inner.issue_token(&user_id, "Pat", &name, cred_id.as_deref(), secs);
+    if body.get("publicKey").is_none_or(Value::is_null) {
+        return Err(ApiError::bad_request(
+            "`publicKey` is required: the PEM public key whose credential signs for the token",
+        ));
+    }
+    let (pem, key, cred_id) = new_credential(&body)?;
+    inner.add_credential(&user_id, &cred_id, &name, &pem, key);
+    let token = inner.issue_token(&user_id, "Pat", &name, Some(&cred_id), secs);
     let mut entity = pat_entity(inner, &token);
     entity["accessToken"] = Value::from(token);
     ok(entity)

@@ -95,8 +95,17 @@ pub(crate) struct UserAction {
 #[derive(Debug, Clone)]
 pub(crate) struct Wallet {
     pub(crate) entity: Value,
-    pub(crate) key: WalletKey,
+    /// The id of its key in [`Inner::keys`].
+    pub(crate) key_id: String,
     /// The request body that created it, for `externalId` idempotency.
+    pub(crate) request: Value,
+}
+
+/// A key of the Keys API (every wallet has one): the entity and the real private key.
+pub(crate) struct KeyRecord {
+    pub(crate) entity: Value,
+    pub(crate) key: WalletKey,
+    /// The request body that created it, for `externalId` idempotency (`Null` for a wallet's).
     pub(crate) request: Value,
 }
 
@@ -120,7 +129,9 @@ impl std::fmt::Debug for WalletKey {
 #[derive(Debug, Clone)]
 pub(crate) struct SignatureRecord {
     pub(crate) entity: Value,
-    pub(crate) wallet_id: String,
+    pub(crate) key_id: String,
+    /// Set when it was asked for through `/wallets/{id}/signatures`.
+    pub(crate) wallet_id: Option<String>,
     pub(crate) request: Value,
 }
 
@@ -149,7 +160,7 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Connections closed without an answer.
     pub dropped: u64,
-    /// Entities created by requests (wallets, wallet signatures): the side effects a client must
+    /// Entities created by requests (wallets, keys, signatures): the side effects a client must
     /// never repeat. A request replayed with the same `externalId` adds none.
     pub side_effects: u64,
 }
@@ -168,6 +179,7 @@ pub(crate) struct Inner {
     /// User actions by token string.
     pub(crate) user_actions: HashMap<String, UserAction>,
     pub(crate) wallets: Vec<Wallet>,
+    pub(crate) keys: Vec<KeyRecord>,
     pub(crate) signatures: Vec<SignatureRecord>,
     pub(crate) webhooks: BTreeMap<String, Value>,
     pub(crate) credential_codes: HashMap<String, CredentialCode>,
@@ -192,6 +204,7 @@ impl Inner {
             challenges: HashMap::new(),
             user_actions: HashMap::new(),
             wallets: Vec::new(),
+            keys: Vec::new(),
             signatures: Vec::new(),
             webhooks: BTreeMap::new(),
             credential_codes: HashMap::new(),

@@ -1,18 +1,19 @@
-//! Wallets, their signatures, tags, and webhooks: enough of the Dfns data plane for clients
-//! and the demo to do real work. Wallet keys are real (secp256k1 or Ed25519, in memory), so a
-//! generated signature verifies against the wallet's `signingKey.publicKey`.
+//! Wallets, their signatures and tags: enough of the Dfns data plane for clients and the demo to
+//! do real work. Each wallet has a real key of the Keys API (`keys.rs`: secp256k1 ECDSA, or
+//! Ed25519 on EdDSA networks), named by `signingKey.id`, so a generated signature verifies
+//! against `signingKey.publicKey` and the same key signs through `/keys/{keyId}/signatures`.
 //!
 //! Idempotency (docs/protocol.md §10): a wallet or signature request with an `externalId` already
 //! seen returns the original entity when the body is the same (compared as parsed JSON), and
 //! 409 when it differs.
 
-use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
+use super::keys;
 use super::request::{nonempty_field, ok, opt_str_field, Reply, Req};
-use super::state::{Inner, SignatureRecord, Wallet, WalletKey};
-use super::util::{b64url, b64url_decode, dfns_id, now_iso, percent_decode, random_bytes};
+use super::state::{Inner, Wallet};
+use super::util::{b64url, b64url_decode, dfns_id, now_iso, percent_decode};
 
 /// Networks whose wallets hold an Ed25519 key; every other network gets secp256k1.
 const EDDSA_NETWORKS: &[&str] = &[
@@ -44,32 +45,12 @@ const EDDSA_NETWORKS: &[&str] = &[
 /// Largest page of `GET /wallets`.
 const MAX_PAGE: usize = 100;
 
-fn new_wallet_key(network: &str) -> WalletKey {
-    let seed: [u8; 32] = random_bytes(32).try_into().expect("32 bytes");
+/// Dfns' scheme and curve for a wallet on `network`.
+fn key_kind(network: &str) -> (&'static str, &'static str) {
     if EDDSA_NETWORKS.contains(&network) {
-        WalletKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+        ("EdDSA", "ed25519")
     } else {
-        loop {
-            // A random 32-byte string is a valid scalar except with negligible probability.
-            if let Ok(key) = k256::ecdsa::SigningKey::from_slice(&random_bytes(32)) {
-                return WalletKey::Secp256k1(key);
-            }
-        }
-    }
-}
-
-fn signing_key_entity(key: &WalletKey) -> Value {
-    match key {
-        WalletKey::Secp256k1(k) => json!({
-            "scheme": "ECDSA",
-            "curve": "secp256k1",
-            "publicKey": hex::encode(k.verifying_key().to_sec1_point(true).as_bytes()),
-        }),
-        WalletKey::Ed25519(k) => json!({
-            "scheme": "EdDSA",
-            "curve": "ed25519",
-            "publicKey": hex::encode(k.verifying_key().as_bytes()),
-        }),
+        ("ECDSA", "secp256k1")
     }
 }
 
@@ -89,7 +70,16 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
             return idempotent(&existing.request, &body, &existing.entity);
         }
     }
-    let key = new_wallet_key(&network);
+    let (scheme, curve) = key_kind(&network);
+    let key = keys::new_key(scheme, curve)?;
+    let mut signing_key = json!({ "id": Value::Null });
+    if let (Some(map), Value::Object(public)) =
+        (signing_key.as_object_mut(), keys::public_fields(&key))
+    {
+        map.extend(public);
+    }
+    let key_id = keys::insert(inner, key, None, Value::Null);
+    signing_key["id"] = Value::from(key_id.clone());
     let mut entity = json!({
         "id": dfns_id("wa"),
         "network": network,
@@ -97,7 +87,7 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
         "dateCreated": now_iso(),
         "custodial": true,
         "tags": tags,
-        "signingKey": signing_key_entity(&key),
+        "signingKey": signing_key,
     });
     if let Some(name) = name {
         entity["name"] = Value::from(name);
@@ -108,13 +98,14 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     inner.stats.side_effects += 1;
     inner.wallets.push(Wallet {
         entity: entity.clone(),
-        key,
+        key_id,
         request: body,
     });
     ok(entity)
 }
 
-fn idempotent(original: &Value, now: &Value, entity: &Value) -> Reply {
+/// The entity an `externalId` already made when the body is the same, else 409.
+pub(crate) fn idempotent(original: &Value, now: &Value, entity: &Value) -> Reply {
     if original == now {
         ok(entity.clone())
     } else {
@@ -125,7 +116,11 @@ fn idempotent(original: &Value, now: &Value, entity: &Value) -> Reply {
 }
 
 /// A list of strings; `required` makes absence a 400.
-fn string_list(body: &Value, field: &str, required: bool) -> Result<Vec<String>, ApiError> {
+pub(crate) fn string_list(
+    body: &Value,
+    field: &str,
+    required: bool,
+) -> Result<Vec<String>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) if !required => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -219,116 +214,28 @@ pub(crate) fn tags(inner: &mut Inner, req: &Req<'_>, raw_id: &str, add: bool) ->
     ok(json!({}))
 }
 
-/// Parses `0x`-prefixed or bare hex.
-fn hex_field(body: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
-    let text = nonempty_field(body, field)?;
-    hex::decode(text.strip_prefix("0x").unwrap_or(text))
-        .map_err(|_| ApiError::bad_request(format!("`{field}` must be hex")))
-}
-
-/// `POST /wallets/{id}/signatures`: `Hash` (32 bytes, signed as is) and `Message` (Ed25519
-/// signs it; ECDSA signs its SHA-256, the simulator having no Keccak) are signed for real.
+/// `POST /wallets/{id}/signatures`: signed with the wallet's key (see `keys::sign_request`).
 pub(crate) fn generate_signature(inner: &mut Inner, req: &Req<'_>, raw_wallet_id: &str) -> Reply {
-    let caller = req.caller()?.clone();
-    let body = req.json()?;
     let i = wallet_index(inner, raw_wallet_id)?;
-    let wallet_id = inner.wallets[i].entity["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let external_id = opt_str_field(&body, "externalId")?.map(str::to_owned);
-    if let Some(ext) = &external_id {
-        if let Some(existing) = inner
-            .signatures
-            .iter()
-            .find(|s| s.wallet_id == wallet_id && s.entity["externalId"] == *ext.as_str())
-        {
-            return idempotent(&existing.request, &body, &existing.entity);
-        }
-    }
-    let kind = nonempty_field(&body, "kind")?;
-    let data = match kind {
-        "Hash" => {
-            let hash = hex_field(&body, "hash")?;
-            if hash.len() != 32 {
-                return Err(ApiError::bad_request("`hash` must be 32 bytes of hex"));
-            }
-            hash
-        }
-        "Message" => hex_field(&body, "message")?,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "signature kind {other:?} is not supported by the simulator (use Hash or Message)"
-            )))
-        }
-    };
-    let signature = sign(&inner.wallets[i].key, kind, &data)?;
-    let now = now_iso();
-    let mut entity = json!({
-        "id": dfns_id("sig"),
-        "keyId": format!("key-{}", &wallet_id[3..]),
-        "walletId": wallet_id,
-        "network": inner.wallets[i].entity["network"],
-        "requester": { "userId": caller.user_id, "tokenId": caller.token_id },
-        "requestBody": body,
-        "status": "Signed",
-        "signature": signature,
-        "dateRequested": now,
-        "dateSigned": now,
-    });
-    if let Some(ext) = external_id {
-        entity["externalId"] = Value::from(ext);
-    }
-    inner.stats.side_effects += 1;
-    inner.signatures.push(SignatureRecord {
-        entity: entity.clone(),
-        wallet_id,
-        request: body,
-    });
-    ok(entity)
-}
-
-fn sign(key: &WalletKey, kind: &str, data: &[u8]) -> Result<Value, ApiError> {
-    match key {
-        WalletKey::Secp256k1(k) => {
-            use sha2::Digest;
-            let digest = if kind == "Hash" {
-                data.to_vec()
-            } else {
-                sha2::Sha256::digest(data).to_vec()
-            };
-            let (sig, recid) = k.sign_prehash_recoverable(&digest);
-            let (r, s) = sig.split_bytes();
-            Ok(json!({
-                "r": format!("0x{}", hex::encode(r)),
-                "s": format!("0x{}", hex::encode(s)),
-                "recid": recid.to_byte(),
-                "encoded": format!("0x{}{}{:02x}", hex::encode(r), hex::encode(s), recid.to_byte()),
-            }))
-        }
-        WalletKey::Ed25519(k) => {
-            use ed25519_dalek::Signer;
-            let sig = k.sign(data).to_bytes();
-            Ok(json!({
-                "r": format!("0x{}", hex::encode(&sig[..32])),
-                "s": format!("0x{}", hex::encode(&sig[32..])),
-                "encoded": format!("0x{}", hex::encode(sig)),
-            }))
-        }
-    }
+    let wallet = &inner.wallets[i];
+    let wallet_id = wallet.entity["id"].as_str().unwrap_or_default().to_owned();
+    let network = wallet.entity["network"].clone();
+    let key_id = wallet.key_id.clone();
+    keys::sign_request(inner, req, &key_id, Some((&wallet_id, &network)))
 }
 
 /// `GET /wallets/{id}/signatures/{sigId}`.
 pub(crate) fn get_signature(inner: &mut Inner, raw_wallet_id: &str, raw_sig_id: &str) -> Reply {
     let i = wallet_index(inner, raw_wallet_id)?;
-    let wallet_id = inner.wallets[i].entity["id"].clone();
-    let sig_id = percent_decode(raw_sig_id).unwrap_or_default();
-    inner
-        .signatures
-        .iter()
-        .find(|s| s.entity["walletId"] == wallet_id && s.entity["id"] == *sig_id.as_str())
-        .map(|s| (StatusCode::OK, s.entity.clone()))
-        .ok_or_else(|| ApiError::not_found("signature not found"))
+    let wallet_id = inner.wallets[i].entity["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    keys::find_signature(
+        inner,
+        |s| s.wallet_id.as_deref() == Some(wallet_id.as_str()),
+        raw_sig_id,
+    )
 }
 
 /// `GET /wallets/{id}/signatures`.
@@ -338,62 +245,8 @@ pub(crate) fn list_signatures(inner: &mut Inner, raw_wallet_id: &str) -> Reply {
     let items: Vec<Value> = inner
         .signatures
         .iter()
-        .filter(|s| s.entity["walletId"] == wallet_id)
+        .filter(|s| s.wallet_id.as_deref() == wallet_id.as_str())
         .map(|s| s.entity.clone())
         .collect();
     ok(json!({ "walletId": wallet_id, "items": items, "nextPageToken": null }))
-}
-
-/// `POST /webhooks` `{url, events, description?}`.
-pub(crate) fn create_webhook(inner: &mut Inner, req: &Req<'_>) -> Reply {
-    let body = req.json()?;
-    let url = nonempty_field(&body, "url")?;
-    let events = string_list(&body, "events", true)?;
-    let id = dfns_id("wh");
-    let entity = json!({
-        "id": id,
-        "url": url,
-        "events": events,
-        "description": body.get("description").cloned().unwrap_or(Value::from("")),
-        "status": "Enabled",
-        "dateCreated": now_iso(),
-        "secret": format!("whsec_{}", b64url(&random_bytes(24))),
-    });
-    inner.webhooks.insert(id, entity.clone());
-    ok(entity)
-}
-
-/// `GET /webhooks/{id}`.
-pub(crate) fn get_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
-    let id = percent_decode(raw_id).unwrap_or_default();
-    let mut entity = inner
-        .webhooks
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("webhook not found"))?;
-    if let Some(map) = entity.as_object_mut() {
-        map.remove("secret");
-    }
-    ok(entity)
-}
-
-/// `POST /webhooks/{id}/ping`: the simulator delivers nothing, and says so.
-pub(crate) fn ping_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
-    let id = percent_decode(raw_id).unwrap_or_default();
-    if !inner.webhooks.contains_key(&id) {
-        return Err(ApiError::not_found("webhook not found"));
-    }
-    ok(
-        json!({ "status": "200", "data": "", "error": "", "note": "the simulator does not deliver webhooks" }),
-    )
-}
-
-/// `DELETE /webhooks/{id}`.
-pub(crate) fn delete_webhook(inner: &mut Inner, raw_id: &str) -> Reply {
-    let id = percent_decode(raw_id).unwrap_or_default();
-    inner
-        .webhooks
-        .remove(&id)
-        .ok_or_else(|| ApiError::not_found("webhook not found"))?;
-    ok(json!({ "deleted": true }))
 }
