@@ -12,12 +12,15 @@ if [ "${1:-all}" != demo ]; then
   # pcscd + vpcd: the virtual PIV card; libpcsclite-dev + pkg-config: the `pcsc` crate's build;
   # yubico-piv-tool + ykcs11: proof the virtual card is a faithful PIV card; libssl-dev: the
   # official dfns-sdk-rust crate (native-tls) for the adapter test; nodejs + npm: the official
-  # TypeScript SDK against our simulator.
+  # TypeScript SDK against our simulator; python3 + python3-venv (venv, and the pip it seeds
+  # venvs with): the official Python SDK against our simulator, from tests/py-sdk's lock.
   want+=(pcscd vsmartcard-vpcd yubico-piv-tool ykcs11 libpcsclite-dev pkg-config libssl-dev)
   # p11-kit-modules: p11-kit's proxy module, the default when a key URI names no module.
   want+=(p11-kit-modules)
   command -v node >/dev/null 2>&1 || want+=(nodejs)
   command -v npm >/dev/null 2>&1 || want+=(npm)
+  # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is there.
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || want+=(python3 python3-venv)
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

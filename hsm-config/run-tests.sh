@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on Debian (as root): installs what is missing, then runs
 # every test — unit, conformance with the official SDK's vectors and transcripts, client, CLI,
-# simulator, the official TypeScript SDK against the simulator, SoftHSM (PKCS#11) and the virtual
-# PIV card on pcscd. Tests that need a device start it themselves and never skip here.
+# simulator, the official TypeScript and Python SDKs against the simulator, SoftHSM (PKCS#11) and
+# the virtual PIV card on pcscd. Tests that need a device start it themselves and never skip here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # CI must run every test: a skip variable there would turn missing packages into passing runs.
 if [ -n "${CI:-}" ]; then
   refused=0
-  for var in DFNS_SIGNER_SKIP_HARDWARE DFNS_SIGNER_SKIP_NODE; do
+  for var in DFNS_SIGNER_SKIP_HARDWARE DFNS_SIGNER_SKIP_NODE DFNS_SIGNER_SKIP_PYTHON; do
     if [ -n "${!var:-}" ]; then
       echo "run-tests.sh: refusing to run: $var=${!var} is set, and so is CI=$CI." \
            "$var skips tests, and CI must run every test; unset $var in the CI configuration." >&2

@@ -119,6 +119,7 @@
 //! | crate root | what crosses layers: [`KeyBackend`], [`KeyUri`] and [`open`], [`PublicKey`], [`CredentialSigner`], the errors ([`Error`] and one enum per layer), and the client ([`DfnsClient`], [`RetryPolicy`], [`sign_blocking`]…; feature `client`) |
 //! | [`protocol`] | the wire types and pure functions: challenges, `clientData`, answers, attestations, the endpoint table |
 //! | [`software`], [`pkcs11`], [`piv`] | one module per key backend (features `pkcs11`, `piv`) |
+//! | [`webhooks`] | checking the webhook deliveries Dfns signs: [`webhooks::verify`] |
 //! | [`simulator`] | the local Dfns API (feature `simulator`) |
 //! | `dfns_sdk` | the adapter for the official `dfns-sdk-rust` (feature `dfns-sdk`) |
 //!
@@ -168,6 +169,7 @@ mod client;
 mod error;
 pub mod protocol;
 mod signer;
+pub mod webhooks;
 
 #[cfg(feature = "simulator")]
 pub mod simulator;

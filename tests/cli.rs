@@ -492,3 +492,57 @@ fn demo_generates_its_key_on_softhsm() {
     );
     assert!(!stdout.contains("864213") && !String::from_utf8_lossy(&out.stderr).contains("864213"));
 }
+
+/// `webhook verify`: exit 0 and the event for an authentic, fresh delivery; exit 1 with the
+/// reason (and no secret) for a changed body, a stale one, or a secret given inline.
+#[test]
+fn webhook_verify_accepts_authentic_deliveries_and_refuses_changed_ones() {
+    let secret = "whsec_cli_test_secret";
+    let body = r#"{"id":"we-1","kind":"wallet.created","data":{},"timestampSent":1700000000}"#;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let header = format!(
+        "sha256={}",
+        hex::encode(ring::hmac::sign(&key, body.as_bytes()).as_ref())
+    );
+    let dir = std::env::temp_dir().join(format!("dfns-signer-cli-webhook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |body: &str, now: &str, extra: &[&str]| {
+        let path = dir.join("body.json");
+        std::fs::write(&path, body).unwrap();
+        let out = bin()
+            .args(["webhook", "verify", "--signature", &header, "--body"])
+            .arg(&path)
+            .args(["--now", now, "--output", "json"])
+            .args(extra)
+            .env("DFNS_WEBHOOK_SECRET", secret)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(body, "1700000010", &[]);
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed["kind"], "wallet.created");
+    assert_eq!(printed["age_seconds"], 10);
+
+    let (code, _, err) = run(&body.replace("we-1", "we-2"), "1700000010", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not match the body"), "{err}");
+    let (code, _, err) = run(body, "1700001000", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("possible replay"), "{err}");
+    let (code, _, err) = run(body, "1700000010", &["--secret-source", secret]);
+    assert_eq!(code, 1);
+    assert!(
+        !err.contains(secret),
+        "the secret must not be echoed: {err}"
+    );
+    for (_, _, err) in [run(body, "1700000010", &[]), run(body, "1700001000", &[])] {
+        assert!(!err.contains(secret));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

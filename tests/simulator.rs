@@ -1944,3 +1944,215 @@ async fn webhooks_update_and_unknown_ids() {
     }
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------- webhook deliveries
+
+/// A one-endpoint HTTP receiver on loopback: every request's headers (lowercased names) and
+/// raw body go to the channel; each gets `200 OK` with body `thanks`.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Vec<(String, String)>, Vec<u8>)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "connection closed before the body");
+                    data.extend_from_slice(&buf[..n]);
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while data.len() < head_end + length {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    data.extend_from_slice(&buf[..n]);
+                }
+                let headers = String::from_utf8_lossy(&data[..head_end - 4])
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let _ = tx.send((headers, data[head_end..head_end + length].to_vec()));
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nthanks",
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A wallet creation reaches a registered loopback receiver as a `wallet.created` event signed
+/// as Dfns signs; the library's helper verifies it, and refuses it when any byte changes. A
+/// ping's answer is the receiver's status, and the events list shows both deliveries.
+#[tokio::test]
+async fn webhook_events_are_delivered_signed_and_verify_with_the_helper() {
+    use dfns_signer::webhooks::{verify, WebhookError};
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let (url, mut received) = webhook_receiver().await;
+    let hook = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/webhooks",
+            &json!({"url": url, "events": ["wallet.created"]}).to_string(),
+        )
+        .await;
+    assert_eq!(hook.status, 200, "{}", hook.body);
+    let hook_id = hook.body["id"].as_str().unwrap().to_owned();
+    let secret = hook.body["secret"].as_str().unwrap().to_owned();
+
+    let wallet = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/wallets",
+            r#"{"network":"Ethereum"}"#,
+        )
+        .await;
+    assert_eq!(wallet.status, 200, "{}", wallet.body);
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the event is delivered")
+        .unwrap();
+    let header = headers
+        .iter()
+        .find(|(k, _)| k == "x-dfns-webhook-signature")
+        .map(|(_, v)| v.clone())
+        .expect("the delivery is signed");
+    let event = verify(&body, &header, &secret, unix_now()).expect("the delivery verifies");
+    assert_eq!(event.kind, "wallet.created");
+    assert_eq!(event.body["data"]["wallet"]["id"], wallet.body["id"]);
+    for i in [0, body.len() / 2, body.len() - 1] {
+        let mut changed = body.clone();
+        changed[i] ^= 0x20;
+        assert_eq!(
+            verify(&changed, &header, &secret, unix_now()),
+            Err(WebhookError::SignatureMismatch),
+            "byte {i} changed"
+        );
+    }
+    // Not subscribed: a key signature sends nothing to this webhook.
+    let key_id = wallet.body["signingKey"]["id"].as_str().unwrap();
+    let sig = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            &format!("/keys/{key_id}/signatures"),
+            &json!({"kind": "Hash", "hash": "00".repeat(32)}).to_string(),
+        )
+        .await;
+    assert_eq!(sig.status, 200, "{}", sig.body);
+
+    let ping = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            &format!("/webhooks/{hook_id}/ping"),
+            "",
+        )
+        .await;
+    assert_eq!(ping.status, 200, "{}", ping.body);
+    assert_eq!(ping.body["status"], "200");
+    assert_eq!(ping.body["data"], "thanks");
+    let (_, ping_body) = received.recv().await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ping_body).unwrap()["kind"],
+        "webhook.ping"
+    );
+    assert!(received.try_recv().is_err(), "nothing else was delivered");
+
+    let events = api
+        .send(
+            "GET",
+            &format!("/webhooks/{hook_id}/events"),
+            "",
+            Some(&t),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["webhook.ping", "wallet.created"]);
+    assert!(events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["status"] == "200"));
+    sim.shutdown().await;
+}
+
+/// Deliveries go to loopback only: another address is recorded as not delivered, with the
+/// reason, and the ping says so.
+#[tokio::test]
+async fn webhooks_outside_loopback_are_never_contacted() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let hook = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/webhooks",
+            r#"{"url":"https://hooks.example.com/dfns","events":["*"]}"#,
+        )
+        .await;
+    let hook_id = hook.body["id"].as_str().unwrap();
+    let ping = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            &format!("/webhooks/{hook_id}/ping"),
+            "",
+        )
+        .await;
+    assert_eq!(ping.body["status"], "0", "{}", ping.body);
+    assert!(
+        ping.body["error"].as_str().unwrap().contains("loopback"),
+        "{}",
+        ping.body
+    );
+    sim.shutdown().await;
+}

@@ -6,6 +6,7 @@ mod demo;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
 mod simulator;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,9 @@ enum Command {
     /// The whole flow end to end on a local simulator: key, registration, signed calls.
     #[cfg(feature = "simulator")]
     Demo(demo::Args),
+    /// Check webhook deliveries from Dfns (signature and freshness).
+    #[command(subcommand)]
+    Webhook(webhook::Command),
 }
 
 /// How results are printed.
@@ -120,5 +124,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Simulator(args) => simulator::run(args).await,
         #[cfg(feature = "simulator")]
         Command::Demo(args) => demo::run(args).await,
+        Command::Webhook(command) => webhook::run(command).await,
     }
 }

@@ -213,6 +213,12 @@ pub(crate) fn sign_request(
         entity["externalId"] = Value::from(ext);
     }
     inner.stats.side_effects += 1;
+    let kind = if wallet.is_some() {
+        "wallet.signature.signed"
+    } else {
+        "key.signature.signed"
+    };
+    super::webhooks::emit(inner, kind, json!({ "signature": entity }));
     inner.signatures.push(SignatureRecord {
         entity: entity.clone(),
         key_id: key_id.to_owned(),

@@ -10,7 +10,8 @@
 //!
 //! It serves: the user-action flow, Key credential registration (with attestation check and the
 //! code variant), logins (Key, delegated, logout), service accounts, personal access tokens,
-//! wallets and the Keys API (real in-memory keys), signatures, tags and webhooks; and it injects faults on
+//! wallets and the Keys API (real in-memory keys), signatures, tags and webhooks (delivered,
+//! signed); and it injects faults on
 //! demand (latency, 429 with `Retry-After`, 500, 502, dropped connections, 202 policy pending).
 //! Everything is in memory.
 //!
@@ -26,7 +27,7 @@
 //! | `POST /wallets`, `GET /wallets`, `GET /wallets/{id}`, `PUT /wallets/{id}`, `PUT`/`DELETE /wallets/{id}/tags` | on writes | `externalId` idempotency; `limit` + `paginationToken` |
 //! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
 //! | `POST /keys`, `GET /keys`, `GET /keys/{id}`, `POST/GET /keys/{keyId}/signatures`, `GET …/signatures/{id}` | on `POST` | ECDSA secp256k1 or EdDSA ed25519; a wallet's key is `signingKey.id`; signatures verify against `publicKey` |
-//! | `POST /webhooks`, `GET /webhooks`, `GET/PUT/DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping` | on writes | the secret is shown once; nothing is delivered yet |
+//! | `POST /webhooks`, `GET /webhooks`, `GET/PUT/DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping`, `GET /webhooks/{id}/events[/{eventId}]` | on writes | the secret is shown once; `wallet.created`, `wallet.signature.signed`, `key.signature.signed`, `policy.approval.pending` and `webhook.ping` are delivered to `http://` loopback URLs, signed `X-DFNS-WEBHOOK-SIGNATURE: sha256=<hex HMAC-SHA256>`; the ping answers with the receiver's status |
 //!
 //! Refusals use Dfns' statuses and messages: 401 for a missing, unknown or revoked token; 403
 //! `user action signature is missing or invalid` for a missing or mismatched user action; 400
@@ -47,6 +48,7 @@
 //! ```
 
 mod credentials;
+mod delivery;
 mod endpoints;
 mod errors;
 mod faults;

@@ -67,6 +67,8 @@ pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
         ("PUT", ["webhooks", id]) => webhooks::update(inner, req, id),
         ("DELETE", ["webhooks", id]) => webhooks::delete(inner, id),
         ("POST", ["webhooks", id, "ping"]) => webhooks::ping(inner, id),
+        ("GET", ["webhooks", id, "events"]) => webhooks::list_events(inner, id),
+        ("GET", ["webhooks", id, "events", event]) => webhooks::get_event(inner, id, event),
 
         _ => Err(ApiError::not_found(format!(
             "{} {} is not served by the dfns-signer simulator",

@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+use super::delivery::{deliver, DeliveryResult};
 use super::endpoints::{needs_auth_token, needs_user_action};
 use super::errors::{json_response, ApiError};
 use super::faults::{Fault, FaultState};
 use super::request::Req;
 use super::state::{Caller, Inner};
 use super::util::dfns_id;
+use super::webhooks::{self, Delivery};
 use super::{router, user_action};
 
 /// Largest request body accepted.
@@ -118,7 +120,7 @@ async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let outcome = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
+    let mut outcome = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(bytes) => process(
             &shared,
             &parts.headers,
@@ -135,6 +137,20 @@ async fn handle(
             .into_response(),
         ),
     };
+    // Webhook events the request produced go out now that the state is unlocked: in the
+    // background, except a ping's, whose outcome is the answer.
+    let deliveries = std::mem::take(&mut shared.inner().outbox);
+    for delivery in deliveries {
+        if delivery.answers_ping {
+            let result = send_and_record(&shared, &delivery).await;
+            if matches!(outcome, Outcome::Reply(ref r) if r.status() == StatusCode::OK) {
+                outcome = Outcome::Reply(json_response(StatusCode::OK, &ping_answer(&result)));
+            }
+        } else {
+            let shared = shared.clone();
+            tokio::spawn(async move { send_and_record(&shared, &delivery).await });
+        }
+    }
     let mut inner = shared.inner();
     match outcome {
         Outcome::Drop => {
@@ -149,6 +165,26 @@ async fn handle(
                 .or_default() += 1;
             Ok(response)
         }
+    }
+}
+
+/// Sends one webhook delivery and writes its outcome on the event.
+async fn send_and_record(shared: &Shared, delivery: &Delivery) -> DeliveryResult {
+    let result = deliver(delivery).await;
+    let mut inner = shared.inner();
+    match &result {
+        Ok((status, _)) => webhooks::record_outcome(&mut inner, delivery, *status, None),
+        Err(why) => webhooks::record_outcome(&mut inner, delivery, 0, Some(why)),
+    }
+    result
+}
+
+/// `POST /webhooks/{id}/ping`'s answer: the receiver's status (a string, as Dfns sends it) and
+/// body, or `"0"` and why nothing was delivered.
+fn ping_answer(result: &DeliveryResult) -> serde_json::Value {
+    match result {
+        Ok((status, body)) => json!({ "status": status.to_string(), "data": body, "error": "" }),
+        Err(why) => json!({ "status": "0", "data": "", "error": why }),
     }
 }
 
@@ -231,6 +267,11 @@ fn process(
                 "kind": policy_activity_kind(path),
                 "dateCreated": super::util::now_iso(),
             });
+            webhooks::emit(
+                &mut inner,
+                "policy.approval.pending",
+                json!({ "approval": body }),
+            );
             return Outcome::Reply(json_response(StatusCode::ACCEPTED, &body));
         }
     }

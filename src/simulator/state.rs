@@ -182,6 +182,10 @@ pub(crate) struct Inner {
     pub(crate) keys: Vec<KeyRecord>,
     pub(crate) signatures: Vec<SignatureRecord>,
     pub(crate) webhooks: BTreeMap<String, Value>,
+    /// Events sent (or tried) to each webhook, newest last, at most `webhooks::EVENTS_KEPT`.
+    pub(crate) webhook_events: BTreeMap<String, std::collections::VecDeque<Value>>,
+    /// Deliveries the last request produced; the server sends them once the state is unlocked.
+    pub(crate) outbox: Vec<super::webhooks::Delivery>,
     pub(crate) credential_codes: HashMap<String, CredentialCode>,
     pub(crate) stats: Stats,
 }
@@ -207,6 +211,8 @@ impl Inner {
             keys: Vec::new(),
             signatures: Vec::new(),
             webhooks: BTreeMap::new(),
+            webhook_events: BTreeMap::new(),
+            outbox: Vec::new(),
             credential_codes: HashMap::new(),
             stats: Stats::default(),
         }

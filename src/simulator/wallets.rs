@@ -96,6 +96,7 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
         entity["externalId"] = Value::from(ext);
     }
     inner.stats.side_effects += 1;
+    super::webhooks::emit(inner, "wallet.created", json!({ "wallet": entity }));
     inner.wallets.push(Wallet {
         entity: entity.clone(),
         key_id,

@@ -1,5 +1,6 @@
 //! The one way a test opts out of what a machine lacks: `DFNS_SIGNER_SKIP_HARDWARE=1` (SoftHSM,
-//! pcscd and the virtual PIV card) or `DFNS_SIGNER_SKIP_NODE=1` (Node.js for the TypeScript SDK).
+//! pcscd and the virtual PIV card), `DFNS_SIGNER_SKIP_NODE=1` (Node.js for the TypeScript SDK)
+//! or `DFNS_SIGNER_SKIP_PYTHON=1` (python3 with venv for the Python SDK).
 //!
 //! A skip is never silent: the test names itself on stderr, written directly so that libtest's
 //! output capture (which swallows `print!` and `eprint!` of passing tests) cannot hide it. And
@@ -15,6 +16,8 @@ use std::io::Write;
 pub const SKIP_HARDWARE: &str = "DFNS_SIGNER_SKIP_HARDWARE";
 /// Skips the test that runs the official TypeScript SDK under Node.js.
 pub const SKIP_NODE: &str = "DFNS_SIGNER_SKIP_NODE";
+/// Skips the test that runs the official Python SDK in a venv.
+pub const SKIP_PYTHON: &str = "DFNS_SIGNER_SKIP_PYTHON";
 
 /// Whether this run is CI: `CI` is set to anything but the empty string.
 pub fn in_ci() -> bool {
