@@ -2156,3 +2156,133 @@ async fn webhooks_outside_loopback_are_never_contacted() {
     );
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------- lifetimes and limits
+
+/// 10,000 requests to made-up paths, with no token or a wrong one, leave the simulator's state
+/// exactly as it was: statistics count routes (`(not served)` here), not raw paths, and
+/// refusals by reason, not by what the client sent.
+#[tokio::test]
+async fn ten_thousand_unknown_paths_leave_the_state_flat() {
+    let (sim, api, _) = start("p256").await;
+    let warm = api.send("GET", "/nope-warm-up", "", None, None).await;
+    assert_eq!(warm.status, 401, "no token: refused before routing");
+    let _ = api
+        .send("GET", "/wallets", "", Some("bogus-token-warm-up"), None)
+        .await;
+    let before = sim.state_entries();
+    let api = std::sync::Arc::new(api);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let api = api.clone();
+        tasks.spawn(async move {
+            for i in 0..1250 {
+                let n = worker * 1250 + i;
+                let r = if n % 2 == 0 {
+                    api.send("GET", &format!("/nope-{n}/x{n}"), "", None, None)
+                        .await
+                } else {
+                    let token = format!("bogus-token-{n}");
+                    api.send("POST", &format!("/wallets/{n}"), "{}", Some(&token), None)
+                        .await
+                };
+                assert!(matches!(r.status, 401 | 404), "{n}: {}", r.status);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(sim.state_entries(), before, "{:?}", sim.stats());
+    let stats = sim.stats();
+    assert!(stats.requests["(not served)"] >= 5000, "{stats:?}");
+    assert!(
+        !stats.requests.keys().any(|k| k.contains("nope")),
+        "{stats:?}"
+    );
+    sim.shutdown().await;
+}
+
+/// A PAT lives `secondsValid`: past it, its token is refused with 401 and says why.
+#[tokio::test]
+async fn an_expired_pat_is_refused() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let (_, pem) = TestKey::load("ed25519");
+    let pat = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/pats",
+            &json!({"name": "short", "publicKey": pem, "secondsValid": 1}).to_string(),
+        )
+        .await;
+    assert_eq!(pat.status, 200, "{}", pat.body);
+    let pat_token = pat.body["accessToken"].as_str().unwrap();
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(pat_token), None)
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = api.send("GET", "/wallets", "", Some(pat_token), None).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("expired"),
+        "{}",
+        refused.body
+    );
+    sim.shutdown().await;
+}
+
+/// Connections are capped and idle ones time out: with two slots held by clients that never
+/// send a request, a third waits; when the header-read timeout closes the idle two, it is served.
+#[tokio::test]
+async fn idle_connections_cannot_hold_the_simulator() {
+    use tokio::io::AsyncReadExt;
+    let (key, pem) = TestKey::load("p256");
+    drop(key);
+    let sim = Simulator::builder()
+        .root_public_key_pem(pem)
+        .max_connections(2)
+        .header_read_timeout(Duration::from_millis(700))
+        .start()
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /wallets HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        idle.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let third = reqwest::Client::new()
+        .get(format!("{}/nope", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 401, "served (and refused: no token)");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "served after {:?}: the cap did not hold",
+        started.elapsed()
+    );
+    for mut stream in idle {
+        let mut rest = Vec::new();
+        // Closed by the simulator (after a 408 or without an answer), not left hanging.
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection is closed")
+            .unwrap();
+    }
+    sim.shutdown().await;
+}

@@ -45,7 +45,7 @@ fn registration_challenge(
         .get(user_id)
         .map(|u| u.username.clone())
         .unwrap_or_default();
-    let (challenge, identifier) = inner.issue_challenge(user_id, purpose);
+    let (challenge, identifier) = inner.issue_challenge(user_id, purpose)?;
     ok(json!({
         "kind": "Key",
         "user": { "id": user_id, "displayName": username, "name": username },

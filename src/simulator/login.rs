@@ -27,7 +27,7 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .find(|u| u.username == username && u.active)
         .map(|u| u.id.clone())
         .ok_or_else(unknown)?;
-    let (challenge, identifier) = inner.issue_challenge(&user_id, ChallengeKind::Login);
+    let (challenge, identifier) = inner.issue_challenge(&user_id, ChallengeKind::Login)?;
     ok(challenge_body(
         inner,
         &user_id,

@@ -36,6 +36,15 @@
 //! assertion that does not verify. Each error body's `details.reason` says exactly what was
 //! wrong. The simulator speaks HTTP/1.1 without TLS: point clients at [`Simulator::base_url`].
 //!
+//! Lifetimes and limits: auth tokens expire (`daysValid`, `secondsValid`, 24 h for login
+//! tokens) with a 401 that says so; challenges and user actions keep their TTL; at most 512
+//! connections are served at once ([`SimulatorBuilder::max_connections`]) and a connection
+//! that sends no request head within 10 s is closed ([`SimulatorBuilder::header_read_timeout`]);
+//! open challenges are capped at 10,000 (then 429), spent ones forgotten; statistics count
+//! routes (`GET /wallets/{}`), not raw paths, and refusals by reason. No request without a valid
+//! token can grow the simulator's state (`tests/simulator.rs`
+//! `ten_thousand_unknown_paths_leave_the_state_flat`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dfns_signer::simulator::SimulatorError> {
 //! use dfns_signer::simulator::{Faults, Simulator};
@@ -116,6 +125,7 @@ pub struct SimulatorBuilder {
     root_username: Option<String>,
     faults: Faults,
     challenge_ttl: Option<Duration>,
+    limits: server::Limits,
 }
 
 impl SimulatorBuilder {
@@ -148,6 +158,19 @@ impl SimulatorBuilder {
     /// Lifetime of challenges and user-action tokens (default 5 minutes).
     pub fn challenge_ttl(mut self, ttl: Duration) -> Self {
         self.challenge_ttl = Some(ttl);
+        self
+    }
+
+    /// Connections served at once (default 512); further clients wait in the listen backlog.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long a client may take to send a request's head (default 10 s); then its connection
+    /// is closed, so idle or slow clients cannot hold connection slots.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
         self
     }
 
@@ -196,7 +219,12 @@ impl SimulatorBuilder {
             faults: Mutex::new(faults::FaultState::new(self.faults)),
         });
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server::accept_loop(listener, shared.clone(), stopped));
+        let task = tokio::spawn(server::accept_loop(
+            listener,
+            shared.clone(),
+            self.limits,
+            stopped,
+        ));
         Ok(Simulator {
             base_url: format!("http://{local_addr}"),
             local_addr,
@@ -259,6 +287,14 @@ impl Simulator {
     /// The root credential's id, to sign user actions with.
     pub fn credential_id(&self) -> &str {
         &self.credential_id
+    }
+
+    /// How many entries the simulator's state holds (users, credentials, tokens, challenges,
+    /// user actions, wallets, keys, signatures, webhooks and their events, codes, and the keys
+    /// of its statistics): what tests watch to show that requests do not grow it unbounded.
+    #[doc(hidden)]
+    pub fn state_entries(&self) -> usize {
+        self.shared.inner().entries()
     }
 
     /// The simulated organisation's id (`or-…`).

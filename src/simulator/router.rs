@@ -1,78 +1,201 @@
-//! The routing table: `METHOD /path` to handler. Paths are matched on their raw segments;
-//! handlers percent-decode ids themselves (binding checks need the raw path).
+//! The routing table: `METHOD /template` to handler. Paths are matched on their raw segments
+//! (`{}` matches one non-empty segment, handed to the handler raw: handlers percent-decode ids
+//! themselves, binding checks need the raw path). The template also names the route in the
+//! per-route statistics, so a client cannot grow them with made-up paths.
 
 use super::errors::ApiError;
 use super::request::{Reply, Req};
 use super::state::Inner;
 use super::{credentials, keys, login, service_accounts, user_action, wallets, webhooks};
 
+/// An endpoint: the state, the request and the raw `{}` segments of its path, in order.
+type Handler = fn(&mut Inner, &Req<'_>, &[&str]) -> Reply;
+
+/// `(method, template, handler)`.
+type Route = (&'static str, &'static str, Handler);
+
+/// Every endpoint the simulator serves.
+const ROUTES: &[Route] = &[
+    ("POST", "/auth/action/init", |i, r, _| {
+        user_action::init(i, r)
+    }),
+    ("POST", "/auth/action", |i, r, _| {
+        user_action::complete(i, r)
+    }),
+    ("POST", "/auth/login/init", |i, r, _| login::init(i, r)),
+    ("POST", "/auth/login", |i, r, _| login::complete(i, r)),
+    ("POST", "/auth/login/delegated", |i, r, _| {
+        login::delegated(i, r)
+    }),
+    ("PUT", "/auth/logout", |i, r, _| login::logout(i, r)),
+    ("POST", "/auth/credentials/init", |i, r, _| {
+        credentials::init(i, r)
+    }),
+    ("POST", "/auth/credentials", |i, r, _| {
+        credentials::create(i, r)
+    }),
+    ("GET", "/auth/credentials", |i, r, _| {
+        credentials::list(i, r)
+    }),
+    ("POST", "/auth/credentials/code", |i, r, _| {
+        credentials::create_code(i, r)
+    }),
+    ("POST", "/auth/credentials/code/init", |i, r, _| {
+        credentials::code_init(i, r)
+    }),
+    ("POST", "/auth/credentials/code/verify", |i, r, _| {
+        credentials::create_with_code(i, r)
+    }),
+    ("POST", "/auth/service-accounts", |i, r, _| {
+        service_accounts::create(i, r)
+    }),
+    ("GET", "/auth/service-accounts", |i, r, _| {
+        service_accounts::list(i, r)
+    }),
+    ("GET", "/auth/service-accounts/{}", |i, _, p| {
+        service_accounts::get(i, p[0])
+    }),
+    ("PUT", "/auth/service-accounts/{}/activate", |i, _, p| {
+        service_accounts::set_active(i, p[0], true)
+    }),
+    ("PUT", "/auth/service-accounts/{}/deactivate", |i, _, p| {
+        service_accounts::set_active(i, p[0], false)
+    }),
+    ("POST", "/auth/pats", |i, r, _| {
+        service_accounts::create_pat(i, r)
+    }),
+    ("GET", "/auth/pats", |i, r, _| {
+        service_accounts::list_pats(i, r)
+    }),
+    ("POST", "/wallets", |i, r, _| wallets::create(i, r)),
+    ("GET", "/wallets", |i, r, _| wallets::list(i, r)),
+    ("GET", "/wallets/{}", |i, _, p| wallets::get(i, p[0])),
+    ("PUT", "/wallets/{}", |i, r, p| wallets::update(i, r, p[0])),
+    ("PUT", "/wallets/{}/tags", |i, r, p| {
+        wallets::tags(i, r, p[0], true)
+    }),
+    ("DELETE", "/wallets/{}/tags", |i, r, p| {
+        wallets::tags(i, r, p[0], false)
+    }),
+    ("POST", "/wallets/{}/signatures", |i, r, p| {
+        wallets::generate_signature(i, r, p[0])
+    }),
+    ("GET", "/wallets/{}/signatures", |i, _, p| {
+        wallets::list_signatures(i, p[0])
+    }),
+    ("GET", "/wallets/{}/signatures/{}", |i, _, p| {
+        wallets::get_signature(i, p[0], p[1])
+    }),
+    ("POST", "/keys", |i, r, _| keys::create(i, r)),
+    ("GET", "/keys", |i, _, _| keys::list(i)),
+    ("GET", "/keys/{}", |i, _, p| keys::get(i, p[0])),
+    ("POST", "/keys/{}/signatures", |i, r, p| {
+        keys::generate_signature(i, r, p[0])
+    }),
+    ("GET", "/keys/{}/signatures", |i, _, p| {
+        keys::list_signatures(i, p[0])
+    }),
+    ("GET", "/keys/{}/signatures/{}", |i, _, p| {
+        keys::get_signature(i, p[0], p[1])
+    }),
+    ("POST", "/webhooks", |i, r, _| webhooks::create(i, r)),
+    ("GET", "/webhooks", |i, _, _| webhooks::list(i)),
+    ("GET", "/webhooks/{}", |i, _, p| webhooks::get(i, p[0])),
+    ("PUT", "/webhooks/{}", |i, r, p| {
+        webhooks::update(i, r, p[0])
+    }),
+    ("DELETE", "/webhooks/{}", |i, _, p| {
+        webhooks::delete(i, p[0])
+    }),
+    ("POST", "/webhooks/{}/ping", |i, _, p| {
+        webhooks::ping(i, p[0])
+    }),
+    ("GET", "/webhooks/{}/events", |i, _, p| {
+        webhooks::list_events(i, p[0])
+    }),
+    ("GET", "/webhooks/{}/events/{}", |i, _, p| {
+        webhooks::get_event(i, p[0], p[1])
+    }),
+];
+
+/// The key under which requests that match no route are counted.
+pub(crate) const UNROUTED: &str = "(not served)";
+
+/// The route `method path` takes: its table entry and the raw `{}` segments. The most literal
+/// template wins (`/auth/credentials/code` over a `{}` in that place).
+fn find<'p>(method: &str, path: &'p str) -> Option<(&'static Route, Vec<&'p str>)> {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    ROUTES
+        .iter()
+        .filter(|(m, _, _)| *m == method)
+        .filter_map(|route| {
+            let parts: Vec<&str> = route.1[1..].split('/').collect();
+            if parts.len() != segments.len() {
+                return None;
+            }
+            let mut params = Vec::new();
+            for (part, segment) in parts.iter().zip(&segments) {
+                match *part {
+                    "{}" if !segment.is_empty() => params.push(*segment),
+                    literal if literal == *segment => {}
+                    _ => return None,
+                }
+            }
+            Some((route, params))
+        })
+        .min_by_key(|(_, params)| params.len())
+}
+
+/// `METHOD /template` of the route a request takes, or [`UNROUTED`]: what the statistics count.
+pub(crate) fn route_name(method: &str, path: &str) -> String {
+    match find(method, path) {
+        Some(((m, template, _), _)) => format!("{m} {template}"),
+        None => UNROUTED.to_owned(),
+    }
+}
+
 /// Runs the endpoint for `req` (auth and user action already checked).
 pub(crate) fn route(inner: &mut Inner, req: &Req<'_>) -> Reply {
-    let segments: Vec<&str> = req
-        .path
-        .strip_prefix('/')
-        .unwrap_or(req.path)
-        .split('/')
-        .collect();
-    match (req.method, segments.as_slice()) {
-        ("POST", ["auth", "action", "init"]) => user_action::init(inner, req),
-        ("POST", ["auth", "action"]) => user_action::complete(inner, req),
+    match find(req.method, req.path) {
+        Some(((_, _, handler), params)) => handler(inner, req, &params),
+        None => Err(ApiError::not_found(
+            "this endpoint is not served by the dfns-signer simulator",
+        )
+        .because(format!("{} {}", req.method, req.path))),
+    }
+}
 
-        ("POST", ["auth", "login", "init"]) => login::init(inner, req),
-        ("POST", ["auth", "login"]) => login::complete(inner, req),
-        ("POST", ["auth", "login", "delegated"]) => login::delegated(inner, req),
-        ("PUT", ["auth", "logout"]) => login::logout(inner, req),
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-        ("POST", ["auth", "credentials", "init"]) => credentials::init(inner, req),
-        ("POST", ["auth", "credentials"]) => credentials::create(inner, req),
-        ("GET", ["auth", "credentials"]) => credentials::list(inner, req),
-        ("POST", ["auth", "credentials", "code"]) => credentials::create_code(inner, req),
-        ("POST", ["auth", "credentials", "code", "init"]) => credentials::code_init(inner, req),
-        ("POST", ["auth", "credentials", "code", "verify"]) => {
-            credentials::create_with_code(inner, req)
+    #[test]
+    fn requests_are_named_by_their_route_template() {
+        assert_eq!(route_name("POST", "/wallets"), "POST /wallets");
+        assert_eq!(route_name("GET", "/wallets/wa-1"), "GET /wallets/{}");
+        assert_eq!(
+            route_name("GET", "/wallets/wa-1/signatures/sig-2"),
+            "GET /wallets/{}/signatures/{}"
+        );
+        // A literal segment beats a `{}` in the same place.
+        assert_eq!(
+            route_name("POST", "/auth/credentials/code"),
+            "POST /auth/credentials/code"
+        );
+        assert_eq!(route_name("GET", "/wallets/"), UNROUTED);
+        assert_eq!(route_name("GET", "/nope-1234"), UNROUTED);
+        assert_eq!(route_name("BREW", "/wallets"), UNROUTED);
+    }
+
+    #[test]
+    fn every_template_is_well_formed_and_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (method, template, _) in ROUTES {
+            assert!(
+                template.starts_with('/') && !template.ends_with('/'),
+                "{template}"
+            );
+            assert!(seen.insert((method, template)), "{method} {template} twice");
         }
-
-        ("POST", ["auth", "service-accounts"]) => service_accounts::create(inner, req),
-        ("GET", ["auth", "service-accounts"]) => service_accounts::list(inner, req),
-        ("GET", ["auth", "service-accounts", id]) => service_accounts::get(inner, id),
-        ("PUT", ["auth", "service-accounts", id, "activate"]) => {
-            service_accounts::set_active(inner, id, true)
-        }
-        ("PUT", ["auth", "service-accounts", id, "deactivate"]) => {
-            service_accounts::set_active(inner, id, false)
-        }
-        ("POST", ["auth", "pats"]) => service_accounts::create_pat(inner, req),
-        ("GET", ["auth", "pats"]) => service_accounts::list_pats(inner, req),
-
-        ("POST", ["wallets"]) => wallets::create(inner, req),
-        ("GET", ["wallets"]) => wallets::list(inner, req),
-        ("GET", ["wallets", id]) => wallets::get(inner, id),
-        ("PUT", ["wallets", id]) => wallets::update(inner, req, id),
-        ("PUT", ["wallets", id, "tags"]) => wallets::tags(inner, req, id, true),
-        ("DELETE", ["wallets", id, "tags"]) => wallets::tags(inner, req, id, false),
-        ("POST", ["wallets", id, "signatures"]) => wallets::generate_signature(inner, req, id),
-        ("GET", ["wallets", id, "signatures"]) => wallets::list_signatures(inner, id),
-        ("GET", ["wallets", id, "signatures", sig]) => wallets::get_signature(inner, id, sig),
-
-        ("POST", ["keys"]) => keys::create(inner, req),
-        ("GET", ["keys"]) => keys::list(inner),
-        ("GET", ["keys", id]) => keys::get(inner, id),
-        ("POST", ["keys", id, "signatures"]) => keys::generate_signature(inner, req, id),
-        ("GET", ["keys", id, "signatures"]) => keys::list_signatures(inner, id),
-        ("GET", ["keys", id, "signatures", sig]) => keys::get_signature(inner, id, sig),
-
-        ("POST", ["webhooks"]) => webhooks::create(inner, req),
-        ("GET", ["webhooks"]) => webhooks::list(inner),
-        ("GET", ["webhooks", id]) => webhooks::get(inner, id),
-        ("PUT", ["webhooks", id]) => webhooks::update(inner, req, id),
-        ("DELETE", ["webhooks", id]) => webhooks::delete(inner, id),
-        ("POST", ["webhooks", id, "ping"]) => webhooks::ping(inner, id),
-        ("GET", ["webhooks", id, "events"]) => webhooks::list_events(inner, id),
-        ("GET", ["webhooks", id, "events", event]) => webhooks::get_event(inner, id, event),
-
-        _ => Err(ApiError::not_found(format!(
-            "{} {} is not served by the dfns-signer simulator",
-            req.method, req.path
-        ))),
     }
 }

@@ -28,6 +28,25 @@ use super::{router, user_action};
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
+/// What one simulator allows its clients (`SimulatorBuilder::max_connections`,
+/// `SimulatorBuilder::header_read_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub(crate) max_connections: usize,
+    /// How long a client may take to send a request's head before its connection is closed.
+    pub(crate) header_read_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            header_read_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// State shared by all connections. Lock order: `inner`, then `faults`. Not `Debug`: it holds
 /// live tokens.
 pub(crate) struct Shared {
@@ -74,13 +93,21 @@ enum Outcome {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    limits: Limits,
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
+            // A connection is accepted only with a free slot: at the cap, clients wait in the
+            // kernel's backlog instead of each costing the simulator a task and buffers.
+            Ok(slot) = slots.clone().acquire_owned() => {
+                let accepted = tokio::select! {
+                    _ = &mut shutdown => break,
+                    accepted = listener.accept() => accepted,
+                };
                 let Ok((stream, _)) = accepted else {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -88,9 +115,13 @@ pub(crate) async fn accept_loop(
                 };
                 let shared = shared.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                    // Errors here are clients going away or injected drops: nothing to report.
+                    // Errors here are clients going away, slow heads or injected drops: nothing
+                    // to report.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(limits.header_read_timeout)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -112,7 +143,7 @@ async fn handle(
         *inner
             .stats
             .requests
-            .entry(format!("{method} {path}"))
+            .entry(router::route_name(&method, &path))
             .or_default() += 1;
         drop(inner);
         shared.faults().faults.latency
@@ -323,6 +354,9 @@ fn authenticate(inner: &Inner, headers: &HeaderMap) -> Result<Caller, ApiError> 
         .ok_or_else(|| ApiError::unauthorized("unknown auth token"))?;
     if !record.active {
         return Err(ApiError::unauthorized("this auth token was revoked"));
+    }
+    if record.expires <= std::time::Instant::now() {
+        return Err(ApiError::unauthorized("this auth token has expired"));
     }
     let user_active = inner.users.get(&record.user_id).is_some_and(|u| u.active);
     if !user_active {

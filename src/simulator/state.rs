@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::errors::ApiError;
 use super::tokens::{self, Purpose, Subject};
 use super::util::{dfns_id, now_iso};
 use super::verify::CredentialKey;
@@ -49,6 +50,8 @@ pub(crate) struct AuthToken {
     pub(crate) name: String,
     pub(crate) cred_id: Option<String>,
     pub(crate) date_created: String,
+    /// Past this, the token is refused (`daysValid`, `secondsValid`, login lifetimes).
+    pub(crate) expires: Instant,
 }
 
 /// What a challenge was issued for.
@@ -165,6 +168,9 @@ pub struct Stats {
     pub side_effects: u64,
 }
 
+/// Challenges open at once (issued, neither answered nor expired).
+pub(crate) const MAX_OPEN_CHALLENGES: usize = 10_000;
+
 /// Everything the simulator knows. Deliberately not `Debug`: it holds live tokens.
 pub(crate) struct Inner {
     pub(crate) org_id: String,
@@ -198,6 +204,24 @@ pub(crate) struct Caller {
 }
 
 impl Inner {
+    /// Entries held, over every map and list (see `Simulator::state_entries`).
+    pub(crate) fn entries(&self) -> usize {
+        self.users.len()
+            + self.credentials.len()
+            + self.tokens.len()
+            + self.challenges.len()
+            + self.user_actions.len()
+            + self.wallets.len()
+            + self.keys.len()
+            + self.signatures.len()
+            + self.webhooks.len()
+            + self.webhook_events.values().map(|e| e.len()).sum::<usize>()
+            + self.credential_codes.len()
+            + self.stats.requests.len()
+            + self.stats.statuses.len()
+            + self.stats.rejections.len()
+    }
+
     pub(crate) fn new(challenge_ttl: Duration) -> Self {
         Inner {
             org_id: dfns_id("or"),
@@ -293,17 +317,31 @@ impl Inner {
                 name: name.to_owned(),
                 cred_id: cred_id.map(str::to_owned),
                 date_created: now_iso(),
+                expires: Instant::now() + Duration::from_secs(lifetime_secs),
             },
         );
         token
     }
 
-    /// Issues a challenge for `user_id`; returns `(challenge, challengeIdentifier)`.
+    /// Issues a challenge for `user_id`; returns `(challenge, challengeIdentifier)`. At
+    /// [`MAX_OPEN_CHALLENGES`] spent and expired ones are forgotten first; if all are still
+    /// open, 429: `/auth/login/init` needs no token, so nothing else would bound this map.
     pub(crate) fn issue_challenge(
         &mut self,
         user_id: &str,
         kind: ChallengeKind,
-    ) -> (String, String) {
+    ) -> Result<(String, String), ApiError> {
+        if self.challenges.len() >= MAX_OPEN_CHALLENGES {
+            let now = Instant::now();
+            self.challenges.retain(|_, c| !c.used && c.expires > now);
+            if self.challenges.len() >= MAX_OPEN_CHALLENGES {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "Too Many Requests",
+                )
+                .because("too many open challenges: answer them or let them expire"));
+            }
+        }
         let purpose = match kind {
             ChallengeKind::Action { .. } => Purpose::ActionChallenge,
             ChallengeKind::Login => Purpose::LoginChallenge,
@@ -324,7 +362,7 @@ impl Inner {
                 used: false,
             },
         );
-        (challenge, identifier)
+        Ok((challenge, identifier))
     }
 
     /// Forgets expired challenges and user actions once there are many, so a long-running
@@ -386,5 +424,36 @@ impl Inner {
     /// Counts a refusal.
     pub(crate) fn reject(&mut self, label: String) {
         *self.stats.rejections.entry(label).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/auth/login/init` needs no token, so open challenges are capped: at the cap, spent and
+    /// expired ones are forgotten, and only when every one is still open is the next refused.
+    #[test]
+    fn open_challenges_are_capped_and_spent_ones_make_room() {
+        let mut inner = Inner::new(Duration::from_secs(300));
+        let user = inner.add_user("u", "CustomerEmployee", true);
+        let ids: Vec<String> = (0..MAX_OPEN_CHALLENGES)
+            .map(|_| {
+                inner
+                    .issue_challenge(&user, ChallengeKind::Login)
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        let refused = inner
+            .issue_challenge(&user, ChallengeKind::Login)
+            .unwrap_err();
+        assert_eq!(refused.status.as_u16(), 429);
+        for id in &ids[..10] {
+            inner.challenges.get_mut(id).unwrap().used = true;
+        }
+        inner.challenges.get_mut(&ids[10]).unwrap().expires = Instant::now();
+        inner.issue_challenge(&user, ChallengeKind::Login).unwrap();
+        assert_eq!(inner.challenges.len(), MAX_OPEN_CHALLENGES - 11 + 1);
     }
 }

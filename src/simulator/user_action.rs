@@ -45,7 +45,7 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
             path,
             payload,
         },
-    );
+    )?;
     ok(challenge_body(
         inner,
         &user_id,
@@ -54,6 +54,9 @@ pub(crate) fn init(inner: &mut Inner, req: &Req<'_>) -> Reply {
         true,
     ))
 }
+
+/// User-action tokens remembered before spent and expired ones are forgotten.
+const MAX_KEPT_USER_ACTIONS: usize = 10_000;
 
 /// The body of a user-action or login challenge, with the fields the transcripts show.
 pub(crate) fn challenge_body(
@@ -110,6 +113,12 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
     verify_assertion(inner, &user_id, &challenge.challenge, first_factor)?;
     let token = inner.mint_for(&user_id, Purpose::UserAction);
     let expires = Instant::now() + inner.challenge_ttl;
+    if inner.user_actions.len() >= MAX_KEPT_USER_ACTIONS {
+        // Spent and expired tokens need not be remembered: a replay of one is refused either
+        // way (unknown token), only with a vaguer message.
+        let now = Instant::now();
+        inner.user_actions.retain(|_, a| !a.used && a.expires > now);
+    }
     inner.user_actions.insert(
         token.clone(),
         UserAction {
