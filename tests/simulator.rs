@@ -2286,3 +2286,256 @@ async fn idle_connections_cannot_hold_the_simulator() {
     }
     sim.shutdown().await;
 }
+
+// ---------------------------------------------------------------- permissions
+
+/// A service account made with a permission may do exactly its operations: 403 (naming the
+/// missing operation, with its user action left unspent) for the others, 200 once a permission
+/// with the operation is assigned, 403 again when that permission is archived. A PAT made with a
+/// permission is held to it even though its user (root) may do everything.
+#[tokio::test]
+async fn service_accounts_and_pats_get_exactly_their_permissions() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let permission =
+        |name: &str, ops: &[&str]| json!({"name": name, "operations": ops}).to_string();
+    let reader = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/permissions",
+            &permission("reader", &["Wallets:Read"]),
+        )
+        .await;
+    assert_eq!(reader.status, 200, "{}", reader.body);
+    let reader_id = reader.body["id"].as_str().unwrap().to_owned();
+
+    let (sa_key, sa_pem) = TestKey::load("ed25519");
+    let sa = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/service-accounts",
+            &json!({"name": "reader-sa", "publicKey": sa_pem, "permissionId": reader_id})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(sa.status, 200, "{}", sa.body);
+    let sa_token = sa.body["accessTokens"][0]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sa_token_id = sa.body["accessTokens"][0]["tokenId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sa_cred = sa.body["accessTokens"][0]["credId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sa.body["accessTokens"][0]["permissionAssignments"][0]["permissionId"],
+        reader_id.as_str()
+    );
+
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&sa_token), None)
+            .await
+            .status,
+        200
+    );
+    let used_before = sim.stats().user_actions_used;
+    let refused = api
+        .signed(
+            &sa_token,
+            &sa_key,
+            &sa_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Tron"}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.to_string().contains("Wallets:Create"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        sim.stats().user_actions_used,
+        used_before,
+        "a refused call spends no user action"
+    );
+
+    let creator = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/permissions",
+            &permission("creator", &["Wallets:Create"]),
+        )
+        .await;
+    let creator_id = creator.body["id"].as_str().unwrap().to_owned();
+    let assigned = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            &format!("/permissions/{creator_id}/assignments"),
+            &json!({"identityId": sa_token_id}).to_string(),
+        )
+        .await;
+    assert_eq!(assigned.status, 200, "{}", assigned.body);
+    let allowed = api
+        .signed(
+            &sa_token,
+            &sa_key,
+            &sa_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Tron"}"#,
+        )
+        .await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+
+    let archived = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "PUT",
+            &format!("/permissions/{creator_id}/archive"),
+            r#"{"isArchived":true}"#,
+        )
+        .await;
+    assert_eq!(archived.status, 200, "{}", archived.body);
+    let again = api
+        .signed(
+            &sa_token,
+            &sa_key,
+            &sa_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Tron"}"#,
+        )
+        .await;
+    assert_eq!(again.status, 403, "{}", again.body);
+
+    // A PAT of root, made with the reader permission, reads but cannot create.
+    let (pat_key, pat_pem) = TestKey::load("secp256k1");
+    let pat = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/pats",
+            &json!({"name": "reader-pat", "publicKey": pat_pem, "permissionId": reader_id})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(pat.status, 200, "{}", pat.body);
+    let pat_token = pat.body["accessToken"].as_str().unwrap();
+    let pat_cred = pat.body["credId"].as_str().unwrap();
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(pat_token), None)
+            .await
+            .status,
+        200
+    );
+    let pat_create = api
+        .signed(
+            pat_token,
+            &pat_key,
+            pat_cred,
+            "POST",
+            "/wallets",
+            r#"{"network":"Tron"}"#,
+        )
+        .await;
+    assert_eq!(pat_create.status, 403, "{}", pat_create.body);
+    sim.shutdown().await;
+}
+
+/// The identity rules around root: delegated login is for end users only (root's username is
+/// refused), the root cannot be deactivated by another service account, and names are unique.
+#[tokio::test]
+async fn root_is_protected_and_delegated_login_is_for_end_users() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let delegated = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/login/delegated",
+            &json!({"username": sim.username()}).to_string(),
+        )
+        .await;
+    assert_eq!(delegated.status, 403, "{}", delegated.body);
+
+    let (sa_key, sa_pem) = TestKey::load("ed25519");
+    let body = json!({"name": "ops", "publicKey": sa_pem}).to_string();
+    let sa = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/service-accounts",
+            &body,
+        )
+        .await;
+    assert_eq!(sa.status, 200, "{}", sa.body);
+    let twin = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/service-accounts",
+            &body,
+        )
+        .await;
+    assert_eq!(twin.status, 409, "{}", twin.body);
+
+    // Made by root without a permission, "ops" may do what root may, but not deactivate root.
+    let sa_token = sa.body["accessTokens"][0]["accessToken"].as_str().unwrap();
+    let sa_cred = sa.body["accessTokens"][0]["credId"].as_str().unwrap();
+    let services = api
+        .send("GET", "/auth/service-accounts", "", Some(&t), None)
+        .await;
+    let root_user = services.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["userInfo"]["username"] == sim.username())
+        .map(|s| s["userInfo"]["userId"].as_str().unwrap().to_owned())
+        .unwrap();
+    let deactivate = api
+        .signed(
+            sa_token,
+            &sa_key,
+            sa_cred,
+            "PUT",
+            &format!("/auth/service-accounts/{root_user}/deactivate"),
+            "",
+        )
+        .await;
+    assert_eq!(deactivate.status, 403, "{}", deactivate.body);
+    assert_eq!(
+        api.send("GET", "/wallets", "", Some(&t), None).await.status,
+        200
+    );
+    sim.shutdown().await;
+}

@@ -69,6 +69,12 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, USER_ACTION_INVALID).because(reason)
     }
 
+    /// 403 for a call the caller's permissions do not allow; `reason` names the operation.
+    /// The message is the simulator's own (Dfns' wording for this refusal is not documented).
+    pub(crate) fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden").because(reason)
+    }
+
     /// The assertion on `/auth/action` (or `/auth/login`) does not verify: 401, as in the
     /// `signer_algorithm_sha512_p256` transcript.
     pub(crate) fn assertion_invalid(reason: impl Into<String>) -> Self {

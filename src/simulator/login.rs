@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::errors::ApiError;
+use super::permissions;
 use super::request::{nonempty_field, ok, Reply, Req};
 use super::state::{ChallengeKind, Inner};
 use super::user_action::{challenge_body, verify_assertion};
@@ -77,11 +78,23 @@ pub(crate) fn delegated(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .users
         .values()
         .find(|u| u.username == username)
-        .map(|u| (u.id.clone(), u.active));
+        .map(|u| (u.id.clone(), u.active, u.kind));
     let user_id = match existing {
-        Some((_, false)) => return Err(ApiError::bad_request("this user is deactivated")),
-        Some((id, true)) => id,
-        None => inner.add_user(username, "EndUser", false),
+        Some((_, _, kind)) if kind != "EndUser" => {
+            return Err(ApiError::forbidden(
+                "delegated login is only for end users, not employees or service accounts",
+            ))
+        }
+        Some((_, false, _)) => return Err(ApiError::bad_request("this user is deactivated")),
+        Some((id, true, _)) => id,
+        None => {
+            // A new end user gets its creator's reach, like any identity made without a
+            // `permissionId` (permissions.rs).
+            let creator = req.caller()?.clone();
+            let user_id = inner.add_user(username, "EndUser", false);
+            permissions::grant_new_identity(inner, &creator, &user_id, None, false)?;
+            user_id
+        }
     };
     let token = inner.issue_token(&user_id, "Temp", "delegated", None, LOGIN_TOKEN_SECS);
     ok(json!({ "token": token }))

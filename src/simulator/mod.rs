@@ -28,6 +28,15 @@
 //! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
 //! | `POST /keys`, `GET /keys`, `GET /keys/{id}`, `POST/GET /keys/{keyId}/signatures`, `GET …/signatures/{id}` | on `POST` | ECDSA secp256k1 or EdDSA ed25519; a wallet's key is `signingKey.id`; signatures verify against `publicKey` |
 //! | `POST /webhooks`, `GET /webhooks`, `GET/PUT/DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping`, `GET /webhooks/{id}/events[/{eventId}]` | on writes | the secret is shown once; `wallet.created`, `wallet.signature.signed`, `key.signature.signed`, `policy.approval.pending` and `webhook.ping` are delivered to `http://` loopback URLs, signed `X-DFNS-WEBHOOK-SIGNATURE: sha256=<hex HMAC-SHA256>`; the ping answers with the receiver's status |
+//! | `POST/GET /permissions`, `GET/PUT /permissions/{id}`, `PUT …/archive`, `POST/GET …/assignments`, `DELETE …/assignments/{id}` | on writes | operations as the official SDKs name them; see below |
+//!
+//! Permissions: the root may do everything; a service account or PAT made with a
+//! `permissionId` may do exactly the operations assigned to it (`Wallets:Create`,
+//! `Keys:Signatures:Create`…, archived permissions excepted); one made without gets its
+//! creator's reach (Dfns grants nothing by default: this is the simulator's documented
+//! choice). A call outside them is a 403 `Forbidden` naming the missing operation, checked
+//! before the user action is spent. Delegated login is for end users only; the root cannot be
+//! deactivated by another identity; usernames are unique (409).
 //!
 //! Refusals use Dfns' statuses and messages: 401 for a missing, unknown or revoked token; 403
 //! `user action signature is missing or invalid` for a missing or mismatched user action; 400
@@ -63,6 +72,7 @@ mod errors;
 mod faults;
 mod keys;
 mod login;
+mod permissions;
 mod request;
 mod router;
 mod server;
@@ -198,6 +208,8 @@ impl SimulatorBuilder {
 
         let mut inner = Inner::new(self.challenge_ttl.unwrap_or(DEFAULT_CHALLENGE_TTL));
         let user_id = inner.add_user(&username, "CustomerEmployee", true);
+        inner.unrestricted.insert(user_id.clone());
+        inner.root_user_id = user_id.clone();
         inner.add_credential(&user_id, &cred_id, "root", &pem, key);
         let token = inner.issue_token(&user_id, "Service", "root", Some(&cred_id), ROOT_TOKEN_SECS);
         let org_id = inner.org_id.clone();

@@ -6,7 +6,9 @@
 use super::errors::ApiError;
 use super::request::{Reply, Req};
 use super::state::Inner;
-use super::{credentials, keys, login, service_accounts, user_action, wallets, webhooks};
+use super::{
+    credentials, keys, login, permissions, service_accounts, user_action, wallets, webhooks,
+};
 
 /// An endpoint: the state, the request and the raw `{}` segments of its path, in order.
 type Handler = fn(&mut Inner, &Req<'_>, &[&str]) -> Reply;
@@ -55,11 +57,11 @@ const ROUTES: &[Route] = &[
     ("GET", "/auth/service-accounts/{}", |i, _, p| {
         service_accounts::get(i, p[0])
     }),
-    ("PUT", "/auth/service-accounts/{}/activate", |i, _, p| {
-        service_accounts::set_active(i, p[0], true)
+    ("PUT", "/auth/service-accounts/{}/activate", |i, r, p| {
+        service_accounts::set_active(i, r, p[0], true)
     }),
-    ("PUT", "/auth/service-accounts/{}/deactivate", |i, _, p| {
-        service_accounts::set_active(i, p[0], false)
+    ("PUT", "/auth/service-accounts/{}/deactivate", |i, r, p| {
+        service_accounts::set_active(i, r, p[0], false)
     }),
     ("POST", "/auth/pats", |i, r, _| {
         service_accounts::create_pat(i, r)
@@ -116,7 +118,33 @@ const ROUTES: &[Route] = &[
     ("GET", "/webhooks/{}/events/{}", |i, _, p| {
         webhooks::get_event(i, p[0], p[1])
     }),
+    ("POST", "/permissions", |i, r, _| permissions::create(i, r)),
+    ("GET", "/permissions", |i, _, _| permissions::list(i)),
+    ("GET", "/permissions/{}", |i, _, p| {
+        permissions::get(i, p[0])
+    }),
+    ("PUT", "/permissions/{}", |i, r, p| {
+        permissions::update(i, r, p[0])
+    }),
+    ("PUT", "/permissions/{}/archive", |i, r, p| {
+        permissions::archive(i, r, p[0])
+    }),
+    ("POST", "/permissions/{}/assignments", |i, r, p| {
+        permissions::assign(i, r, p[0])
+    }),
+    ("GET", "/permissions/{}/assignments", |i, _, p| {
+        permissions::list_assignments(i, p[0])
+    }),
+    ("DELETE", "/permissions/{}/assignments/{}", |i, _, p| {
+        permissions::revoke(i, p[0], p[1])
+    }),
 ];
+
+/// Every route's `METHOD /template`, for tables keyed by route (`permissions.rs`).
+#[cfg(test)]
+pub(crate) fn route_names() -> impl Iterator<Item = String> {
+    ROUTES.iter().map(|(m, t, _)| format!("{m} {t}"))
+}
 
 /// The key under which requests that match no route are counted.
 pub(crate) const UNROUTED: &str = "(not served)";

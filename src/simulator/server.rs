@@ -23,7 +23,7 @@ use super::request::Req;
 use super::state::{Caller, Inner};
 use super::util::dfns_id;
 use super::webhooks::{self, Delivery};
-use super::{router, user_action};
+use super::{permissions, router, user_action};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
@@ -245,6 +245,12 @@ fn process(
         match authenticate(&inner, headers) {
             Ok(caller) => req.caller = Some(caller),
             Err(e) => return refuse(&mut inner, e),
+        }
+    }
+    // Permissions before the user action: a refused call must not spend it.
+    if let Some(caller) = &req.caller {
+        if let Err(e) = permissions::check(&inner, caller, &router::route_name(method, path)) {
+            return refuse(&mut inner, e);
         }
     }
     if needs_user_action(method, path) {

@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
-use super::request::{nonempty_field, ok, Reply, Req};
+use super::permissions;
+use super::request::{nonempty_field, ok, opt_str_field, Reply, Req};
 use super::state::Inner;
 use super::util::{b64url, percent_decode, random_bytes};
 use super::verify::CredentialKey;
@@ -39,10 +40,34 @@ pub(crate) fn create(inner: &mut Inner, req: &Req<'_>) -> Reply {
     let body = req.json()?;
     let name = nonempty_field(&body, "name")?.to_owned();
     let secs = lifetime_secs(&body, "daysValid", 86_400, MAX_DAYS_VALID)?;
+    let permission_id = opt_str_field(&body, "permissionId")?.map(str::to_owned);
     let (pem, key, cred_id) = new_credential(&body)?;
+    // Usernames are unique in an organisation (delegated login finds users by them).
+    if inner.users.values().any(|u| u.username == name) {
+        return Err(ApiError::conflict(
+            "a user or service account with this name already exists; choose another name",
+        ));
+    }
+    let creator = req.caller()?.clone();
     let user_id = inner.add_user(&name, "CustomerEmployee", true);
     inner.add_credential(&user_id, &cred_id, &name, &pem, key);
     let token = inner.issue_token(&user_id, "Service", &name, Some(&cred_id), secs);
+    let token_id = inner.tokens[&token].token_id.clone();
+    // With a permission, the service account's token holds exactly it; without, the
+    // service account gets its creator's reach (permissions.rs).
+    let identity = if permission_id.is_some() {
+        &token_id
+    } else {
+        &user_id
+    };
+    if let Err(e) =
+        permissions::grant_new_identity(inner, &creator, identity, permission_id.as_deref(), false)
+    {
+        inner.tokens.remove(&token);
+        inner.users.remove(&user_id);
+        inner.credentials.remove(&cred_id);
+        return Err(e);
+    }
     ok(service_account_entity(inner, &user_id, Some(&token)))
 }
 
@@ -74,7 +99,7 @@ fn service_account_entity(inner: &Inner, user_id: &str, token: Option<&str>) -> 
                 "linkedAppId": format!("ap-{}", &t.token_id[3..]),
                 "name": t.name,
                 "orgId": inner.org_id,
-                "permissionAssignments": [],
+                "permissionAssignments": permissions::assignments_of(inner, &t.token_id),
                 "publicKey": credential.map(|c| c.public_key_pem.clone()),
                 "tokenId": t.token_id,
             });
@@ -95,7 +120,7 @@ fn service_account_entity(inner: &Inner, user_id: &str, token: Option<&str>) -> 
             "isActive": user.active,
             "isServiceAccount": true,
             "isRegistered": true,
-            "permissionAssignments": [],
+            "permissionAssignments": permissions::assignments_of(inner, user_id),
         },
         "accessTokens": access_tokens,
     })
@@ -133,8 +158,13 @@ pub(crate) fn get(inner: &mut Inner, raw_id: &str) -> Reply {
 
 /// `PUT /auth/service-accounts/{id}/activate` and `/deactivate`. A deactivated service
 /// account's tokens are refused (401) until it is activated again.
-pub(crate) fn set_active(inner: &mut Inner, raw_id: &str, active: bool) -> Reply {
+pub(crate) fn set_active(inner: &mut Inner, req: &Req<'_>, raw_id: &str, active: bool) -> Reply {
     let id = find_service_account(inner, raw_id)?;
+    if !active && id == inner.root_user_id && req.caller()?.user_id != id {
+        return Err(ApiError::forbidden(
+            "the root service account cannot be deactivated by another identity",
+        ));
+    }
     if let Some(user) = inner.users.get_mut(&id) {
         user.active = active;
     }
@@ -163,9 +193,20 @@ pub(crate) fn create_pat(inner: &mut Inner, req: &Req<'_>) -> Reply {
             "`publicKey` is required: the PEM public key whose credential signs for the token",
         ));
     }
+    let permission_id = opt_str_field(&body, "permissionId")?.map(str::to_owned);
     let (pem, key, cred_id) = new_credential(&body)?;
+    let creator = req.caller()?.clone();
     inner.add_credential(&user_id, &cred_id, &name, &pem, key);
     let token = inner.issue_token(&user_id, "Pat", &name, Some(&cred_id), secs);
+    let token_id = inner.tokens[&token].token_id.clone();
+    // A PAT with a permission may do exactly that; without, what its user may.
+    if let Err(e) =
+        permissions::grant_new_identity(inner, &creator, &token_id, permission_id.as_deref(), true)
+    {
+        inner.tokens.remove(&token);
+        inner.credentials.remove(&cred_id);
+        return Err(e);
+    }
     let mut entity = pat_entity(inner, &token);
     entity["accessToken"] = Value::from(token);
     ok(entity)
@@ -185,7 +226,7 @@ fn pat_entity(inner: &Inner, token: &str) -> Value {
         "orgId": inner.org_id,
         "publicKey": credential.map(|c| c.public_key_pem.clone()),
         "tokenId": t.token_id,
-        "permissionAssignments": [],
+        "permissionAssignments": permissions::assignments_of(inner, &t.token_id),
     })
 }
 

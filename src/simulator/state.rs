@@ -174,6 +174,9 @@ pub(crate) const MAX_OPEN_CHALLENGES: usize = 10_000;
 /// Everything the simulator knows. Deliberately not `Debug`: it holds live tokens.
 pub(crate) struct Inner {
     pub(crate) org_id: String,
+    /// The root service account's user id: it may do everything, and no one else may
+    /// deactivate it.
+    pub(crate) root_user_id: String,
     pub(crate) challenge_ttl: Duration,
     pub(crate) users: HashMap<String, User>,
     /// Credentials by credential id.
@@ -192,6 +195,14 @@ pub(crate) struct Inner {
     pub(crate) webhook_events: BTreeMap<String, std::collections::VecDeque<Value>>,
     /// Deliveries the last request produced; the server sends them once the state is unlocked.
     pub(crate) outbox: Vec<super::webhooks::Delivery>,
+    /// Permissions by id, and their assignments by id (`permissions.rs`).
+    pub(crate) permissions: BTreeMap<String, Value>,
+    pub(crate) assignments: BTreeMap<String, Value>,
+    /// User and token ids that may do everything (the root, and what it made without a
+    /// `permissionId`).
+    pub(crate) unrestricted: std::collections::HashSet<String>,
+    /// Token ids (PATs made with a `permissionId`) limited to their own assignments.
+    pub(crate) token_scoped: std::collections::HashSet<String>,
     pub(crate) credential_codes: HashMap<String, CredentialCode>,
     pub(crate) stats: Stats,
 }
@@ -217,6 +228,10 @@ impl Inner {
             + self.webhooks.len()
             + self.webhook_events.values().map(|e| e.len()).sum::<usize>()
             + self.credential_codes.len()
+            + self.permissions.len()
+            + self.assignments.len()
+            + self.unrestricted.len()
+            + self.token_scoped.len()
             + self.stats.requests.len()
             + self.stats.statuses.len()
             + self.stats.rejections.len()
@@ -225,6 +240,7 @@ impl Inner {
     pub(crate) fn new(challenge_ttl: Duration) -> Self {
         Inner {
             org_id: dfns_id("or"),
+            root_user_id: String::new(),
             challenge_ttl,
             users: HashMap::new(),
             credentials: BTreeMap::new(),
@@ -237,6 +253,10 @@ impl Inner {
             webhooks: BTreeMap::new(),
             webhook_events: BTreeMap::new(),
             outbox: Vec::new(),
+            permissions: BTreeMap::new(),
+            assignments: BTreeMap::new(),
+            unrestricted: std::collections::HashSet::new(),
+            token_scoped: std::collections::HashSet::new(),
             credential_codes: HashMap::new(),
             stats: Stats::default(),
         }
