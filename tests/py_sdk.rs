@@ -416,7 +416,7 @@ async fn official_python_sdk_runs_its_flows_against_the_simulator() {
     );
     run.refused("rateLimited", 429, "Too Many Requests");
 
-    // Refusals, as the real service answers them.
+    // Refusals, with the statuses Dfns documents (messages: README, "Simulator error messages").
     run.refused(
         "replayedUserAction",
         400,

@@ -1,18 +1,25 @@
 //! Error responses in Dfns' shape: `{"error":{"id","status","message","details"}}`.
 //!
-//! Messages copy the ones the official SDKs meet on the wire (see the transcripts), so a client
-//! tested here sees what it will see in production; `details` says what exactly was wrong,
-//! which Dfns does not always do but which makes a failing test easy to read.
+//! Statuses are the ones Dfns documents for each refusal. Of the messages, only
+//! [`USER_ACTION_INVALID`] is Dfns' documented wording; every other message is the simulator's
+//! own, and the README's "Simulator error messages" table says so, so no one mistakes it for
+//! Dfns' (clients should branch on status, not on message text). `details.reason` says exactly
+//! what was wrong, which Dfns does not always do but which makes a failing test easy to read.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-/// Message Dfns sends when a user action is missing, unknown, or does not match the request.
+/// A user action missing, unknown or not matching the request (403), or an assertion that does
+/// not verify (401). Dfns' documented wording: its API reference gives this message for the
+/// 403 of user action signing, and the official SDK's transcripts
+/// (`tests/fixtures/transcripts/signer_algorithm_sha512_p256.json`) show it.
 pub(crate) const USER_ACTION_INVALID: &str = "user action signature is missing or invalid";
-/// Message Dfns sends when a user action token is presented a second time.
+/// A user action token presented a second time (400, the status Dfns documents). The
+/// simulator's own wording.
 pub(crate) const USER_ACTION_USED: &str = "user action has already been used";
-/// Message Dfns sends for an unknown, expired or already used challenge.
+/// An unknown, expired or already answered challenge (400). The simulator's own wording (the
+/// one the fake server of `tests/fixtures/transcripts/user_action_replay_rejected.json` used).
 pub(crate) const CHALLENGE_INVALID: &str = "Challenge token is not valid.";
 
 /// A refused request.
