@@ -76,7 +76,7 @@ async fn official_rust_sdk_signs_with_our_key() {
 /// simulator makes must verify against the keys it reports.
 #[cfg(feature = "simulator")]
 #[tokio::test]
-async fn official_rust_sdk_runs_wallet_key_signature_and_webhook_flows_on_the_simulator() {
+async fn official_rust_sdk_decodes_every_simulator_entity_and_verifies_its_signatures() {
     use dfns_sdk_rust::error::Error as SdkError;
     use dfns_signer::simulator::Simulator;
 
@@ -229,5 +229,77 @@ async fn official_rust_sdk_runs_wallet_key_signature_and_webhook_flows_on_the_si
         }
         other => panic!("a deleted webhook must be gone, got {other:?}"),
     }
+
+    // Permissions, a service account holding one, a PAT, credentials: each decodes with the
+    // SDK's own types.
+    let permission = val(&sdk
+        .permissions
+        .create_permission(req(
+            json!({"name": "readers", "operations": ["Wallets:Read"]}),
+        ))
+        .await
+        .unwrap());
+    let permission_id = permission["id"].as_str().unwrap().to_owned();
+    assert_eq!(permission["isArchived"], false);
+    let got = val(&sdk
+        .permissions
+        .get_permission(permission_id.clone())
+        .await
+        .unwrap());
+    assert_eq!(got["operations"], json!(["Wallets:Read"]));
+    let listed = val(&sdk.permissions.list_permissions(None).await.unwrap());
+    assert_eq!(listed["items"][0]["id"], permission_id.as_str());
+    let sa_key = SoftwareKey::generate(Algorithm::Ed25519).unwrap();
+    let sa = val(&sdk
+        .auth
+        .create_service_account(req(json!({
+            "name": "sdk-reader",
+            "publicKey": sa_key.public_key().to_pem(),
+            "permissionId": permission_id,
+        })))
+        .await
+        .unwrap());
+    let sa_user = sa["userInfo"]["userId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sa["accessTokens"][0]["permissionAssignments"][0]["permissionId"],
+        permission_id.as_str()
+    );
+    let sa_got = val(&sdk.auth.get_service_account(sa_user.clone()).await.unwrap());
+    assert_eq!(sa_got["userInfo"]["userId"], sa_user.as_str());
+    let accounts = val(&sdk.auth.list_service_accounts().await.unwrap());
+    assert!(
+        accounts["items"].as_array().unwrap().len() >= 2,
+        "{accounts}"
+    );
+    let assigned = val(&sdk
+        .permissions
+        .assign_permission(permission_id.clone(), req(json!({"identityId": sa_user})))
+        .await
+        .unwrap());
+    assert_eq!(assigned["identityId"], sa_user.as_str());
+    let assignments = val(&sdk
+        .permissions
+        .list_assignments(permission_id, None)
+        .await
+        .unwrap());
+    assert_eq!(assignments["items"].as_array().unwrap().len(), 2);
+    let pat_key = SoftwareKey::generate(Algorithm::EcdsaP256).unwrap();
+    let pat = val(&sdk
+        .auth
+        .create_personal_access_token(req(json!({
+            "name": "sdk-pat",
+            "publicKey": pat_key.public_key().to_pem(),
+            "secondsValid": 600,
+        })))
+        .await
+        .unwrap());
+    assert_eq!(pat["kind"], "Pat");
+    let pats = val(&sdk.auth.list_personal_access_tokens().await.unwrap());
+    assert_eq!(pats["items"][0]["name"], "sdk-pat");
+    let credentials = val(&sdk.auth.list_credentials().await.unwrap());
+    assert!(
+        credentials["items"].as_array().unwrap().len() >= 2,
+        "{credentials}"
+    );
     sim.shutdown().await;
 }
