@@ -2539,3 +2539,68 @@ async fn root_is_protected_and_delegated_login_is_for_end_users() {
     );
     sim.shutdown().await;
 }
+
+/// `Message` signatures follow the network: on an EVM network the wallet signs as
+/// `personal_sign` (EIP-191: Keccak-256 over the prefixed message), so the signature recovers
+/// the wallet's key from that digest; elsewhere an ECDSA key signs the message's SHA-256.
+#[tokio::test]
+async fn message_signatures_hash_as_the_network_defines() {
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    use sha3::Digest as _;
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let message = b"hello dfns";
+    let eip191 = {
+        let mut k = sha3::Keccak256::new();
+        k.update(b"\x19Ethereum Signed Message:\n10");
+        k.update(message);
+        k.finalize().to_vec()
+    };
+    for (network, digest) in [
+        ("Ethereum", eip191),
+        ("Tron", sha2::Sha256::digest(message).to_vec()),
+    ] {
+        let wallet = api
+            .signed(
+                &t,
+                &root_key,
+                &root,
+                "POST",
+                "/wallets",
+                &json!({"network": network}).to_string(),
+            )
+            .await;
+        let wallet_id = wallet.body["id"].as_str().unwrap();
+        let sig = api
+            .signed(
+                &t,
+                &root_key,
+                &root,
+                "POST",
+                &format!("/wallets/{wallet_id}/signatures"),
+                &json!({"kind": "Message", "message": format!("0x{}", hex::encode(message))})
+                    .to_string(),
+            )
+            .await;
+        assert_eq!(sig.status, 200, "{}", sig.body);
+        let unhex = |v: &Value| hex::decode(v.as_str().unwrap().trim_start_matches("0x")).unwrap();
+        let signature = Signature::from_slice(
+            &[
+                unhex(&sig.body["signature"]["r"]),
+                unhex(&sig.body["signature"]["s"]),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let recid =
+            RecoveryId::from_byte(sig.body["signature"]["recid"].as_u64().unwrap() as u8).unwrap();
+        let recovered = VerifyingKey::recover_from_prehash(&digest, &signature, recid).unwrap();
+        assert_eq!(
+            hex::encode(recovered.to_sec1_point(true).as_bytes()),
+            wallet.body["signingKey"]["publicKey"].as_str().unwrap(),
+            "{network}: the signature is over the network's message digest"
+        );
+    }
+    sim.shutdown().await;
+}

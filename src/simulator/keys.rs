@@ -191,7 +191,16 @@ pub(crate) fn sign_request(
         .find(|k| k.entity["id"] == *key_id)
         .ok_or_else(|| ApiError::not_found("key not found"))?
         .key;
-    let signature = sign(key, kind, &data);
+    // A wallet's network decides how a message is hashed; a key signs for the `network` its
+    // request names, if any.
+    let network = match wallet {
+        Some((_, network)) => network.as_str().map(str::to_owned),
+        None => body
+            .get("network")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    let signature = sign(key, kind, &data, network.as_deref());
     let now = now_iso();
     let mut entity = json!({
         "id": dfns_id("sig"),
@@ -235,18 +244,78 @@ fn hex_field(body: &Value, field: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("`{field}` must be hex")))
 }
 
-/// `Hash` (32 bytes) is signed as is; `Message` is signed by Ed25519 as is and by ECDSA over its
-/// SHA-256 (the simulator implements no network's message hashing). ECDSA answers carry
-/// `r`, `s`, `recid` and `encoded` = `r‖s‖recid`, Ed25519 answers `r`, `s` and `encoded` = the
-/// 64-byte signature, all `0x`-prefixed hex, as Dfns returns them.
-fn sign(key: &WalletKey, kind: &str, data: &[u8]) -> Value {
+/// EVM networks: a `Message` is signed as `personal_sign` does (EIP-191).
+const EVM_NETWORKS: &[&str] = &[
+    "ArbitrumOne",
+    "ArbitrumSepolia",
+    "AvalancheC",
+    "AvalancheCFuji",
+    "Base",
+    "BaseSepolia",
+    "Berachain",
+    "BerachainBepolia",
+    "Bob",
+    "BobSepolia",
+    "Bsc",
+    "BscTestnet",
+    "Celo",
+    "CeloSepolia",
+    "Ethereum",
+    "EthereumClassic",
+    "EthereumClassicMordor",
+    "EthereumSepolia",
+    "EthereumHoodi",
+    "FlareC",
+    "FlareCCoston2",
+    "FlowEvm",
+    "FlowEvmTestnet",
+    "HyperEvm",
+    "HyperEvmTestnet",
+    "Ink",
+    "InkSepolia",
+    "Monad",
+    "MonadTestnet",
+    "Optimism",
+    "OptimismSepolia",
+    "Plume",
+    "PlumeSepolia",
+    "Polygon",
+    "PolygonAmoy",
+    "Sonic",
+    "SonicTestnet",
+    "Xdc",
+    "XdcApothem",
+    "XLayer",
+    "XLayerSepolia",
+];
+
+/// The 32 bytes an ECDSA key signs for a `Message` on `network`: Keccak-256 of
+/// `"\x19Ethereum Signed Message:\n" + len + message` on EVM networks (EIP-191, what Dfns
+/// signs there), else SHA-256 of the message (the simulator's choice for networks whose
+/// message format it does not implement, and for keys signing without a network).
+fn message_digest(network: Option<&str>, message: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    if network.is_some_and(|n| EVM_NETWORKS.contains(&n)) {
+        let mut keccak = sha3::Keccak256::new();
+        keccak.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+        keccak.update(message);
+        keccak.finalize().to_vec()
+    } else {
+        sha2::Sha256::digest(message).to_vec()
+    }
+}
+
+/// `Hash` (32 bytes) is signed as is; `Message` is signed by Ed25519 as is and by ECDSA over
+/// [`message_digest`]. ECDSA answers carry `r`, `s`, `recid` and `encoded` = `r‖s‖recid`,
+/// Ed25519 answers `r`, `s` and `encoded` = the 64-byte signature, all `0x`-prefixed hex, as
+/// Dfns returns them.
+fn sign(key: &WalletKey, kind: &str, data: &[u8], network: Option<&str>) -> Value {
     match key {
         WalletKey::Secp256k1(k) => {
-            use sha2::Digest;
             let digest = if kind == "Hash" {
                 data.to_vec()
             } else {
-                sha2::Sha256::digest(data).to_vec()
+                message_digest(network, data)
             };
             let (sig, recid) = k.sign_prehash_recoverable(&digest);
             let (r, s) = sig.split_bytes();

@@ -25,7 +25,7 @@
 //! | `POST /auth/login/init`, `POST /auth/login` | no (and no token) | `username` is [`Simulator::username`] |
 //! | `POST /auth/login/delegated`, `PUT /auth/logout` | yes / no | logout revokes the token used |
 //! | `POST /wallets`, `GET /wallets`, `GET /wallets/{id}`, `PUT /wallets/{id}`, `PUT`/`DELETE /wallets/{id}/tags` | on writes | `externalId` idempotency; `limit` + `paginationToken` |
-//! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message`, signed with the wallet's real key |
+//! | `POST /wallets/{id}/signatures`, `GET …/signatures`, `GET …/signatures/{sigId}` | on `POST` | `Hash` and `Message` (EIP-191 on EVM networks, SHA-256 elsewhere), signed with the wallet's real key |
 //! | `POST /keys`, `GET /keys`, `GET /keys/{id}`, `POST/GET /keys/{keyId}/signatures`, `GET …/signatures/{id}` | on `POST` | ECDSA secp256k1 or EdDSA ed25519; a wallet's key is `signingKey.id`; signatures verify against `publicKey` |
 //! | `POST /webhooks`, `GET /webhooks`, `GET/PUT/DELETE /webhooks/{id}`, `POST /webhooks/{id}/ping`, `GET /webhooks/{id}/events[/{eventId}]` | on writes | the secret is shown once; `wallet.created`, `wallet.signature.signed`, `key.signature.signed`, `policy.approval.pending` and `webhook.ping` are delivered to `http://` loopback URLs, signed `X-DFNS-WEBHOOK-SIGNATURE: sha256=<hex HMAC-SHA256>`; the ping answers with the receiver's status |
 //! | `POST/GET /permissions`, `GET/PUT /permissions/{id}`, `PUT …/archive`, `POST/GET …/assignments`, `DELETE …/assignments/{id}` | on writes | operations as the official SDKs name them; see below |
