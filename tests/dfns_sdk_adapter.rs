@@ -303,3 +303,175 @@ async fn official_rust_sdk_decodes_every_simulator_entity_and_verifies_its_signa
     );
     sim.shutdown().await;
 }
+
+/// The official Rust SDK's auth flows with our keys — Key credential registration, login,
+/// delegated signing — and the simulator's refusals as the SDK meets them: a body changed after
+/// signing, a user action spent on another endpoint, a challenge answered twice, and a key
+/// that is not the credential's.
+#[cfg(feature = "simulator")]
+#[tokio::test]
+async fn official_rust_sdk_registers_logs_in_signs_delegated_and_meets_refusals() {
+    use dfns_sdk_rust::error::Error as SdkError;
+    use dfns_signer::protocol::UserActionChallenge;
+    use dfns_signer::simulator::Simulator;
+
+    fn req<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    fn status_of<T: std::fmt::Debug>(r: Result<T, SdkError>) -> u16 {
+        match r {
+            Err(SdkError::Api { status, .. } | SdkError::ApiRaw { status, .. }) => status,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    let key = Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap());
+    let sim = Simulator::builder()
+        .root_public_key_pem(key.public_key().to_pem())
+        .start()
+        .await
+        .unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(sim.auth_token()).to_owned();
+    let root = CredentialSigner::new(sim.credential_id(), key.clone());
+    let options = |signer: Option<CredentialSigner>| dfns_sdk_rust::client::Options {
+        base_url: sim.base_url().to_owned(),
+        auth_token: token.clone(),
+        signer: signer.map(|s| Arc::new(SdkSigner::new(s)) as _),
+        http: None,
+    };
+    let sdk = dfns_sdk_rust::DfnsClient::new(options(Some(root.clone()))).unwrap();
+    let delegated = dfns_sdk_rust::DfnsDelegatedClient::new(options(None)).unwrap();
+
+    // Registration: the SDK carries the challenge and the attestation our key makes.
+    let challenge = sdk
+        .auth
+        .create_credential_challenge(req(json!({"kind": "Key"})))
+        .await
+        .unwrap();
+    let new_key = SoftwareKey::generate(Algorithm::Ed25519).unwrap();
+    let attestation = dfns_signer::attest(
+        &new_key,
+        challenge["challenge"].as_str().unwrap(),
+        "sdk-new-cred",
+    )
+    .unwrap();
+    let credential = sdk
+        .auth
+        .create_credential(req(json!({
+            "credentialKind": "Key",
+            "credentialInfo": attestation.credential_info,
+            "credentialName": "registered through the SDK",
+            "challengeIdentifier": challenge["challengeIdentifier"],
+        })))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&credential).unwrap()["credentialId"],
+        "sdk-new-cred"
+    );
+
+    // Login: the SDK's challenge, answered by our signer.
+    let login = serde_json::to_value(
+        sdk.auth
+            .create_login_challenge(req(
+                json!({"username": sim.username(), "orgId": sim.org_id()}),
+            ))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let login_challenge = UserActionChallenge::from_json(login.to_string().as_bytes()).unwrap();
+    let answer = root.assert(&login_challenge).unwrap();
+    let logged_in = sdk
+        .auth
+        .login(req(json!({
+            "challengeIdentifier": login_challenge.challenge_identifier,
+            "firstFactor": answer,
+        })))
+        .await
+        .unwrap();
+    assert!(logged_in["token"].as_str().unwrap().len() > 20);
+
+    // Delegated signing: init, our signer answers, complete.
+    let wallet_body = json!({"network": "EthereumSepolia", "name": "delegated"});
+    let init = |body: Value| {
+        let delegated = &delegated;
+        async move {
+            delegated
+                .wallets
+                .create_wallet_init(req(body))
+                .await
+                .unwrap()
+        }
+    };
+    let answer_for = |challenge: &dfns_sdk_rust::signer::UserActionChallenge| {
+        let answer = root.sign_challenge(&challenge.challenge).unwrap();
+        dfns_sdk_rust::signer::CredentialAssertion {
+            kind: answer.kind,
+            credential_assertion: dfns_sdk_rust::signer::CredentialAssertionData {
+                cred_id: answer.credential_assertion.cred_id,
+                client_data: answer.credential_assertion.client_data,
+                signature: answer.credential_assertion.signature,
+            },
+        }
+    };
+    let challenge = init(wallet_body.clone()).await;
+    let wallet = delegated
+        .wallets
+        .create_wallet_complete(
+            req(wallet_body.clone()),
+            challenge.challenge_identifier.clone(),
+            answer_for(&challenge),
+        )
+        .await
+        .unwrap();
+    assert_eq!(wallet.network, "EthereumSepolia");
+
+    // The same challenge answered again: refused (400), nothing created.
+    let again = delegated
+        .wallets
+        .create_wallet_complete(
+            req(wallet_body.clone()),
+            challenge.challenge_identifier.clone(),
+            answer_for(&challenge),
+        )
+        .await;
+    assert_eq!(status_of(again), 400);
+
+    // Signed for one body, sent with another: 403.
+    let challenge = init(wallet_body.clone()).await;
+    let changed = delegated
+        .wallets
+        .create_wallet_complete(
+            req(json!({"network": "Tron", "name": "delegated"})),
+            challenge.challenge_identifier.clone(),
+            answer_for(&challenge),
+        )
+        .await;
+    assert_eq!(status_of(changed), 403);
+
+    // Signed for POST /wallets, spent on POST /keys: 403.
+    let challenge = init(wallet_body.clone()).await;
+    let elsewhere = delegated
+        .keys
+        .create_key_complete(
+            req(json!({"scheme": "EdDSA", "curve": "ed25519"})),
+            challenge.challenge_identifier.clone(),
+            answer_for(&challenge),
+        )
+        .await;
+    assert_eq!(status_of(elsewhere), 403);
+
+    // Another key signing for the root credential: 401 at /auth/action.
+    let impostor = CredentialSigner::new(
+        sim.credential_id(),
+        Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap()),
+    );
+    let foreign = dfns_sdk_rust::DfnsClient::new(options(Some(impostor))).unwrap();
+    assert_eq!(
+        status_of(foreign.wallets.create_wallet(req(wallet_body)).await),
+        401
+    );
+    let wallets = sdk.wallets.list_wallets(None).await.unwrap();
+    assert_eq!(wallets.items.len(), 1, "only the one signed wallet exists");
+    sim.shutdown().await;
+}
