@@ -5,9 +5,14 @@
 //! to a trusted root shows the key was generated inside a genuine YubiKey, with the serial and
 //! policies named in Yubico's certificate extensions, and so cannot have been exported.
 //!
-//! Roots are passed in ([`AttestationRoots`]): production passes Yubico's PIV root CA; tests pass
-//! the root of the virtual card's test CA. Validity periods are not checked (attestation is a
-//! statement made once, at generation; Yubico's device certificates outlive ordinary ones).
+//! Roots are passed in ([`AttestationRoots`]): [`AttestationRoots::yubico`] holds Yubico's roots
+//! and the intermediates the card does not store, embedded in the binary (both hierarchies, the
+//! legacy one and that of firmware 5.7.4 and later; `src/backend/piv/yubico-pki/README.md`);
+//! tests pass the root of the virtual card's test CA. Each signature is checked link by link
+//! (YubiKey 4.3 device certificates lack basicConstraints, which a strict RFC 5280 validator
+//! refuses), and the chain must end in a trusted root. Validity periods are not checked
+//! (attestation is a statement made once, at generation; Yubico's device certificates outlive
+//! ordinary ones).
 
 use std::fmt;
 
@@ -24,15 +29,32 @@ use crate::error::BackendError;
 const OID_FIRMWARE: &str = "1.3.6.1.4.1.41482.3.3";
 const OID_SERIAL: &str = "1.3.6.1.4.1.41482.3.7";
 const OID_POLICY: &str = "1.3.6.1.4.1.41482.3.8";
+const OID_FORM_FACTOR: &str = "1.3.6.1.4.1.41482.3.9";
 
 const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 const SHA384_WITH_RSA: &str = "1.2.840.113549.1.1.12";
 const SHA512_WITH_RSA: &str = "1.2.840.113549.1.1.13";
 const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
 
-/// Where Yubico publishes its PIV attestation root.
+/// Where Yubico publishes its PIV attestation roots and intermediates.
 pub const YUBICO_PIV_ROOT_URL: &str =
-    "https://developers.yubico.com/PIV/Introduction/piv-attestation-ca.pem";
+    "https://developers.yubico.com/PIV/Introduction/PIV_attestation.html";
+
+/// Yubico's roots, embedded: the legacy PIV root (both issues of it) and Attestation Root 1.
+const YUBICO_ROOTS: [&str; 3] = [
+    include_str!("yubico-pki/piv-attestation-ca-old.pem"),
+    include_str!("yubico-pki/piv-attestation-ca.pem"),
+    include_str!("yubico-pki/yubico-attestation-root-1.pem"),
+];
+
+/// The intermediates between a firmware 5.7.4+ device certificate and Root 1.
+const YUBICO_INTERMEDIATES: [&str; 5] = [
+    include_str!("yubico-pki/yubico-attestation-intermediate-a-1.pem"),
+    include_str!("yubico-pki/yubico-attestation-intermediate-b-1.pem"),
+    include_str!("yubico-pki/yubico-piv-attestation-a-1.pem"),
+    include_str!("yubico-pki/yubico-piv-attestation-b-1.pem"),
+    include_str!("yubico-pki/yubico-piv-attestation-b2-1.pem"),
+];
 
 /// The certificates a YubiKey hands out for one slot.
 #[derive(Debug, Clone)]
@@ -97,16 +119,77 @@ impl AttestationRoots {
         Ok(self)
     }
 
-    /// Yubico's PIV attestation root. Not bundled in this build: we could not obtain it from a
-    /// source we can vouch for. Download it from [`YUBICO_PIV_ROOT_URL`], check its fingerprint
-    /// against Yubico's documentation, and load it with [`AttestationRoots::from_pem`].
+    /// Yubico's PIV attestation roots and intermediates, embedded in the binary: a genuine
+    /// YubiKey's attestation, from any firmware that attests, verifies under these.
     pub fn yubico() -> Result<Self, BackendError> {
-        Err(BackendError::KeyLoad {
-            what: "Yubico's PIV attestation root CA".to_owned(),
-            reason: format!(
-                "not bundled with this build; download it from {YUBICO_PIV_ROOT_URL}, check it, and pass it with AttestationRoots::from_pem"
-            ),
-        })
+        let mut roots = AttestationRoots::default();
+        for pem in YUBICO_ROOTS {
+            roots.roots.extend(load_pems(pem)?);
+        }
+        for pem in YUBICO_INTERMEDIATES {
+            roots.intermediates.extend(load_pems(pem)?);
+        }
+        Ok(roots)
+    }
+
+    /// The trusted roots' subject names.
+    pub fn root_names(&self) -> Vec<String> {
+        self.roots
+            .iter()
+            .map(|c| c.tbs_certificate().subject().to_string())
+            .collect()
+    }
+}
+
+/// The YubiKey model's shape, from the attestation's form-factor extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormFactor {
+    /// USB-A, keychain.
+    UsbAKeychain,
+    /// USB-A, nano.
+    UsbANano,
+    /// USB-C, keychain.
+    UsbCKeychain,
+    /// USB-C, nano.
+    UsbCNano,
+    /// USB-C and Lightning.
+    UsbCLightning,
+    /// USB-A, Bio series.
+    UsbABio,
+    /// USB-C, Bio series.
+    UsbCBio,
+    /// A value this version does not know.
+    Other(u8),
+}
+
+impl FormFactor {
+    /// Reads the extension's byte (the high bits flag FIPS and CSPN editions, ignored here).
+    fn from_byte(byte: u8) -> Self {
+        match byte & 0x0f {
+            1 => FormFactor::UsbAKeychain,
+            2 => FormFactor::UsbANano,
+            3 => FormFactor::UsbCKeychain,
+            4 => FormFactor::UsbCNano,
+            5 => FormFactor::UsbCLightning,
+            6 => FormFactor::UsbABio,
+            7 => FormFactor::UsbCBio,
+            _ => FormFactor::Other(byte),
+        }
+    }
+
+    /// A short name (`usb-a-keychain`, `usb-c-nano`…).
+    pub fn name(self) -> String {
+        match self {
+            FormFactor::UsbAKeychain => "usb-a-keychain".into(),
+            FormFactor::UsbANano => "usb-a-nano".into(),
+            FormFactor::UsbCKeychain => "usb-c-keychain".into(),
+            FormFactor::UsbCNano => "usb-c-nano".into(),
+            FormFactor::UsbCLightning => "usb-c-lightning".into(),
+            FormFactor::UsbABio => "usb-a-bio".into(),
+            FormFactor::UsbCBio => "usb-c-bio".into(),
+            FormFactor::Other(byte) => format!("unknown-0x{byte:02x}"),
+        }
     }
 }
 
@@ -126,6 +209,8 @@ pub struct AttestedKey {
     pub touch_policy: Option<TouchPolicy>,
     /// The attested public key.
     pub public_key: PublicKey,
+    /// The YubiKey's form factor, when the certificate names it.
+    pub form_factor: Option<FormFactor>,
     /// Subject of the root the chain ends in.
     pub root: String,
 }
@@ -211,6 +296,37 @@ fn extension<'a>(cert: &'a Certificate, oid: &str) -> Option<&'a [u8]> {
         .map(|e| e.extn_value.as_bytes())
 }
 
+/// Verifies an exported attestation — the slot's certificate and the device's F9 certificate,
+/// DER — up to one of `roots`, reading the slot from the certificate's subject
+/// (`CN=YubiKey PIV Attestation 9c`). For checking a colleague's key offline.
+pub fn verify_exported_attestation(
+    key_certificate_der: &[u8],
+    device_certificate_der: &[u8],
+    roots: &AttestationRoots,
+) -> Result<AttestedKey, BackendError> {
+    let key_cert = Certificate::from_der(key_certificate_der)
+        .map_err(|e| invalid(format!("key certificate: {e}")))?;
+    let slot = key_cert
+        .tbs_certificate()
+        .subject()
+        .to_string()
+        .rsplit_once("YubiKey PIV Attestation ")
+        .and_then(|(_, slot)| slot.trim().parse::<Slot>().ok())
+        .ok_or_else(|| {
+            invalid(
+                "the key certificate's subject names no slot (CN=YubiKey PIV Attestation <slot>)",
+            )
+        })?;
+    verify_attestation(
+        &AttestationEvidence {
+            slot,
+            key_certificate_der: key_certificate_der.to_vec(),
+            device_certificate_der: device_certificate_der.to_vec(),
+        },
+        roots,
+    )
+}
+
 /// Verifies `evidence` up to one of `roots` and reads what it attests.
 pub fn verify_attestation(
     evidence: &AttestationEvidence,
@@ -279,6 +395,9 @@ pub fn verify_attestation(
                 .map(TouchPolicy::from)
         }),
         public_key: PublicKey::from_spki_der(&spki)?,
+        form_factor: extension(&key_cert, OID_FORM_FACTOR)
+            .and_then(|v| v.first().copied())
+            .map(FormFactor::from_byte),
         root: root_name,
     })
 }
@@ -334,5 +453,75 @@ impl PivDevice {
             )));
         }
         Ok(attested)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+    use x509_cert::der::DecodePem;
+
+    /// The embedded CAs are Yubico's published certificates, byte for byte: their SHA-256
+    /// fingerprints as Yubico's and independent copies give them
+    /// (`src/backend/piv/yubico-pki/README.md`).
+    #[test]
+    fn yubico_roots_are_the_published_certificates() {
+        let pinned = [
+            "7E996A28E3055223733C9AEC897900EDA9B746E3E15D419556AC6A1179879A50",
+            "63ECE914E54DD87915F34033C85AF4C0696BA1512F8ADD66CED738331207B546",
+            "62760C6A6EF91679F454C8902B80FD009825B3F25DA90F1FBACE2EC6586CD5A8",
+            "4698A1D3389C3EC60016C216250F1D0439922832D65142327436376DC2942B55",
+            "D4CC3F456FDAF4E7812A21AAB1DFE9D8E27D24E2FD2D6F21C9940109F0DAA754",
+            "6DE693F05376F5D8CA29069261E1C8626C75D503BD2EDBFD75354CAD1F722870",
+            "2D55B7998F4E42569D6D8FA382B6DC77D1DACF07358B19701163892922B17052",
+            "0C90B7D184A36EDF50A35F9BE935F0C5689BFDCFE5BDD073366CAFB49061A440",
+        ];
+        let embedded: Vec<&str> = YUBICO_ROOTS
+            .iter()
+            .chain(YUBICO_INTERMEDIATES.iter())
+            .copied()
+            .collect();
+        assert_eq!(embedded.len(), pinned.len());
+        for (pem, fingerprint) in embedded.iter().zip(pinned) {
+            let der = Certificate::from_pem(pem.as_bytes())
+                .unwrap()
+                .to_der()
+                .unwrap();
+            assert_eq!(hex::encode_upper(sha2::Sha256::digest(&der)), fingerprint);
+        }
+        let roots = AttestationRoots::yubico().unwrap();
+        assert_eq!(
+            roots.root_names(),
+            [
+                "CN=Yubico PIV Root CA Serial 263751",
+                "CN=Yubico PIV Root CA Serial 263751",
+                "CN=Yubico Attestation Root 1"
+            ]
+        );
+    }
+
+    /// Yubico's own links verify with this code: each intermediate under its issuer, the PIV
+    /// ones under Intermediate A 1 / B 1 (B2 1's algorithm identifier has no NULL parameter),
+    /// and crossing the branches fails.
+    #[test]
+    fn yubico_intermediates_chain_to_root_1_link_by_link() {
+        let cert = |pem: &str| Certificate::from_pem(pem.as_bytes()).unwrap();
+        let root_1 = cert(YUBICO_ROOTS[2]);
+        let [int_a, int_b, piv_a, piv_b, piv_b2] = YUBICO_INTERMEDIATES.map(cert);
+        check_signature(&root_1, &root_1).unwrap(); // sha512WithRSAEncryption
+        check_signature(&int_a, &root_1).unwrap();
+        check_signature(&int_b, &root_1).unwrap();
+        check_signature(&piv_a, &int_a).unwrap();
+        check_signature(&piv_b, &int_b).unwrap();
+        check_signature(&piv_b2, &int_b).unwrap();
+        assert!(piv_b2.signature_algorithm().parameters.is_none());
+        assert!(check_signature(&piv_a, &int_b).is_err());
+        assert!(check_signature(&piv_b, &int_a).is_err());
+        // The two issues of the legacy root share a key: each verifies the other's
+        // self-signature.
+        let (old, new) = (cert(YUBICO_ROOTS[0]), cert(YUBICO_ROOTS[1]));
+        check_signature(&old, &new).unwrap();
+        check_signature(&new, &old).unwrap();
     }
 }

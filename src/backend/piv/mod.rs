@@ -32,7 +32,8 @@ mod slot;
 use std::sync::Arc;
 
 pub use attestation::{
-    verify_attestation, AttestationEvidence, AttestationRoots, AttestedKey, YUBICO_PIV_ROOT_URL,
+    verify_attestation, verify_exported_attestation, AttestationEvidence, AttestationRoots,
+    AttestedKey, FormFactor, YUBICO_PIV_ROOT_URL,
 };
 pub use device::{
     list_devices, DeviceInfo, DeviceOptions, DeviceSelector, ManagementKey, PivDevice,

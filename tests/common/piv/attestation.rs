@@ -218,3 +218,90 @@ pub fn issue_attestation(
     .map_err(|e| e.to_string())?;
     cert.to_der().map_err(|e| e.to_string())
 }
+
+/// One link of a synthetic Yubico-shaped chain: `subject` (with `subject_spki`) certified by
+/// `issuer`, signed with the RSA key `signer` (sha256WithRSAEncryption). `ca` adds
+/// basicConstraints (leave it out for a YubiKey 4.3-style device certificate); `extensions` are
+/// Yubico's (`yubico_extensions`); `without_null` re-signs the certificate with the algorithm
+/// identifier's NULL parameter omitted, as Yubico's newest certificates are encoded.
+pub struct Link<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub subject_spki: SubjectPublicKeyInfoOwned,
+    pub signer: &'a rsa::RsaPrivateKey,
+    pub ca: bool,
+    pub extensions: Vec<Extension>,
+    pub without_null: bool,
+}
+
+/// Yubico's attestation extensions for a slot certificate.
+pub fn yubico_extensions(info: &AttestedKeyInfo, form_factor: u8) -> Vec<Extension> {
+    vec![
+        yubico_extension(3, info.version.to_vec()),
+        yubico_extension(7, info.serial.to_der().expect("serial der")),
+        yubico_extension(8, vec![info.pin_policy, info.touch_policy]),
+        yubico_extension(9, vec![form_factor]),
+    ]
+}
+
+/// Issues one link (see [`Link`]), DER.
+pub fn issue_link(link: Link<'_>) -> Vec<u8> {
+    let subject = Name::from_str(link.subject).expect("subject");
+    let mut extensions = link.extensions;
+    if link.ca {
+        extensions.push(ca_extension(&subject));
+    }
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(link.signer.clone());
+    let cert = issue::<_, rsa::pkcs1v15::Signature>(
+        &signer,
+        Profile {
+            issuer: Name::from_str(link.issuer).expect("issuer"),
+            subject,
+            extensions,
+        },
+        link.subject_spki,
+    );
+    if !link.without_null {
+        return cert.to_der().expect("der");
+    }
+    // sha256WithRSAEncryption with and without its NULL parameter.
+    const WITH_NULL: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+    ];
+    let without_null = &WITH_NULL[2..13];
+    let tbs = cert.tbs_certificate().to_der().expect("tbs der");
+    let at = tbs
+        .windows(WITH_NULL.len())
+        .position(|w| w == WITH_NULL)
+        .expect("the tbs names its signature algorithm");
+    let mut body = tbs[4..at].to_vec();
+    body.extend_from_slice(&[0x30, 0x0b]);
+    body.extend_from_slice(without_null);
+    body.extend_from_slice(&tbs[at + WITH_NULL.len()..]);
+    let tbs = der_sequence(&body);
+    let signature = signature::SignatureEncoding::to_vec(&signature::Signer::<
+        rsa::pkcs1v15::Signature,
+    >::sign(&signer, &tbs));
+    let mut bit_string = vec![0x03, 0x82];
+    bit_string.extend_from_slice(&((signature.len() + 1) as u16).to_be_bytes());
+    bit_string.push(0);
+    bit_string.extend_from_slice(&signature);
+    let mut outer = tbs;
+    outer.extend_from_slice(&[0x30, 0x0b]);
+    outer.extend_from_slice(without_null);
+    outer.extend_from_slice(&bit_string);
+    der_sequence(&outer)
+}
+
+/// A DER SEQUENCE of `body` (two-byte long-form length: certificates are 256–65535 bytes).
+fn der_sequence(body: &[u8]) -> Vec<u8> {
+    assert!(
+        body.len() > 255 && body.len() < 65536,
+        "{} bytes",
+        body.len()
+    );
+    let mut out = vec![0x30, 0x82];
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
