@@ -1,7 +1,9 @@
 //! `dfns-signer`: sign Dfns user actions from the command line.
 //!
-//! A thin layer: parse arguments, call the library, print. Exit status 0 on success, 1 on error
-//! (one line on stderr saying what went wrong and what to do), 3 when a policy approval is pending.
+//! A thin layer: parse arguments, call the library, print. Exit status: 0 success, 1 anything
+//! else, 2 usage or configuration, 3 policy approval pending, 4 device or PIN, 5 Dfns API
+//! refused; errors are two lines on stderr, what went wrong and what to do
+//! (`src/cli/failure.rs`).
 
 mod cli;
 
@@ -24,9 +26,6 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => failure.report(),
     }
 }

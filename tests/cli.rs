@@ -70,13 +70,15 @@ fn sign_challenge_prints_the_official_first_factor() {
 }
 
 #[test]
-fn sign_challenge_errors_are_one_clear_line() {
+fn sign_challenge_errors_are_two_clear_lines_with_their_exit_status() {
     let key = format!("file:{}", fixture("keys/p256.pem"));
-    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+    // (arguments, stdin, text the error must contain, exit status: 2 usage, 1 other)
+    let cases: Vec<(Vec<String>, &str, &str, i32)> = vec![
         (
             vec!["--key".into(), key.clone(), "--cred-id".into(), "c".into()],
             "not json",
-            "expected the JSON answer",
+            "JSON answer of POST /auth/action/init",
+            2,
         ),
         (
             vec![
@@ -87,6 +89,7 @@ fn sign_challenge_errors_are_one_clear_line() {
             ],
             r#"{"challenge":"YWJj","challengeIdentifier":"x","allowCredentials":{"key":[{"type":"public-key","id":"theirs"}]}}"#,
             "not allowed to sign",
+            1,
         ),
         (
             vec![
@@ -97,6 +100,7 @@ fn sign_challenge_errors_are_one_clear_line() {
             ],
             "{}",
             "/nonexistent.pem",
+            2,
         ),
         (
             vec![
@@ -107,6 +111,7 @@ fn sign_challenge_errors_are_one_clear_line() {
             ],
             "{}",
             "pin-source",
+            2,
         ),
         (
             // The PIN given as the source by mistake.
@@ -118,23 +123,24 @@ fn sign_challenge_errors_are_one_clear_line() {
             ],
             "{}",
             "pin-source",
+            2,
         ),
         (
             vec!["--key".into(), key, "--output".into(), "json".into()],
             "{}",
             "--cred-id",
+            2,
         ),
     ];
-    for (args, stdin, expected) in cases {
+    for (args, stdin, expected, status) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, out, err) = sign_challenge(&args, stdin);
-        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(code, status, "{args:?}: {err}");
         assert!(out.is_empty(), "{args:?}: nothing on stdout on failure");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{args:?}: one line: {err}"
-        );
+        let lines: Vec<&str> = err.trim_end().lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: two lines: {err}");
+        assert!(lines[0].starts_with("error: "), "{err}");
+        assert!(lines[1].starts_with("  what to do: "), "{err}");
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("1234"), "a PIN never reaches an error");
     }
@@ -294,8 +300,9 @@ fn call_refuses_what_it_cannot_do_safely() {
             String::from_utf8(out.stderr).unwrap(),
         )
     };
+    // Usage and configuration mistakes: exit status 2.
     let (code, err) = run(&["GET", "/wallets"], None);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("DFNS_AUTH_TOKEN"), "{err}");
     let (code, err) = run(
         &[
@@ -308,21 +315,53 @@ fn call_refuses_what_it_cannot_do_safely() {
         ],
         Some("t0ken-value"),
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
-        err.contains("needs a user action") && err.contains("configure a key"),
+        err.contains("needs a user action") && err.contains("--key URI"),
         "{err}"
     );
     let (code, err) = run(
         &["GET", "/wallets", "--base-url", "http://dfns.example"],
         Some("t0ken-value"),
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("https"), "{err}");
     assert!(!err.contains("t0ken-value"));
     let (code, err) = run(&["POST", "/wallets", "--data", "{not json"], Some("t"));
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(err.contains("--data"), "{err}");
+}
+
+/// A request the Dfns API refuses exits with status 5, its two lines naming the refusal and
+/// what to check.
+#[tokio::test]
+async fn call_exits_5_when_the_api_refuses() {
+    let server = MockServer::start(vec![Scripted {
+        status: 403,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: br#"{"error":{"status":403,"message":"Forbidden"}}"#.to_vec(),
+    }])
+    .await;
+    let base = server.base_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["call", "GET", "/wallets", "--base-url", &base])
+            .env("DFNS_AUTH_TOKEN", "t0ken")
+            .env_remove("DFNS_API_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("403") && lines[0].contains("Forbidden"),
+        "{err}"
+    );
+    assert!(lines[1].contains("Dfns refused"), "{err}");
 }
 
 #[cfg(feature = "simulator")]
@@ -536,7 +575,7 @@ fn webhook_verify_accepts_authentic_deliveries_and_refuses_changed_ones() {
     assert_eq!(code, 1);
     assert!(err.contains("possible replay"), "{err}");
     let (code, _, err) = run(body, "1700000010", &["--secret-source", secret]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a secret given inline is a usage error");
     assert!(
         !err.contains(secret),
         "the secret must not be echoed: {err}"

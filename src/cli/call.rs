@@ -7,10 +7,8 @@ use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::{DfnsClient, Outcome};
 use secrecy::SecretString;
 
+use super::failure::{Failure, EXIT_POLICY_PENDING};
 use super::{print_json, KeyArgs, Output};
-
-/// Exit status when a policy approval is pending (the call is neither done nor failed).
-pub const EXIT_POLICY_PENDING: u8 = 3;
 
 /// Arguments of `call`.
 #[derive(clap::Args, Debug)]
@@ -39,21 +37,25 @@ pub struct Args {
 }
 
 /// Sends the request and prints the answer.
-pub async fn run(args: Args) -> Result<ExitCode, String> {
+pub async fn run(args: Args) -> Result<ExitCode, Failure> {
     let method: Method = args
         .method
         .parse()
-        .map_err(|e: dfns_signer::ProtocolError| e.to_string())?;
+        .map_err(|e: dfns_signer::ProtocolError| {
+            Failure::usage(e.to_string(), "give GET, POST, PUT, PATCH or DELETE")
+        })?;
     let payload = match &args.data {
         None => Payload::empty(),
         Some(data) => {
             let text = match data.strip_prefix('@') {
-                Some(file) => {
-                    std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?
-                }
+                Some(file) => std::fs::read_to_string(file).map_err(|e| {
+                    Failure::usage(format!("cannot read {file}: {e}"), "check the path after @")
+                })?,
                 None => data.clone(),
             };
-            Payload::raw_json(text.trim_end().to_owned()).map_err(|e| format!("--data: {e}"))?
+            Payload::raw_json(text.trim_end().to_owned()).map_err(|e| {
+                Failure::usage(format!("--data: {e}"), "give a JSON document, or @FILE")
+            })?
         }
     };
     let mut builder = DfnsClient::builder()
@@ -62,19 +64,18 @@ pub async fn run(args: Args) -> Result<ExitCode, String> {
     match args.token {
         Some(token) => builder = builder.auth_token(SecretString::from(token)),
         None if !args.path.starts_with("/auth/login") => {
-            return Err("no auth token: set DFNS_AUTH_TOKEN (or --token)".into());
+            return Err(Failure::usage(
+                "no auth token",
+                "set DFNS_AUTH_TOKEN (or --token) to a service account's or user's token",
+            ));
         }
         None => {}
     }
     if let Some(signer) = args.key.signer()? {
         builder = builder.signer(signer);
     }
-    let client = builder.build().map_err(|e| e.to_string())?;
-    match client
-        .request(method, &args.path, payload)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    let client = builder.build()?;
+    match client.request(method, &args.path, payload).await? {
         Outcome::Done(raw) => {
             if raw.body.is_empty() {
                 return Ok(ExitCode::SUCCESS);

@@ -3,6 +3,7 @@
 mod call;
 #[cfg(feature = "simulator")]
 mod demo;
+mod failure;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
 mod simulator;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dfns_signer::{CredentialSigner, KeyUri};
+pub use failure::Failure;
 
 /// Sign Dfns user-action challenges with keys that never leave hardware.
 #[derive(Parser, Debug)]
@@ -62,18 +64,20 @@ pub struct KeyArgs {
 
 impl KeyArgs {
     /// Opens the key; `None` when no key was given.
-    fn signer(&self) -> Result<Option<CredentialSigner>, String> {
+    fn signer(&self) -> Result<Option<CredentialSigner>, Failure> {
         match (&self.key, &self.cred_id) {
             (None, None) => Ok(None),
-            (Some(_), None) => {
-                Err("--key needs --cred-id (the credential id Dfns knows this key by)".into())
-            }
-            (None, Some(_)) => {
-                Err("--cred-id needs --key (the key registered under that id)".into())
-            }
+            (Some(_), None) => Err(Failure::usage(
+                "--key needs --cred-id",
+                "add --cred-id ID: the credential id Dfns knows this key by",
+            )),
+            (None, Some(_)) => Err(Failure::usage(
+                "--cred-id needs --key",
+                "add --key URI: the key registered under that credential id",
+            )),
             (Some(uri), Some(id)) => {
-                let uri = KeyUri::parse(uri).map_err(|e| e.to_string())?;
-                let backend = open_key(&uri).map_err(|e| e.to_string())?;
+                let uri = KeyUri::parse(uri).map_err(dfns_signer::Error::from)?;
+                let backend = open_key(&uri).map_err(dfns_signer::Error::from)?;
                 Ok(Some(CredentialSigner::new(id.clone(), backend)))
             }
         }
@@ -115,15 +119,16 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Runs a command; `Err` is the one-line reason printed on stderr.
-pub async fn run(cli: Cli) -> Result<ExitCode, String> {
+/// Runs a command; `Err` is reported as two lines on stderr with its exit status
+/// ([`failure`] lists them).
+pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::SignChallenge(args) => sign_challenge::run(args).await,
         Command::Call(args) => call::run(args).await,
         #[cfg(feature = "simulator")]
-        Command::Simulator(args) => simulator::run(args).await,
+        Command::Simulator(args) => Ok(simulator::run(args).await?),
         #[cfg(feature = "simulator")]
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => Ok(demo::run(args).await?),
         Command::Webhook(command) => webhook::run(command).await,
     }
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use dfns_signer::protocol::UserActionChallenge;
 
+use super::failure::Failure;
 use super::{print_json, KeyArgs, Output};
 
 /// Arguments of `sign-challenge`.
@@ -22,23 +23,29 @@ pub struct Args {
 }
 
 /// Reads the challenge from stdin, signs, prints.
-pub async fn run(args: Args) -> Result<ExitCode, String> {
-    let signer = args
-        .key
-        .signer()?
-        .ok_or("sign-challenge needs --key and --cred-id")?;
+pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let signer = args.key.signer()?.ok_or_else(|| {
+        Failure::usage(
+            "sign-challenge needs a key",
+            "give --key URI and --cred-id ID (the credential that answers the challenge)",
+        )
+    })?;
     let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| format!("cannot read the challenge from stdin: {e}"))?;
+    std::io::stdin().read_to_end(&mut input).map_err(|e| {
+        Failure::usage(
+            format!("cannot read the challenge from stdin: {e}"),
+            "pipe it in",
+        )
+    })?;
     let challenge = UserActionChallenge::from_json(&input).map_err(|e| {
-        format!("{e} (expected the JSON answer of POST /auth/action/init on stdin)")
+        Failure::usage(
+            e.to_string(),
+            "pipe the JSON answer of POST /auth/action/init into stdin",
+        )
     })?;
     let key = signer.backend().clone();
     let first_factor =
-        dfns_signer::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge))
-            .await
-            .map_err(|e| e.to_string())?;
+        dfns_signer::sign_blocking(key.as_ref(), None, move || signer.assert(&challenge)).await?;
     let value = serde_json::to_value(&first_factor).map_err(|e| e.to_string())?;
     print_json(&value, args.output);
     Ok(ExitCode::SUCCESS)

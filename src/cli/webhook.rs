@@ -13,6 +13,7 @@ use dfns_signer::PinSource;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::failure::Failure;
 use super::{print_json, Output};
 
 /// Webhook commands.
@@ -50,35 +51,43 @@ pub struct VerifyArgs {
 }
 
 /// Runs a webhook command.
-pub async fn run(command: Command) -> Result<ExitCode, String> {
+pub async fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Verify(args) => verify(args),
     }
 }
 
-fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
+fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     let body = if args.body == "-" {
         let mut body = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut body)
-            .map_err(|e| format!("cannot read the body from stdin: {e}"))?;
+        std::io::stdin().read_to_end(&mut body).map_err(|e| {
+            Failure::usage(
+                format!("cannot read the body from stdin: {e}"),
+                "pipe it in",
+            )
+        })?;
         body
     } else {
-        std::fs::read(&args.body).map_err(|e| format!("cannot read {}: {e}", args.body))?
+        std::fs::read(&args.body).map_err(|e| {
+            Failure::usage(format!("cannot read {}: {e}", args.body), "check --body")
+        })?
     };
     let source = match PinSource::parse(&args.secret_source) {
         Ok(source @ (PinSource::Env(_) | PinSource::File(_))) => source,
         _ => {
-            return Err(
-                "--secret-source must be `env:NAME` or `file:PATH` (the secret Dfns returned \
-                 when the webhook was created)"
-                    .into(),
-            )
+            return Err(Failure::usage(
+                "--secret-source is not `env:NAME` or `file:PATH`",
+                "name where the secret Dfns returned at the webhook's creation is kept \
+                 (never the secret itself: it would show in `ps` and shell history)",
+            ))
         }
     };
-    let secret = source
-        .read("the webhook secret")
-        .map_err(|e| e.to_string())?;
+    let secret = source.read("the webhook secret").map_err(|e| {
+        Failure::usage(
+            e.to_string(),
+            "set the variable or file --secret-source names",
+        )
+    })?;
     let now = args.now.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -91,7 +100,13 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
         now,
         args.tolerance,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        Failure::new(
+            super::failure::EXIT_OTHER,
+            e.to_string(),
+            "do not act on this delivery",
+        )
+    })?;
     let age = now.abs_diff(event.timestamp_sent);
     match args.output {
         Output::Json => print_json(
