@@ -217,3 +217,113 @@ fn a_missing_link_a_foreign_root_or_a_changed_byte_is_refused() {
         assert!(verify_exported_attestation(&chain.slot, &chain.device, &yubico).is_err());
     }
 }
+
+// ---------------------------------------------------------------- the command line
+
+/// `dfns-signer attestation verify` on an exported chain: exit 0 and exactly the documented
+/// JSON facts under the chain's root; exit 1 (and `"verified": false`) under Yubico's embedded
+/// roots, which a test chain is not anchored in, and for a changed byte.
+#[cfg(feature = "cli")]
+#[test]
+fn attestation_verify_prints_the_facts_and_exits_0_only_for_a_trusted_chain() {
+    use std::process::Command;
+    let key = rsa_fixture();
+    let chain = new_pki_chain(&key, true);
+    let dir = std::env::temp_dir().join(format!("dfns-signer-attest-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let slot = write("slot.pem", &pem(&chain.slot));
+    let device = write("f9.pem", &pem(&chain.device));
+    let both = write("both.pem", &(pem(&chain.slot) + &pem(&chain.device)));
+    let root = write("root.pem", &chain.root);
+    let intermediates = write("intermediates.pem", &chain.intermediates.concat());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+            .args(["attestation", "verify"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let injected = ["--roots", &root, "--intermediates", &intermediates];
+
+    let (code, out, err) = run(&[
+        &["--cert", &slot, "--device-cert", &device],
+        &injected[..],
+        &["--output", "json"],
+    ]
+    .concat());
+    assert_eq!(code, 0, "{err}");
+    let facts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut fields: Vec<&str> = facts
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "algorithm",
+            "firmware",
+            "form_factor",
+            "pin_policy",
+            "public_key",
+            "root",
+            "serial",
+            "slot",
+            "touch_policy",
+            "verified"
+        ]
+    );
+    assert_eq!(facts["verified"], true);
+    assert_eq!(facts["serial"], 31_415_926);
+    assert_eq!(facts["firmware"], "5.7.4");
+    assert_eq!(facts["slot"], "9c");
+    assert_eq!(facts["algorithm"], "p256");
+    assert_eq!(facts["pin_policy"], "once");
+    assert_eq!(facts["touch_policy"], "always");
+    assert_eq!(facts["form_factor"], "usb-c-keychain");
+    assert_eq!(facts["root"], "Yubico Attestation Root 1");
+    assert!(facts["public_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    // The two-certificate file `keys attest` writes is enough alone; text output says so.
+    let (code, out, err) = run(&[&["--cert", &both], &injected[..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("verified: "), "{out}");
+
+    // Under Yubico's embedded roots this test chain is refused.
+    let (code, out, err) = run(&["--cert", &both, "--output", "json"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["verified"],
+        false
+    );
+    assert_eq!(err.trim_end().lines().count(), 2, "{err}");
+    assert!(err.contains("no trusted root"), "{err}");
+
+    // A changed byte in the slot certificate.
+    let mut tampered = chain.slot.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let tampered = write("tampered.pem", &pem(&tampered));
+    let (code, _, err) = run(&[
+        &["--cert", &tampered, "--device-cert", &device],
+        &injected[..],
+    ]
+    .concat());
+    assert_eq!(code, 1, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

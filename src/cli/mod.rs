@@ -1,5 +1,7 @@
 //! Command-line arguments and the commands behind them.
 
+#[cfg(feature = "piv")]
+mod attestation;
 mod call;
 #[cfg(feature = "simulator")]
 mod demo;
@@ -38,6 +40,10 @@ enum Command {
     /// Check webhook deliveries from Dfns (signature and freshness).
     #[command(subcommand)]
     Webhook(webhook::Command),
+    /// Check YubiKey attestations offline, against Yubico's embedded roots.
+    #[cfg(feature = "piv")]
+    #[command(subcommand)]
+    Attestation(attestation::Command),
 }
 
 /// How results are printed.
@@ -130,5 +136,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         #[cfg(feature = "simulator")]
         Command::Demo(args) => Ok(demo::run(args).await?),
         Command::Webhook(command) => webhook::run(command).await,
+        #[cfg(feature = "piv")]
+        Command::Attestation(command) => attestation::run(command),
     }
 }
