@@ -1148,3 +1148,173 @@ fn a_refused_pin_is_not_presented_again_by_another_handle() {
         .verify(b"m", &good.sign(b"m").unwrap())
         .unwrap();
 }
+
+/// Runs the `dfns-signer` binary (it finds the private pcscd through the environment this
+/// process set); returns (status, stdout, stderr).
+#[cfg(feature = "cli")]
+fn dfns_signer(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The desk commands on the virtual card, as a person runs them: generate a key in a slot
+/// (PIN once, touch never here), find it in `keys list`, `keys show` it with its attestation,
+/// export the attestation with `keys attest` and check it with `attestation verify` — verified
+/// under the card's (injected) root, refused under Yubico's embedded roots, since this is not a
+/// real YubiKey. A filled slot is not overwritten without `--force`.
+#[cfg(feature = "cli")]
+#[test]
+fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
+    let Some(env) = pcscd_or_skip("desk_commands_generate_list_show_attest_and_verify") else {
+        return;
+    };
+    let ca = TestAttestationCa::new();
+    let mut config = CardConfig::new(39_700_001);
+    config.attestation = Some(ca.device.clone());
+    let _card = env.insert_card(config);
+    let dir = std::env::temp_dir().join(format!("dfns-signer-desk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    let root = root.to_str().unwrap();
+    let pin_env = [("DESK_PIN", PIN)];
+    let uri = "piv:slot=9a?serial=39700001&pin-source=env:DESK_PIN";
+
+    let (code, out, err) = dfns_signer(
+        &[
+            "keys",
+            "generate",
+            "--key",
+            uri,
+            "--touch-policy",
+            "never",
+            "--output",
+            "json",
+        ],
+        &pin_env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let generated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(generated["algorithm"], "p256");
+    assert_eq!(generated["key"], "piv:slot=9a?serial=39700001");
+    let public_key = generated["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(generated["attestation"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+
+    // The slot is filled now: generating again needs --force, and says so.
+    let (code, _, err) = dfns_signer(&["keys", "generate", "--key", uri], &pin_env);
+    assert_ne!(code, 0);
+    assert!(err.contains("--force") || err.contains("force"), "{err}");
+
+    let (code, out, err) = dfns_signer(&["keys", "list", "--output", "json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ours = listed["yubikeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|y| y["serial"] == 39_700_001)
+        .expect("the card is listed");
+    assert_eq!(ours["slots"][0]["slot"], "9a");
+    assert_eq!(ours["slots"][0]["algorithm"], "p256");
+    assert_eq!(ours["slots"][0]["touch_policy"], "never");
+    let (code, out, _) = dfns_signer(&["keys", "list"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("YubiKey serial 39700001"), "{out}");
+
+    let (code, out, err) = dfns_signer(
+        &[
+            "keys",
+            "show",
+            "--key",
+            "piv:slot=9a?serial=39700001",
+            "--roots",
+            root,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["public_key"], public_key.as_str());
+    assert_eq!(shown["pin_policy"], "once");
+    assert_eq!(shown["attestation"]["verified"], true, "{shown}");
+    assert_eq!(shown["attestation"]["serial"], 39_700_001);
+    let (code, out, _) = dfns_signer(
+        &["keys", "show", "--key", "piv:slot=9a?serial=39700001"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("attestation: NOT verified"), "{out}");
+
+    let exported = dir.join("exported.pem");
+    let exported = exported.to_str().unwrap();
+    let (code, _, err) = dfns_signer(
+        &[
+            "keys",
+            "attest",
+            "--key",
+            "piv:slot=9a?serial=39700001",
+            "--out",
+            exported,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = dfns_signer(
+        &[
+            "attestation",
+            "verify",
+            "--cert",
+            exported,
+            "--roots",
+            root,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let facts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(facts["serial"], 39_700_001);
+    assert_eq!(facts["slot"], "9a");
+    assert_eq!(facts["public_key"], public_key.as_str());
+    let (code, _, err) = dfns_signer(&["attestation", "verify", "--cert", exported], &[]);
+    assert_eq!(code, 1, "the virtual card is not a YubiKey: {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With two YubiKeys plugged in, a URI without a serial is refused with the serials to choose
+/// from; with one, the command goes on.
+#[cfg(feature = "cli")]
+#[test]
+fn several_cards_need_a_serial() {
+    let Some(env) = pcscd_or_skip("several_cards_need_a_serial") else {
+        return;
+    };
+    let _a = card_with_key(&env, 39_800_001, "9a", TouchPolicy::Never);
+    let _b = card_with_key(&env, 39_800_002, "9a", TouchPolicy::Never);
+    let (code, _, err) = dfns_signer(&["keys", "show", "--key", "piv:slot=9a"], &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("39800001") && err.contains("39800002"),
+        "{err}"
+    );
+    let (code, _, err) = dfns_signer(
+        &["keys", "show", "--key", "piv:slot=9a?serial=39800002"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+}

@@ -85,6 +85,17 @@ impl From<Error> for Failure {
                     what,
                     "check the PIN before trying again: each wrong try counts against the device",
                 ),
+                BackendError::AmbiguousDevice { .. } => Failure::new(
+                    EXIT_DEVICE,
+                    what,
+                    "say which one: add ?serial=N (one of the serials above) to the key URI",
+                ),
+                BackendError::SlotOccupied { .. } => Failure::new(
+                    EXIT_DEVICE,
+                    what,
+                    "choose an empty slot (`dfns-signer keys list`), or pass --force to replace \
+                     the key (it is lost for good)",
+                ),
                 _ => Failure::new(
                     EXIT_DEVICE,
                     what,

@@ -6,6 +6,8 @@ mod call;
 #[cfg(feature = "simulator")]
 mod demo;
 mod failure;
+#[cfg(feature = "piv")]
+mod keys;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
 mod simulator;
@@ -40,6 +42,10 @@ enum Command {
     /// Check webhook deliveries from Dfns (signature and freshness).
     #[command(subcommand)]
     Webhook(webhook::Command),
+    /// The keys on this machine's YubiKeys: list, show, attest, generate.
+    #[cfg(feature = "piv")]
+    #[command(subcommand)]
+    Keys(keys::Command),
     /// Check YubiKey attestations offline, against Yubico's embedded roots.
     #[cfg(feature = "piv")]
     #[command(subcommand)]
@@ -138,5 +144,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Webhook(command) => webhook::run(command).await,
         #[cfg(feature = "piv")]
         Command::Attestation(command) => attestation::run(command),
+        #[cfg(feature = "piv")]
+        Command::Keys(command) => keys::run(command).await,
     }
 }

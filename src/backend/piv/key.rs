@@ -572,6 +572,17 @@ impl PivKeyBuilder {
         self
     }
 
+    /// The slot this builder's key is in.
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    /// Opens only the YubiKey, not the slot's key: for generating a key in the slot, reading
+    /// its attestation, or listing the card's slots.
+    pub fn open_device(self) -> Result<PivDevice, BackendError> {
+        PivDevice::open(&self.selector, self.options)
+    }
+
     /// Opens the device, reads the slot's key, and verifies the PIN if asked to.
     pub fn open(self) -> Result<PivKey, BackendError> {
         let has_pin_source = self.options.pin_source.is_some();

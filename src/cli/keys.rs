@@ -1,0 +1,418 @@
+//! `keys`: the credential keys on this machine's devices — list them, show one, export a
+//! YubiKey slot's attestation, generate a key inside a device.
+//!
+//! Thin: each subcommand is a library call (`piv::list_devices`, `PivDevice::attestation`,
+//! `PivDevice::generate_key`, `pkcs11::generate_key_for_uri`, `Pkcs11Key::provenance`…) and a
+//! printout.
+
+use std::process::ExitCode;
+
+use dfns_signer::piv::{
+    self, parse_pin_policy, parse_touch_policy, AttestationRoots, KeyGeneration, ManagementKey,
+    PinPolicy, PivDevice, PivKey, Slot, TouchPolicy,
+};
+use dfns_signer::{Algorithm, KeyBackend, KeyUri};
+use serde_json::{json, Value};
+use x509_cert::der::pem::LineEnding;
+
+use super::failure::Failure;
+use super::{print_json, Output};
+
+/// Key commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List the YubiKeys plugged in and their filled slots.
+    ///
+    /// Example:
+    ///   dfns-signer keys list --output json
+    List(ListArgs),
+    /// Show a key: algorithm, public key, where it lives, and what its device vouches for.
+    ///
+    /// Example:
+    ///   dfns-signer keys show --key 'piv:slot=9c?serial=12345678'
+    Show(ShowArgs),
+    /// Export a YubiKey slot's attestation (slot and device certificates, one PEM file).
+    ///
+    /// Example:
+    ///   dfns-signer keys attest --key 'piv:slot=9c?serial=12345678' --out my-key.pem
+    Attest(AttestArgs),
+    /// Generate a key inside a YubiKey slot (never exportable) and print its public key.
+    ///
+    /// Example:
+    ///   dfns-signer keys generate --key 'piv:slot=9c?serial=12345678&pin-source=prompt'
+    Generate(GenerateArgs),
+}
+
+/// Arguments of `keys list`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Arguments of `keys show`.
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// The key: `piv:slot=…?serial=…`, `pkcs11:…` or `file:…`.
+    #[arg(long, value_name = "URI")]
+    key: String,
+    /// Check a YubiKey's attestation against these roots (PEM) instead of Yubico's embedded
+    /// ones: for test cards only.
+    #[arg(long, value_name = "ROOTS.pem")]
+    roots: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Arguments of `keys attest`.
+#[derive(clap::Args, Debug)]
+pub struct AttestArgs {
+    /// The YubiKey slot: `piv:slot=9c?serial=…`.
+    #[arg(long, value_name = "URI")]
+    key: String,
+    /// Write the PEM file here (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    out: Option<String>,
+    /// Output format (of the summary when `--out` is given).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Arguments of `keys generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// Where: `piv:slot=9c?serial=…&pin-source=…` (the PIN signs the slot's certificate).
+    #[arg(long, value_name = "URI")]
+    key: String,
+    /// Algorithm: p256, rsa (RSA-2048) or ed25519 (YubiKey firmware 5.7+).
+    #[arg(long, default_value = "p256")]
+    algorithm: String,
+    /// When the YubiKey asks for the PIN: once (per session), always, never.
+    #[arg(long, default_value = "once")]
+    pin_policy: String,
+    /// When the YubiKey waits for a touch: always, cached (15 s), never.
+    #[arg(long, default_value = "always")]
+    touch_policy: String,
+    /// Replace a key already in the slot (it is lost for good).
+    #[arg(long)]
+    force: bool,
+    /// The management key, hex, from an environment variable or file (`env:NAME`, `file:PATH`);
+    /// default: the factory key.
+    #[arg(long, value_name = "SOURCE")]
+    management_key_source: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// Runs a key command.
+pub async fn run(command: Command) -> Result<ExitCode, Failure> {
+    // Device work blocks (PC/SC, a person touching the key): off the async runtime.
+    tokio::task::spawn_blocking(move || match command {
+        Command::List(args) => list(args),
+        Command::Show(args) => show(args),
+        Command::Attest(args) => attest(args),
+        Command::Generate(args) => generate(args),
+    })
+    .await
+    .map_err(|e| Failure::from(format!("the key command did not finish: {e}")))?
+}
+
+fn parse_uri(text: &str) -> Result<KeyUri, Failure> {
+    KeyUri::parse(text).map_err(|e| Failure::from(dfns_signer::Error::from(e)))
+}
+
+/// The slot and device of a `piv:` URI.
+fn piv_device(text: &str) -> Result<(Slot, PivDevice), Failure> {
+    match parse_uri(text)? {
+        KeyUri::Piv(attrs) => {
+            let builder = piv::builder_from_uri(&attrs).map_err(dfns_signer::Error::from)?;
+            let slot = builder.slot();
+            Ok((
+                slot,
+                builder.open_device().map_err(dfns_signer::Error::from)?,
+            ))
+        }
+        _ => Err(Failure::usage(
+            format!("{text} is not a YubiKey slot"),
+            "give a piv: URI, e.g. piv:slot=9c?serial=12345678",
+        )),
+    }
+}
+
+fn policy_name<T: std::fmt::Debug>(policy: T) -> String {
+    format!("{policy:?}").to_lowercase()
+}
+
+fn list(args: ListArgs) -> Result<ExitCode, Failure> {
+    let devices = piv::list_devices().map_err(dfns_signer::Error::from)?;
+    let mut listed = Vec::new();
+    for info in devices {
+        let device = PivDevice::open(
+            &piv::DeviceSelector {
+                serial: Some(info.serial),
+                reader: Some(info.reader.clone()),
+            },
+            Default::default(),
+        )
+        .map_err(dfns_signer::Error::from)?;
+        let slots: Vec<Value> = Slot::all()
+            .into_iter()
+            .filter_map(|slot| PivKey::on_device(&device, slot).ok())
+            .map(|key| {
+                json!({
+                    "slot": key.slot().to_string(),
+                    "algorithm": key.algorithm().name(),
+                    "pin_policy": policy_name(key.pin_policy()),
+                    "touch_policy": policy_name(key.touch_policy()),
+                    "key": format!("piv:slot={}?serial={}", key.slot(), info.serial),
+                })
+            })
+            .collect();
+        listed.push(json!({
+            "serial": info.serial,
+            "firmware": info.version,
+            "reader": info.reader,
+            "slots": slots,
+        }));
+    }
+    match args.output {
+        Output::Json => print_json(&json!({ "yubikeys": listed }), Output::Json),
+        Output::Text if listed.is_empty() => println!("no YubiKey found"),
+        Output::Text => {
+            for yk in &listed {
+                println!(
+                    "YubiKey serial {} (firmware {}, reader \"{}\")",
+                    yk["serial"],
+                    yk["firmware"].as_str().unwrap_or_default(),
+                    yk["reader"].as_str().unwrap_or_default()
+                );
+                let slots = yk["slots"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if slots.is_empty() {
+                    println!("  no key in any slot");
+                }
+                for slot in slots {
+                    println!(
+                        "  slot {}: {} (PIN {}, touch {})  {}",
+                        slot["slot"].as_str().unwrap_or_default(),
+                        slot["algorithm"].as_str().unwrap_or_default(),
+                        slot["pin_policy"].as_str().unwrap_or_default(),
+                        slot["touch_policy"].as_str().unwrap_or_default(),
+                        slot["key"].as_str().unwrap_or_default(),
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ShowArgs) -> Result<ExitCode, Failure> {
+    let uri = parse_uri(&args.key)?;
+    let mut facts = json!({ "key": args.key });
+    match &uri {
+        KeyUri::Piv(attrs) => {
+            let key = piv::builder_from_uri(attrs)
+                .and_then(|b| b.verify_pin_at_open(false).open())
+                .map_err(dfns_signer::Error::from)?;
+            facts["algorithm"] = json!(key.algorithm().name());
+            facts["public_key"] = json!(key.public_key().to_pem());
+            facts["location"] = json!(key.describe());
+            facts["pin_policy"] = json!(policy_name(key.pin_policy()));
+            facts["touch_policy"] = json!(policy_name(key.touch_policy()));
+            let roots = match &args.roots {
+                None => AttestationRoots::yubico(),
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| dfns_signer::BackendError::KeyLoad {
+                        what: path.clone(),
+                        reason: e.to_string(),
+                    })
+                    .and_then(|pem| AttestationRoots::from_pem(&pem)),
+            }
+            .map_err(dfns_signer::Error::from)?;
+            facts["attestation"] = match key.device().attest(key.slot(), &roots) {
+                Ok(attested) => json!({
+                    "verified": true,
+                    "serial": attested.serial,
+                    "firmware": attested.firmware,
+                    "root": attested.root.strip_prefix("CN=").unwrap_or(&attested.root),
+                    "form_factor": attested.form_factor.map(|f| f.name()),
+                }),
+                Err(e) => json!({ "verified": false, "error": e.to_string() }),
+            };
+        }
+        #[cfg(feature = "pkcs11")]
+        KeyUri::Pkcs11(attrs) => {
+            let config = dfns_signer::pkcs11::Pkcs11Config::from_uri(attrs)
+                .map_err(dfns_signer::Error::from)?;
+            let key =
+                dfns_signer::pkcs11::Pkcs11Key::open(&config).map_err(dfns_signer::Error::from)?;
+            let p = key.provenance();
+            facts["algorithm"] = json!(key.algorithm().name());
+            facts["public_key"] = json!(key.public_key().to_pem());
+            facts["location"] = json!(key.describe());
+            facts["provenance"] = json!({
+                "local": p.local,
+                "never_extractable": p.never_extractable,
+                "always_sensitive": p.always_sensitive,
+                "sensitive": p.sensitive,
+                "extractable": p.extractable,
+                "private": p.private,
+                "never_left_the_token": p.never_left_the_token(),
+            });
+        }
+        other => {
+            let key = dfns_signer::open(other).map_err(dfns_signer::Error::from)?;
+            facts["algorithm"] = json!(key.algorithm().name());
+            facts["public_key"] = json!(key.public_key().to_pem());
+            facts["location"] = json!(key.describe());
+        }
+    }
+    match args.output {
+        Output::Json => print_json(&facts, Output::Json),
+        Output::Text => {
+            println!("{}", facts["location"].as_str().unwrap_or_default());
+            println!(
+                "algorithm: {}",
+                facts["algorithm"].as_str().unwrap_or_default()
+            );
+            if let Some(pin) = facts["pin_policy"].as_str() {
+                println!(
+                    "PIN policy: {pin}, touch policy: {}",
+                    facts["touch_policy"].as_str().unwrap_or_default()
+                );
+            }
+            if let Some(p) = facts.get("provenance") {
+                println!(
+                    "generated on the token and never left it: {}",
+                    if p["never_left_the_token"] == true {
+                        "yes"
+                    } else {
+                        "not vouched for"
+                    }
+                );
+            }
+            if let Some(a) = facts.get("attestation") {
+                match a["verified"].as_bool() {
+                    Some(true) => println!(
+                        "attestation: verified, YubiKey serial {} (firmware {}), root \"{}\"",
+                        a["serial"],
+                        a["firmware"].as_str().unwrap_or_default(),
+                        a["root"].as_str().unwrap_or_default()
+                    ),
+                    _ => println!(
+                        "attestation: NOT verified: {}",
+                        a["error"].as_str().unwrap_or_default()
+                    ),
+                }
+            }
+            print!("{}", facts["public_key"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pem(der: &[u8]) -> Result<String, Failure> {
+    x509_cert::der::pem::encode_string("CERTIFICATE", LineEnding::LF, der)
+        .map_err(|e| Failure::from(format!("cannot encode a certificate as PEM: {e}")))
+}
+
+fn attest(args: AttestArgs) -> Result<ExitCode, Failure> {
+    let (slot, device) = piv_device(&args.key)?;
+    let evidence = device.attestation(slot).map_err(dfns_signer::Error::from)?;
+    let file = pem(&evidence.key_certificate_der)? + &pem(&evidence.device_certificate_der)?;
+    match &args.out {
+        None => print!("{file}"),
+        Some(path) => {
+            std::fs::write(path, &file)
+                .map_err(|e| Failure::usage(format!("cannot write {path}: {e}"), "check --out"))?;
+            let summary = json!({
+                "key": args.key,
+                "serial": device.info().serial,
+                "slot": slot.to_string(),
+                "file": path,
+            });
+            match args.output {
+                Output::Json => print_json(&summary, Output::Json),
+                Output::Text => println!(
+                    "wrote the attestation of slot {slot} (YubiKey serial {}) to {path}; \
+                     check it with: dfns-signer attestation verify --cert {path}",
+                    device.info().serial
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
+    let algorithm = Algorithm::from_name(&args.algorithm).ok_or_else(|| {
+        Failure::usage(
+            format!("unknown algorithm {}", args.algorithm),
+            "give p256, rsa or ed25519",
+        )
+    })?;
+    let policy = |e: dfns_signer::BackendError| Failure::usage(e.to_string(), "see --help");
+    let pin_policy: PinPolicy = parse_pin_policy(&args.pin_policy).map_err(policy)?;
+    let touch_policy: TouchPolicy = parse_touch_policy(&args.touch_policy).map_err(policy)?;
+    let management_key = match &args.management_key_source {
+        None => ManagementKey::Default,
+        Some(source) => {
+            let source = dfns_signer::PinSource::parse(source).map_err(|e| {
+                Failure::usage(
+                    e.to_string(),
+                    "give env:NAME or file:PATH holding the key as hex",
+                )
+            })?;
+            let hex = source
+                .read("the management key")
+                .map_err(dfns_signer::Error::from)?;
+            ManagementKey::from_hex(secrecy::ExposeSecret::expose_secret(&hex))
+                .map_err(dfns_signer::Error::from)?
+        }
+    };
+    let (slot, device) = piv_device(&args.key)?;
+    let mut spec = KeyGeneration::new(slot);
+    spec.algorithm = algorithm;
+    spec.pin_policy = pin_policy;
+    spec.touch_policy = touch_policy;
+    spec.force = args.force;
+    let generated = device
+        .generate_key(&spec, &management_key)
+        .map_err(dfns_signer::Error::from)?;
+    let attestation = device.attestation(slot).ok().and_then(|evidence| {
+        Some(
+            pem(&evidence.key_certificate_der).ok()?
+                + &pem(&evidence.device_certificate_der).ok()?,
+        )
+    });
+    let key_uri = format!("piv:slot={slot}?serial={}", device.info().serial);
+    match args.output {
+        Output::Json => print_json(
+            &json!({
+                "public_key": generated.public_key.to_pem(),
+                "algorithm": algorithm.name(),
+                "key": key_uri,
+                "attestation": attestation,
+            }),
+            Output::Json,
+        ),
+        Output::Text => {
+            eprintln!(
+                "generated a {} key in slot {slot} of YubiKey serial {} (PIN {}, touch {}); \
+                 it cannot be exported. Key URI: {key_uri}",
+                algorithm,
+                device.info().serial,
+                policy_name(pin_policy),
+                policy_name(touch_policy),
+            );
+            print!("{}", generated.public_key.to_pem());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
