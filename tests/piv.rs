@@ -1188,6 +1188,20 @@ fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
     let pin_env = [("DESK_PIN", PIN)];
     let uri = "piv:slot=9a?serial=39700001&pin-source=env:DESK_PIN";
 
+    // A fresh card still has its factory credentials: refused, naming `piv setup`, unless the
+    // card is declared a throw-away one.
+    let (code, _, err) = dfns_signer(&["keys", "generate", "--key", uri], &pin_env);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("factory") && err.contains("piv setup"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-factory-defaults"), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        2,
+        "two lines, no log noise: {err}"
+    );
     let (code, out, err) = dfns_signer(
         &[
             "keys",
@@ -1198,6 +1212,7 @@ fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
             "never",
             "--output",
             "json",
+            "--allow-factory-defaults",
         ],
         &pin_env,
     );
@@ -1213,9 +1228,12 @@ fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
         .contains("BEGIN CERTIFICATE"));
 
     // The slot is filled now: generating again needs --force, and says so.
-    let (code, _, err) = dfns_signer(&["keys", "generate", "--key", uri], &pin_env);
-    assert_ne!(code, 0);
-    assert!(err.contains("--force") || err.contains("force"), "{err}");
+    let (code, _, err) = dfns_signer(
+        &["keys", "generate", "--key", uri, "--allow-factory-defaults"],
+        &pin_env,
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("--force"), "{err}");
 
     let (code, out, err) = dfns_signer(&["keys", "list", "--output", "json"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -1317,4 +1335,114 @@ fn several_cards_need_a_serial() {
         &[],
     );
     assert_eq!(code, 0, "{err}");
+}
+
+/// `piv setup` on a factory-fresh card: the new PIN and PUK are checked before any try is spent
+/// (a bad one changes nothing), then set; the management key becomes a random one stored
+/// PIN-protected, which `keys generate` then uses with the PIN alone. Run again, it has nothing
+/// left to do.
+#[cfg(feature = "cli")]
+#[test]
+fn piv_setup_replaces_the_factory_credentials() {
+    let Some(env) = pcscd_or_skip("piv_setup_replaces_the_factory_credentials") else {
+        return;
+    };
+    let card = env.insert_card(CardConfig::new(39_900_001));
+    let serial = ["--serial", "39900001"];
+    let secrets = [
+        ("NEW_PIN", "246813"),
+        ("NEW_PUK", "97531864"),
+        ("SHORT", "12345"),
+    ];
+    let setup =
+        |extra: &[&str]| dfns_signer(&[&["piv", "setup"], &serial[..], extra].concat(), &secrets);
+
+    // Without a source and without a terminal: refused, nothing changed.
+    let (code, _, err) = setup(&[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--new-pin-source"), "{err}");
+    // A new PIN that is too short: refused before any try is spent.
+    let (code, _, err) = setup(&[
+        "--new-pin-source",
+        "env:SHORT",
+        "--new-puk-source",
+        "env:NEW_PUK",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(card.pin(), "123456");
+    assert_eq!(card.pin_tries_left(), 3);
+
+    let (code, out, err) = setup(&[
+        "--new-pin-source",
+        "env:NEW_PIN",
+        "--new-puk-source",
+        "env:NEW_PUK",
+        "--protect-management-key",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["pin_changed"], true);
+    assert_eq!(report["puk_changed"], true);
+    assert_eq!(report["management_key"], "protected");
+    assert_eq!(report["factory_defaults_left"], serde_json::json!([]));
+    assert_eq!(card.pin(), "246813");
+    assert_eq!(card.puk(), "97531864");
+    assert_ne!(card.mgm_key(), piv_support::card::DEFAULT_MGM_KEY.to_vec());
+    assert!(!out.contains("246813") && !err.contains("246813"));
+
+    // Set up: keys are generated with the PIN alone (the management key comes off the card).
+    let (code, out, err) = dfns_signer(
+        &[
+            "keys",
+            "generate",
+            "--key",
+            "piv:slot=9c?serial=39900001&pin-source=env:NEW_PIN",
+            "--touch-policy",
+            "never",
+        ],
+        &secrets,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("-----BEGIN PUBLIC KEY-----"), "{out}");
+
+    let (code, out, err) = setup(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already set"), "{out}");
+}
+
+/// Not a check: holds a factory-fresh virtual YubiKey (serial 12345678, attesting under the
+/// test CA) in a private pcscd so that a person can try the desk commands by hand, and so
+/// that docs/desk.md could be recorded. Run it with
+/// `cargo test --test piv -- --ignored desk_session_card --nocapture`; it prints the
+/// `PCSCLITE_CSOCK_NAME` to export in another terminal and the test CA's root (for
+/// `attestation verify --roots`), and keeps the card in until the file it names is removed
+/// (at most 30 minutes).
+#[test]
+#[ignore = "interactive: a virtual card for trying the desk commands by hand"]
+fn desk_session_card() {
+    let Some(env) = pcscd_or_skip("desk_session_card") else {
+        return;
+    };
+    let ca = TestAttestationCa::new();
+    let mut config = CardConfig::new(12_345_678);
+    config.attestation = Some(ca.device.clone());
+    let _card = env.insert_card(config);
+    let dir = std::env::temp_dir().join("dfns-signer-desk-session");
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("test-ca-root.pem");
+    std::fs::write(&root, &ca.root_pem).unwrap();
+    let hold = dir.join("card-is-in");
+    std::fs::write(&hold, "remove this file to unplug the virtual card\n").unwrap();
+    println!(
+        "export PCSCLITE_CSOCK_NAME={}",
+        std::env::var("PCSCLITE_CSOCK_NAME").unwrap()
+    );
+    println!("test CA root: {}", root.display());
+    println!("remove {} to stop", hold.display());
+    let started = Instant::now();
+    while hold.exists() && started.elapsed() < Duration::from_secs(1800) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

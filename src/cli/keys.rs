@@ -99,9 +99,13 @@ pub struct GenerateArgs {
     #[arg(long)]
     force: bool,
     /// The management key, hex, from an environment variable or file (`env:NAME`, `file:PATH`);
-    /// default: the factory key.
+    /// default: the one `piv setup` stored PIN-protected on the card, else the factory key.
     #[arg(long, value_name = "SOURCE")]
     management_key_source: Option<String>,
+    /// Generate even though the card still has its factory PIN, PUK or management key (for
+    /// throw-away and test cards only).
+    #[arg(long)]
+    allow_factory_defaults: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -360,7 +364,13 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
     let policy = |e: dfns_signer::BackendError| Failure::usage(e.to_string(), "see --help");
     let pin_policy: PinPolicy = parse_pin_policy(&args.pin_policy).map_err(policy)?;
     let touch_policy: TouchPolicy = parse_touch_policy(&args.touch_policy).map_err(policy)?;
+    let (slot, device) = piv_device(&args.key)?;
+    let defaults = device
+        .factory_defaults()
+        .map_err(dfns_signer::Error::from)?;
     let management_key = match &args.management_key_source {
+        // Set up by `piv setup`: the key is on the card, behind the PIN.
+        None if defaults.management_key == Some(false) => ManagementKey::PinProtected,
         None => ManagementKey::Default,
         Some(source) => {
             let source = dfns_signer::PinSource::parse(source).map_err(|e| {
@@ -376,7 +386,23 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
                 .map_err(dfns_signer::Error::from)?
         }
     };
-    let (slot, device) = piv_device(&args.key)?;
+    let left = defaults.remaining();
+    if !left.is_empty() && !args.allow_factory_defaults {
+        return Err(Failure::new(
+            super::failure::EXIT_DEVICE,
+            format!(
+                "YubiKey serial {} still has its factory {}: a key made now would sign for \
+                 anyone holding the card",
+                device.info().serial,
+                left.join(", ")
+            ),
+            format!(
+                "run `dfns-signer piv setup --serial {} --protect-management-key` first \
+                 (or pass --allow-factory-defaults for a throw-away test card)",
+                device.info().serial
+            ),
+        ));
+    }
     let mut spec = KeyGeneration::new(slot);
     spec.algorithm = algorithm;
     spec.pin_policy = pin_policy;

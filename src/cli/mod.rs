@@ -8,6 +8,8 @@ mod demo;
 mod failure;
 #[cfg(feature = "piv")]
 mod keys;
+#[cfg(feature = "piv")]
+mod piv;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
 mod simulator;
@@ -46,6 +48,10 @@ enum Command {
     #[cfg(feature = "piv")]
     #[command(subcommand)]
     Keys(keys::Command),
+    /// YubiKey set-up: change the factory PIN, PUK and management key.
+    #[cfg(feature = "piv")]
+    #[command(subcommand)]
+    Piv(piv::Command),
     /// Check YubiKey attestations offline, against Yubico's embedded roots.
     #[cfg(feature = "piv")]
     #[command(subcommand)]
@@ -121,10 +127,13 @@ fn print_json(value: &serde_json::Value, output: Output) {
     println!("{}", text.expect("a JSON value serializes"));
 }
 
-/// Logs go to stderr, at the level `DFNS_SIGNER_LOG` sets (default `warn`).
+/// Logs go to stderr, at the level `DFNS_SIGNER_LOG` sets (default `warn`, and nothing from
+/// the `yubikey` crate).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DFNS_SIGNER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The `yubikey` crate logs ERROR for normal events (an empty reader while probing),
+        // which would break the two-line error format: its logs show only when asked for.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,yubikey=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -146,5 +155,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Attestation(command) => attestation::run(command),
         #[cfg(feature = "piv")]
         Command::Keys(command) => keys::run(command).await,
+        #[cfg(feature = "piv")]
+        Command::Piv(command) => piv::run(command).await,
     }
 }

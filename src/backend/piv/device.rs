@@ -88,6 +88,9 @@ pub enum ManagementKey {
     Default,
     /// A key set by the owner: 24 bytes (3DES or AES-192), 16 (AES-128) or 32 (AES-256).
     Custom(Zeroizing<Vec<u8>>),
+    /// The key `dfns-signer piv setup` (or `ykman`) stored on the card behind the PIN: read
+    /// after verifying the PIN from the device's PIN source.
+    PinProtected,
 }
 
 impl ManagementKey {
@@ -118,6 +121,7 @@ impl fmt::Debug for ManagementKey {
         match self {
             ManagementKey::Default => f.write_str("ManagementKey(default)"),
             ManagementKey::Custom(_) => f.write_str("ManagementKey([REDACTED])"),
+            ManagementKey::PinProtected => f.write_str("ManagementKey(PIN-protected)"),
         }
     }
 }
@@ -668,10 +672,25 @@ impl DeviceInner {
 
     /// Authenticates with the management key (needed to generate keys and write certificates).
     pub(crate) fn authenticate(&self, s: &mut Session, key: &ManagementKey) -> Result<(), OpError> {
+        if matches!(key, ManagementKey::PinProtected) {
+            // The stored key is readable only once the PIN is verified.
+            self.ensure_pin(s, PinPolicy::Once)?;
+        }
         let yk = s.yubikey()?;
         let mgm = match key {
             ManagementKey::Default => MgmKey::get_default(yk)
                 .map_err(|e| self.fail("pick the default management key", e))?,
+            ManagementKey::PinProtected => MgmKey::get_protected(yk).map_err(|e| {
+                OpError::Final(BackendError::Device {
+                    device: self.label.clone(),
+                    operation: "read the PIN-protected management key".to_owned(),
+                    reason: format!(
+                        "{e}: the card holds none; run `dfns-signer piv setup \
+                         --protect-management-key`, or give the management key"
+                    ),
+                    source: None,
+                })
+            })?,
             ManagementKey::Custom(bytes) => {
                 let alg = match piv::metadata(yk, SlotId::Management(ManagementSlotId::Management))
                 {

@@ -27,6 +27,7 @@ mod device;
 mod key;
 mod keygen;
 mod policy;
+mod setup;
 mod slot;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use device::{
 pub use key::{PivKey, PivKeyBuilder};
 pub use keygen::{parse_pin_policy, parse_touch_policy, GeneratedKey, KeyGeneration};
 pub use policy::{PinPolicy, TouchPolicy};
+pub use setup::{FactoryDefaults, NewManagementKey, FACTORY_PIN, FACTORY_PUK};
 pub use slot::Slot;
 
 use super::{BackendError, KeyBackend, PinSource, UriAttributes};

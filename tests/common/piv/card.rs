@@ -39,6 +39,21 @@ const SELECT_RESPONSE: [u8; 19] = [
 pub const DEFAULT_MGM_KEY: [u8; 24] = [
     1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
 ];
+/// The factory PIN of every YubiKey.
+pub const DEFAULT_PIN: &str = "123456";
+/// The factory PUK of every YubiKey.
+pub const DEFAULT_PUK: &str = "12345678";
+/// The "printed information" object. Yubico's tools keep a PIN-protected management key in it
+/// (`88 { 89 key }`), which is why a YubiKey reads it only with the PIN verified; this card wants
+/// the PIN to write it too (the tools always verify it first, to read the object back).
+const PRINTED_OBJECT: [u8; 3] = [0x5F, 0xC1, 0x09];
+/// PIN and PUK references (P2 of VERIFY, CHANGE REFERENCE, RESET RETRY, GET METADATA).
+const REF_PIN: u8 = 0x80;
+const REF_PUK: u8 = 0x81;
+/// Touch policies as the card reports them in metadata (tag 02, second byte).
+const TOUCH_NEVER: u8 = 1;
+const TOUCH_ALWAYS: u8 = 2;
+const TOUCH_CACHED: u8 = 3;
 
 const SW_OK: u16 = 0x9000;
 const SW_SECURITY: u16 = 0x6982;
@@ -66,6 +81,16 @@ pub enum MgmAlgorithm {
 }
 
 impl MgmAlgorithm {
+    /// The algorithm with this id, as the `yubikey` crate's `MgmAlgorithmId` numbers them.
+    fn from_id(id: u8) -> Option<Self> {
+        match id {
+            0x03 => Some(MgmAlgorithm::TripleDes),
+            0x08 => Some(MgmAlgorithm::Aes128),
+            0x0A => Some(MgmAlgorithm::Aes192),
+            0x0C => Some(MgmAlgorithm::Aes256),
+            _ => None,
+        }
+    }
     fn id(self) -> u8 {
         match self {
             MgmAlgorithm::TripleDes => 0x03,
@@ -78,6 +103,13 @@ impl MgmAlgorithm {
         match self {
             MgmAlgorithm::TripleDes => 8,
             _ => 16,
+        }
+    }
+    fn key_len(self) -> usize {
+        match self {
+            MgmAlgorithm::Aes128 => 16,
+            MgmAlgorithm::TripleDes | MgmAlgorithm::Aes192 => 24,
+            MgmAlgorithm::Aes256 => 32,
         }
     }
 }
@@ -106,6 +138,10 @@ pub struct CardConfig {
     pub pin: String,
     /// PIN retry counter (total).
     pub pin_retries: u8,
+    /// The PUK (ASCII), which unblocks the PIN (RESET RETRY COUNTER).
+    pub puk: String,
+    /// PUK retry counter (total).
+    pub puk_retries: u8,
     /// Attestation key and certificate; `None` makes ATTEST answer 6D00.
     pub attestation: Option<AttestationIdentity>,
 }
@@ -118,8 +154,10 @@ impl CardConfig {
             version: [5, 7, 1],
             mgm_algorithm: MgmAlgorithm::Aes192,
             mgm_key: DEFAULT_MGM_KEY.to_vec(),
-            pin: "123456".to_owned(),
+            pin: DEFAULT_PIN.to_owned(),
             pin_retries: 3,
+            puk: DEFAULT_PUK.to_owned(),
+            puk_retries: 3,
             attestation: None,
         }
     }
@@ -182,10 +220,14 @@ impl Slot {
 }
 
 struct CardState {
+    /// The configuration the card started with; PIN, PUK and management key change in place.
     config: CardConfig,
     pin_tries_left: u8,
+    puk_tries_left: u8,
     pin_verified: bool,
     mgm_authenticated: bool,
+    /// Touch policy of the management key (`TOUCH_*`), set by SET MANAGEMENT KEY's P2.
+    mgm_touch_policy: u8,
     mgm_witness: Option<Vec<u8>>,
     slots: HashMap<u8, Slot>,
     /// Data objects by tag (5FC105…), holding the value inside the `53` wrapper.
@@ -226,9 +268,11 @@ impl VirtualPiv {
         }
         let state = CardState {
             pin_tries_left: config.pin_retries,
+            puk_tries_left: config.puk_retries,
             config,
             pin_verified: false,
             mgm_authenticated: false,
+            mgm_touch_policy: TOUCH_NEVER,
             mgm_witness: None,
             slots: HashMap::new(),
             objects,
@@ -283,6 +327,42 @@ impl VirtualPiv {
     /// Sets the PIN retry counter (to prepare "one try left" or "blocked" states).
     pub fn set_pin_tries_left(&self, tries: u8) {
         self.state().pin_tries_left = tries;
+    }
+
+    /// PUK tries left, read from the card's own counter.
+    pub fn puk_tries_left(&self) -> u8 {
+        self.state().puk_tries_left
+    }
+
+    /// Sets the PUK retry counter (to prepare a blocked PUK).
+    pub fn set_puk_tries_left(&self, tries: u8) {
+        self.state().puk_tries_left = tries;
+    }
+
+    /// The card's current PIN (after any CHANGE REFERENCE or RESET RETRY COUNTER).
+    pub fn pin(&self) -> String {
+        self.state().config.pin.clone()
+    }
+
+    /// The card's current PUK.
+    pub fn puk(&self) -> String {
+        self.state().config.puk.clone()
+    }
+
+    /// The card's current management key (after any SET MANAGEMENT KEY).
+    pub fn mgm_key(&self) -> Vec<u8> {
+        self.state().config.mgm_key.clone()
+    }
+
+    /// The card's current management-key algorithm.
+    pub fn mgm_algorithm(&self) -> MgmAlgorithm {
+        self.state().config.mgm_algorithm
+    }
+
+    /// A data object's value (inside its `53` wrapper) by tag, e.g. `[0x5F, 0xC1, 0x09]`; read
+    /// directly, without the PIN the card would ask for.
+    pub fn object(&self, tag: &[u8]) -> Option<Vec<u8>> {
+        self.state().objects.get(tag).cloned()
     }
 
     /// How long the simulated person takes to touch the key when a slot's policy asks for it.
@@ -556,11 +636,17 @@ impl CardState {
         self.config.version >= v
     }
 
-    /// How long the simulated person waits before touching, for a sign on a touch slot.
+    /// How long the simulated person waits before touching, for a sign on a touch slot, or for
+    /// the step of a management-key authentication that the card grants, when that key requires
+    /// touch.
     fn touch_delay_for(&self, apdu: &[u8]) -> Duration {
         if apdu.len() > 4 && apdu[1] == 0x87 && apdu[0] & 0x10 == 0 {
-            if let Some(slot) = self.slots.get(&apdu[3]) {
-                if slot.touch_policy >= 2 {
+            if apdu[3] == 0x9B {
+                if self.mgm_touch_policy >= TOUCH_ALWAYS && carries_host_challenge(apdu) {
+                    return self.touch_delay;
+                }
+            } else if let Some(slot) = self.slots.get(&apdu[3]) {
+                if slot.touch_policy >= TOUCH_ALWAYS {
                     return self.touch_delay;
                 }
             }
@@ -633,7 +719,9 @@ impl CardState {
             0xFD => Ok(self.config.version.to_vec()),
             0xF8 => Ok(self.config.serial.to_be_bytes().to_vec()),
             0x20 => self.verify(p1, p2, data),
-            0x24 => self.change_pin(p2, data),
+            0x24 => self.change_reference(p2, data),
+            0x2C => self.reset_retry(p2, data),
+            0xFF => self.set_mgm_key(p1, p2, data),
             0x87 => self.general_authenticate(p1, p2, data),
             0x47 => self.generate(p2, data),
             0xF7 => self.metadata(p2),
@@ -679,47 +767,104 @@ impl CardState {
         if data.len() != 8 {
             return Err(SW_WRONG_LENGTH);
         }
-        if data == padded_pin(&self.config.pin) {
-            self.pin_tries_left = self.config.pin_retries;
-            self.pin_verified = true;
-            Ok(vec![])
-        } else {
-            self.pin_tries_left -= 1;
-            self.pin_verified = false;
-            if self.pin_tries_left == 0 {
-                Err(SW_BLOCKED)
-            } else {
-                Err(0x63C0 | self.pin_tries_left as u16)
-            }
-        }
+        let checked = check_reference(
+            &self.config.pin,
+            data,
+            &mut self.pin_tries_left,
+            self.config.pin_retries,
+        );
+        self.pin_verified = checked.is_ok();
+        checked.map(|()| vec![])
     }
 
-    fn change_pin(&mut self, p2: u8, data: &[u8]) -> Result<Vec<u8>, u16> {
-        if p2 != 0x80 {
+    /// CHANGE REFERENCE DATA on the PIN (80) or the PUK (81): current value, then new value,
+    /// 8 bytes each, padded with FF. Unlike VERIFY, the current value must come with the command
+    /// even when the PIN was verified before.
+    fn change_reference(&mut self, p2: u8, data: &[u8]) -> Result<Vec<u8>, u16> {
+        if p2 != REF_PIN && p2 != REF_PUK {
             return Err(SW_REF_NOT_FOUND);
         }
         if data.len() != 16 {
             return Err(SW_WRONG_LENGTH);
         }
-        if self.pin_tries_left == 0 {
+        let (secret, tries_left, total) = if p2 == REF_PIN {
+            let total = self.config.pin_retries;
+            (&mut self.config.pin, &mut self.pin_tries_left, total)
+        } else {
+            let total = self.config.puk_retries;
+            (&mut self.config.puk, &mut self.puk_tries_left, total)
+        };
+        if *tries_left == 0 {
             return Err(SW_BLOCKED);
         }
-        if data[..8] != padded_pin(&self.config.pin) {
-            self.pin_tries_left -= 1;
-            return Err(if self.pin_tries_left == 0 {
-                SW_BLOCKED
-            } else {
-                0x63C0 | self.pin_tries_left as u16
-            });
-        }
-        let new: Vec<u8> = data[8..]
-            .iter()
-            .copied()
-            .take_while(|b| *b != 0xFF)
-            .collect();
-        self.config.pin = String::from_utf8(new).map_err(|_| SW_WRONG_DATA)?;
-        self.pin_tries_left = self.config.pin_retries;
+        // A malformed new value is refused before the current one is checked, so it costs no try.
+        let new = unpad_reference(&data[8..])?;
+        check_reference(secret, &data[..8], tries_left, total)?;
+        *secret = new;
         Ok(vec![])
+    }
+
+    /// RESET RETRY COUNTER on the PIN (80): the PUK, then the new PIN, 8 bytes each, padded with
+    /// FF. A right PUK sets the PIN and gives it all its tries back, blocked or not; a wrong one
+    /// spends a PUK try.
+    fn reset_retry(&mut self, p2: u8, data: &[u8]) -> Result<Vec<u8>, u16> {
+        if p2 != REF_PIN {
+            return Err(SW_REF_NOT_FOUND);
+        }
+        if data.len() != 16 {
+            return Err(SW_WRONG_LENGTH);
+        }
+        if self.puk_tries_left == 0 {
+            return Err(SW_BLOCKED);
+        }
+        let new_pin = unpad_reference(&data[8..])?;
+        check_reference(
+            &self.config.puk,
+            &data[..8],
+            &mut self.puk_tries_left,
+            self.config.puk_retries,
+        )?;
+        self.config.pin = new_pin;
+        self.pin_tries_left = self.config.pin_retries;
+        // The old PIN's verification does not carry over to the new one.
+        self.pin_verified = false;
+        Ok(vec![])
+    }
+
+    /// SET MANAGEMENT KEY (Yubico): P1 FF; P2 FF no touch, FE touch, FD touch cached; data
+    /// `alg 9B len key`. Needs the current management key authenticated in this session.
+    fn set_mgm_key(&mut self, p1: u8, p2: u8, data: &[u8]) -> Result<Vec<u8>, u16> {
+        let touch_policy = match (p1, p2) {
+            (0xFF, 0xFF) => TOUCH_NEVER,
+            (0xFF, 0xFE) => TOUCH_ALWAYS,
+            (0xFF, 0xFD) => TOUCH_CACHED,
+            _ => return Err(SW_WRONG_P1P2),
+        };
+        if !self.mgm_authenticated {
+            return Err(SW_SECURITY);
+        }
+        let (alg, key) = self.parse_new_mgm_key(data)?;
+        self.config.mgm_algorithm = alg;
+        self.config.mgm_key = key.to_vec();
+        self.mgm_touch_policy = touch_policy;
+        Ok(vec![])
+    }
+
+    /// Splits SET MANAGEMENT KEY's data into an algorithm this firmware has and a key of its
+    /// length.
+    fn parse_new_mgm_key<'d>(&self, data: &'d [u8]) -> Result<(MgmAlgorithm, &'d [u8]), u16> {
+        let [id, 0x9B, len, key @ ..] = data else {
+            return Err(SW_WRONG_DATA);
+        };
+        let alg = MgmAlgorithm::from_id(*id).ok_or(SW_WRONG_DATA)?;
+        if key.len() != usize::from(*len) || key.len() != alg.key_len() {
+            return Err(SW_WRONG_DATA);
+        }
+        // AES management keys came with firmware 5.4; before, 3DES was the only one.
+        if alg != MgmAlgorithm::TripleDes && !self.version_at_least([5, 4, 0]) {
+            return Err(SW_WRONG_DATA);
+        }
+        Ok((alg, key))
     }
 
     fn general_authenticate(&mut self, p1: u8, p2: u8, data: &[u8]) -> Result<Vec<u8>, u16> {
@@ -872,15 +1017,19 @@ impl CardState {
             return Err(SW_INS_NOT_SUPPORTED);
         }
         match slot_id {
-            0x80 => {
-                let mut out = vec![0x01, 0x01, 0xFF];
-                out.extend([0x05, 0x01, u8::from(self.config.pin == "123456")]);
-                out.extend([0x06, 0x02, self.config.pin_retries, self.pin_tries_left]);
-                Ok(out)
-            }
+            REF_PIN => Ok(reference_metadata(
+                self.config.pin == DEFAULT_PIN,
+                self.config.pin_retries,
+                self.pin_tries_left,
+            )),
+            REF_PUK => Ok(reference_metadata(
+                self.config.puk == DEFAULT_PUK,
+                self.config.puk_retries,
+                self.puk_tries_left,
+            )),
             0x9B => {
                 let mut out = vec![0x01, 0x01, self.config.mgm_algorithm.id()];
-                out.extend([0x02, 0x02, 0x00, 0x01]);
+                out.extend([0x02, 0x02, 0x00, self.mgm_touch_policy]);
                 out.extend([0x05, 0x01, u8::from(self.config.mgm_key == DEFAULT_MGM_KEY)]);
                 Ok(out)
             }
@@ -921,6 +1070,15 @@ impl CardState {
             .map_err(|_| SW_NOT_SUPPORTED_FN)
     }
 
+    /// The printed-information object holds the PIN-protected management key: without the PIN
+    /// verified in this session the card neither reads nor writes it (see `PRINTED_OBJECT`).
+    fn check_object_pin(&self, tag: &[u8]) -> Result<(), u16> {
+        if tag == PRINTED_OBJECT && !self.pin_verified {
+            return Err(SW_SECURITY);
+        }
+        Ok(())
+    }
+
     fn object_tag(data: &[u8]) -> Result<Vec<u8>, u16> {
         let (tag, value, _) = parse_tlv(data).ok_or(SW_WRONG_DATA)?;
         if tag != 0x5C {
@@ -931,6 +1089,7 @@ impl CardState {
 
     fn get_data(&mut self, data: &[u8]) -> Result<Vec<u8>, u16> {
         let tag = Self::object_tag(data)?;
+        self.check_object_pin(&tag)?;
         let value = self.objects.get(&tag).ok_or(SW_FILE_NOT_FOUND)?;
         Ok(tlv(0x53, value))
     }
@@ -947,6 +1106,7 @@ impl CardState {
         if inner_tag != 0x53 {
             return Err(SW_WRONG_DATA);
         }
+        self.check_object_pin(tag_value)?;
         if value.is_empty() {
             self.objects.remove(tag_value);
         } else {
@@ -961,6 +1121,55 @@ fn tlv_7f49(inner: &[u8]) -> Vec<u8> {
     out.extend(ber_len(inner.len()));
     out.extend_from_slice(inner);
     out
+}
+
+/// GET METADATA for the PIN or the PUK: algorithm FF, default-value flag, (total, left) tries.
+fn reference_metadata(is_default: bool, total: u8, left: u8) -> Vec<u8> {
+    let mut out = vec![0x01, 0x01, 0xFF];
+    out.extend([0x05, 0x01, u8::from(is_default)]);
+    out.extend([0x06, 0x02, total, left]);
+    out
+}
+
+/// Checks a PIN or PUK sent with a command (8 bytes, padded) against the card's: a match gives
+/// back all `total` tries, a miss spends one and answers `63Cx`, or `6983` once none is left.
+fn check_reference(secret: &str, given: &[u8], tries_left: &mut u8, total: u8) -> Result<(), u16> {
+    if *tries_left == 0 {
+        return Err(SW_BLOCKED);
+    }
+    if given == padded_pin(secret) {
+        *tries_left = total;
+        return Ok(());
+    }
+    *tries_left -= 1;
+    Err(match *tries_left {
+        0 => SW_BLOCKED,
+        n => 0x63C0 | u16::from(n),
+    })
+}
+
+/// A new PIN or PUK as sent (8 bytes, padded with FF): 6 to 8 bytes, nothing after the padding.
+fn unpad_reference(padded: &[u8]) -> Result<String, u16> {
+    let len = padded
+        .iter()
+        .position(|b| *b == 0xFF)
+        .unwrap_or(padded.len());
+    if !(6..=8).contains(&len) || padded[len..].iter().any(|b| *b != 0xFF) {
+        return Err(SW_WRONG_DATA);
+    }
+    String::from_utf8(padded[..len].to_vec()).map_err(|_| SW_WRONG_DATA)
+}
+
+/// Whether a management-key GENERAL AUTHENTICATE carries the host's challenge (tag 81): the
+/// step where the card grants the authentication, and so waits for a touch when it needs one.
+fn carries_host_challenge(apdu: &[u8]) -> bool {
+    let Some(data) = apdu.get(5..) else {
+        return false;
+    };
+    let Some((0x7C, inner, _)) = parse_tlv(data) else {
+        return false;
+    };
+    parse_tlvs(inner).is_some_and(|items| items.iter().any(|(tag, _)| *tag == 0x81))
 }
 
 fn padded_pin(pin: &str) -> [u8; 8] {
