@@ -114,7 +114,7 @@ pub enum BackendError {
         source: Option<DeviceFault>,
     },
     /// A signature could not be produced or checked (details deliberately opaque).
-    #[error("signing failed: {0}")]
+    #[error("cryptographic check failed: {0}")]
     Crypto(String),
     /// Key generation was asked for a slot that already holds a key, without `force`.
     #[error("{device}: slot {slot} already holds a key; generating would destroy it (pass `force` / `--force` to overwrite)")]
