@@ -585,3 +585,78 @@ fn webhook_verify_accepts_authentic_deliveries_and_refuses_changed_ones() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `keys generate` and `keys show` on a SoftHSM token: the key is made on the token, the same
+/// URI then opens it, and the token vouches it never left; a second key with the label is
+/// refused, and YubiKey-only flags are a usage error.
+#[cfg(all(feature = "pkcs11", feature = "piv"))]
+#[test]
+fn keys_generate_and_show_on_a_pkcs11_token() {
+    if common::skip::should_skip(
+        common::skip::SKIP_HARDWARE,
+        "keys generate on SoftHSM needs softhsm2 and opensc",
+    ) {
+        return;
+    }
+    let module = common::modules::softhsm();
+    let dir = std::env::temp_dir().join(format!("dfns-cli-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let init = Command::new(format!(
+        "{}/hsm-config/softhsm/init-token.sh",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(&dir)
+    .env("KEYS", "")
+    .env("MODULE", &module)
+    .env("TOKEN_LABEL", "cli-keys")
+    .env("USER_PIN", "864213")
+    .output()
+    .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let uri = format!(
+        "pkcs11:token=cli-keys;object=desk-1;id=%42?module-path={}&pin-source=env:CLI_KEYS_PIN",
+        module.display()
+    );
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .env("SOFTHSM2_CONF", dir.join("softhsm2.conf"))
+            .env("CLI_KEYS_PIN", "864213")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(&[
+        "keys",
+        "generate",
+        "--key",
+        &uri,
+        "--algorithm",
+        "secp256k1",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let generated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(generated["algorithm"], "secp256k1");
+    let (code, out, err) = run(&["keys", "show", "--key", &uri, "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["public_key"], generated["public_key"]);
+    assert_eq!(shown["provenance"]["never_left_the_token"], true, "{shown}");
+    let (code, _, err) = run(&["keys", "generate", "--key", &uri]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = run(&["keys", "generate", "--key", &uri, "--touch-policy", "never"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("864213") && !out.contains("864213"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -36,10 +36,12 @@ pub enum Command {
     /// Example:
     ///   dfns-signer keys attest --key 'piv:slot=9c?serial=12345678' --out my-key.pem
     Attest(AttestArgs),
-    /// Generate a key inside a YubiKey slot (never exportable) and print its public key.
+    /// Generate a key inside a YubiKey slot or on a PKCS#11 token (never exportable) and print
+    /// its public key.
     ///
-    /// Example:
+    /// Examples:
     ///   dfns-signer keys generate --key 'piv:slot=9c?serial=12345678&pin-source=prompt'
+    ///   dfns-signer keys generate --key 'pkcs11:token=custody;object=dfns-1;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN'
     Generate(GenerateArgs),
 }
 
@@ -83,18 +85,20 @@ pub struct AttestArgs {
 /// Arguments of `keys generate`.
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// Where: `piv:slot=9c?serial=…&pin-source=…` (the PIN signs the slot's certificate).
+    /// Where: `piv:slot=9c?serial=…&pin-source=…` (the PIN signs the slot's certificate), or
+    /// `pkcs11:token=…;object=LABEL;id=ID?module-path=…&pin-source=…` (label and id of the new
+    /// key; the same URI opens it afterwards).
     #[arg(long, value_name = "URI")]
     key: String,
-    /// Algorithm: p256, rsa (RSA-2048) or ed25519 (YubiKey firmware 5.7+).
+    /// Algorithm: p256, secp256k1 (PKCS#11), rsa (RSA-2048) or ed25519 (YubiKey firmware 5.7+).
     #[arg(long, default_value = "p256")]
     algorithm: String,
-    /// When the YubiKey asks for the PIN: once (per session), always, never.
-    #[arg(long, default_value = "once")]
-    pin_policy: String,
-    /// When the YubiKey waits for a touch: always, cached (15 s), never.
-    #[arg(long, default_value = "always")]
-    touch_policy: String,
+    /// When the YubiKey asks for the PIN: once (per session; the default), always, never.
+    #[arg(long)]
+    pin_policy: Option<String>,
+    /// When the YubiKey waits for a touch: always (the default), cached (15 s), never.
+    #[arg(long)]
+    touch_policy: Option<String>,
     /// Replace a key already in the slot (it is lost for good).
     #[arg(long)]
     force: bool,
@@ -361,9 +365,15 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
             "give p256, rsa or ed25519",
         )
     })?;
+    #[cfg(feature = "pkcs11")]
+    if let KeyUri::Pkcs11(attrs) = parse_uri(&args.key)? {
+        return generate_pkcs11(&args, &attrs, algorithm);
+    }
     let policy = |e: dfns_signer::BackendError| Failure::usage(e.to_string(), "see --help");
-    let pin_policy: PinPolicy = parse_pin_policy(&args.pin_policy).map_err(policy)?;
-    let touch_policy: TouchPolicy = parse_touch_policy(&args.touch_policy).map_err(policy)?;
+    let pin_policy: PinPolicy =
+        parse_pin_policy(args.pin_policy.as_deref().unwrap_or("once")).map_err(policy)?;
+    let touch_policy: TouchPolicy =
+        parse_touch_policy(args.touch_policy.as_deref().unwrap_or("always")).map_err(policy)?;
     let (slot, device) = piv_device(&args.key)?;
     let defaults = device
         .factory_defaults()
@@ -438,6 +448,44 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
                 policy_name(touch_policy),
             );
             print!("{}", generated.public_key.to_pem());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys generate` on a PKCS#11 token: the key pair is made on the token (sensitive, never
+/// extractable), labelled and identified as the URI says, so the same URI opens it.
+#[cfg(feature = "pkcs11")]
+fn generate_pkcs11(
+    args: &GenerateArgs,
+    attrs: &dfns_signer::UriAttributes,
+    algorithm: Algorithm,
+) -> Result<ExitCode, Failure> {
+    if args.pin_policy.is_some() || args.touch_policy.is_some() || args.force {
+        return Err(Failure::usage(
+            "--pin-policy, --touch-policy and --force are YubiKey settings",
+            "leave them out for a PKCS#11 token (its PIN guards every key; an existing key is \
+             never replaced: give a new object= label and id=)",
+        ));
+    }
+    let public_key = dfns_signer::pkcs11::generate_key_for_uri(attrs, algorithm)
+        .map_err(dfns_signer::Error::from)?;
+    match args.output {
+        Output::Json => print_json(
+            &json!({
+                "public_key": public_key.to_pem(),
+                "algorithm": algorithm.name(),
+                "key": args.key,
+                "attestation": null,
+            }),
+            Output::Json,
+        ),
+        Output::Text => {
+            eprintln!(
+                "generated a {algorithm} key on the token; it cannot be exported. Key URI: {}",
+                args.key
+            );
+            print!("{}", public_key.to_pem());
         }
     }
     Ok(ExitCode::SUCCESS)
