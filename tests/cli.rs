@@ -655,6 +655,36 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     let (code, _, err) = run(&["keys", "generate", "--key", &uri]);
     assert_ne!(code, 0);
     assert!(err.contains("already exists"), "{err}");
+    // `keys list --module` finds it without a login, with a URI that opens it.
+    let module_path = module.display().to_string();
+    let (code, out, err) = run(&["keys", "list", "--module", &module_path, "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let token = listed["pkcs11_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "cli-keys")
+        .expect("the token is listed");
+    let key = &token["keys"][0];
+    assert_eq!(
+        (
+            key["label"].as_str(),
+            key["id"].as_str(),
+            key["type"].as_str()
+        ),
+        (Some("desk-1"), Some("42"), Some("ec"))
+    );
+    let listed_uri = format!(
+        "{}&pin-source=env:CLI_KEYS_PIN",
+        key["key"].as_str().unwrap()
+    );
+    let (code, out, err) = run(&["keys", "show", "--key", &listed_uri, "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["public_key"],
+        generated["public_key"]
+    );
     let (code, _, err) = run(&["keys", "generate", "--key", &uri, "--touch-policy", "never"]);
     assert_eq!(code, 2, "{err}");
     assert!(!err.contains("864213") && !out.contains("864213"));

@@ -21,10 +21,11 @@ use super::{print_json, Output};
 /// Key commands.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// List the YubiKeys plugged in and their filled slots.
+    /// List the YubiKeys plugged in and their filled slots, and a PKCS#11 module's tokens.
     ///
-    /// Example:
+    /// Examples:
     ///   dfns-signer keys list --output json
+    ///   dfns-signer keys list --module /usr/lib/softhsm/libsofthsm2.so
     List(ListArgs),
     /// Show a key: algorithm, public key, where it lives, and what its device vouches for.
     ///
@@ -48,6 +49,10 @@ pub enum Command {
 /// Arguments of `keys list`.
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
+    /// Also list this PKCS#11 module's tokens and their keys (read without a login).
+    #[cfg(feature = "pkcs11")]
+    #[arg(long, value_name = "PATH", env = "DFNS_SIGNER_PKCS11_MODULE")]
+    module: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -155,7 +160,24 @@ fn policy_name<T: std::fmt::Debug>(policy: T) -> String {
 }
 
 fn list(args: ListArgs) -> Result<ExitCode, Failure> {
-    let devices = piv::list_devices().map_err(dfns_signer::Error::from)?;
+    #[cfg(feature = "pkcs11")]
+    let tokens = match &args.module {
+        None => None,
+        Some(path) => {
+            Some(dfns_signer::pkcs11::list_tokens(Some(path)).map_err(dfns_signer::Error::from)?)
+        }
+    };
+    #[cfg(not(feature = "pkcs11"))]
+    let tokens: Option<Vec<()>> = None;
+    // With a module to list, a machine without pcscd still gets its tokens listed.
+    let devices = match piv::list_devices() {
+        Ok(devices) => devices,
+        Err(e) if tokens.is_some() => {
+            eprintln!("note: no YubiKeys listed: {e}");
+            Vec::new()
+        }
+        Err(e) => return Err(dfns_signer::Error::from(e).into()),
+    };
     let mut listed = Vec::new();
     for info in devices {
         let device = PivDevice::open(
@@ -186,10 +208,61 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
             "slots": slots,
         }));
     }
+    #[cfg(feature = "pkcs11")]
+    let token_json: Option<Vec<Value>> = tokens.as_ref().map(|tokens| {
+        tokens
+            .iter()
+            .map(|t| {
+                json!({
+                    "label": t.label,
+                    "serial": t.serial,
+                    "manufacturer": t.manufacturer,
+                    "model": t.model,
+                    "slot_id": t.slot_id,
+                    "keys": t.keys.iter().map(|k| json!({
+                        "label": k.label,
+                        "id": k.id_hex,
+                        "type": k.key_type,
+                        "key": k.uri,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    });
+    #[cfg(not(feature = "pkcs11"))]
+    let token_json: Option<Vec<Value>> = tokens.map(|_| Vec::new());
     match args.output {
-        Output::Json => print_json(&json!({ "yubikeys": listed }), Output::Json),
-        Output::Text if listed.is_empty() => println!("no YubiKey found"),
+        Output::Json => {
+            let mut out = json!({ "yubikeys": listed });
+            if let Some(tokens) = &token_json {
+                out["pkcs11_tokens"] = json!(tokens);
+            }
+            print_json(&out, Output::Json)
+        }
+        Output::Text if listed.is_empty() && token_json.is_none() => println!("no YubiKey found"),
         Output::Text => {
+            for token in token_json.iter().flatten() {
+                println!(
+                    "PKCS#11 token \"{}\" (serial {}, {} {})",
+                    token["label"].as_str().unwrap_or_default(),
+                    token["serial"].as_str().unwrap_or_default(),
+                    token["manufacturer"].as_str().unwrap_or_default(),
+                    token["model"].as_str().unwrap_or_default(),
+                );
+                for key in token["keys"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    println!(
+                        "  {} ({}, id {})  {}",
+                        key["label"].as_str().unwrap_or_default(),
+                        key["type"].as_str().unwrap_or_default(),
+                        key["id"].as_str().unwrap_or_default(),
+                        key["key"].as_str().unwrap_or_default(),
+                    );
+                }
+            }
             for yk in &listed {
                 println!(
                     "YubiKey serial {} (firmware {}, reader \"{}\")",

@@ -101,6 +101,7 @@
 mod config;
 pub(crate) mod curves;
 mod fault;
+mod inventory;
 pub(crate) mod key;
 mod keygen;
 mod module;
@@ -123,6 +124,7 @@ use self::token::{FoundToken, Login};
 use super::{Algorithm, BackendError, KeyBackend, PublicKey, SignatureVerifier, UriAttributes};
 
 pub use self::config::{Pkcs11Config, DEFAULT_POOL_WAIT};
+pub use self::inventory::{list_tokens, KeyObject, TokenInventory};
 pub use self::key::KeyProvenance;
 pub use self::keygen::{generate_key, generate_key_for_uri};
 pub use self::module::{shared_context, MODULE_ENV};
