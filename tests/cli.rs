@@ -486,23 +486,7 @@ fn demo_generates_its_key_on_softhsm() {
     }
     let module = common::modules::softhsm();
     let dir = std::env::temp_dir().join(format!("dfns-cli-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let init = Command::new(format!(
-        "{}/hsm-config/softhsm/init-token.sh",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .arg(&dir)
-    .env("KEYS", "")
-    .env("MODULE", &module)
-    .env("TOKEN_LABEL", "cli-demo")
-    .env("USER_PIN", "864213")
-    .output()
-    .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    softhsm_token(&dir, "cli-demo", &module);
     let out = bin()
         .args(["demo", "--algorithm", "ed25519", "--pkcs11"])
         .arg(format!(
@@ -600,23 +584,7 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     }
     let module = common::modules::softhsm();
     let dir = std::env::temp_dir().join(format!("dfns-cli-keys-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let init = Command::new(format!(
-        "{}/hsm-config/softhsm/init-token.sh",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .arg(&dir)
-    .env("KEYS", "")
-    .env("MODULE", &module)
-    .env("TOKEN_LABEL", "cli-keys")
-    .env("USER_PIN", "864213")
-    .output()
-    .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    softhsm_token(&dir, "cli-keys", &module);
     let uri = format!(
         "pkcs11:token=cli-keys;object=desk-1;id=%42?module-path={}&pin-source=env:CLI_KEYS_PIN",
         module.display()
@@ -689,4 +657,27 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     assert_eq!(code, 2, "{err}");
     assert!(!err.contains("864213") && !out.contains("864213"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A throw-away SoftHSM token labelled `label` (user PIN 864213, no keys) in a fresh `dir`;
+/// point `SOFTHSM2_CONF` at `dir/softhsm2.conf` to use it.
+#[cfg(feature = "pkcs11")]
+fn softhsm_token(dir: &std::path::Path, label: &str, module: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let init = Command::new(format!(
+        "{}/hsm-config/softhsm/init-token.sh",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(dir)
+    .env("KEYS", "")
+    .env("MODULE", module)
+    .env("TOKEN_LABEL", label)
+    .env("USER_PIN", "864213")
+    .output()
+    .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
 }

@@ -47,6 +47,13 @@ impl FactoryDefaults {
     }
 }
 
+/// The two secrets CHANGE REFERENCE DATA changes.
+#[derive(Clone, Copy)]
+enum Reference {
+    Pin,
+    Puk,
+}
+
 /// What became of the management key in [`PivDevice::protect_management_key`].
 #[derive(Debug)]
 #[non_exhaustive]
@@ -115,27 +122,7 @@ impl PivDevice {
         new: &SecretString,
     ) -> Result<(), BackendError> {
         check_new("PIN", new, FACTORY_PIN)?;
-        let label = self.label().to_owned();
-        self.run_once(|s, inner| {
-            let yk = s.yubikey()?;
-            yk.change_pin(
-                current.expose_secret().as_bytes(),
-                new.expose_secret().as_bytes(),
-            )
-            .map_err(|e| match e {
-                // `change_pin`/`change_puk` report a blocked PIN or PUK as `PinLocked`.
-                yubikey::Error::WrongPin { tries: 0 } | yubikey::Error::PinLocked => {
-                    OpError::Final(BackendError::PinBlocked {
-                        device: label.clone(),
-                    })
-                }
-                yubikey::Error::WrongPin { tries } => OpError::Final(BackendError::PinIncorrect {
-                    device: label.clone(),
-                    tries_left: Some(tries.into()),
-                }),
-                e => inner.fail("change the PIN", e),
-            })
-        })
+        self.change_reference(Reference::Pin, current, new)
     }
 
     /// Changes the PUK from `current` to `new` (6–8 characters, not 12345678). A wrong
@@ -146,13 +133,30 @@ impl PivDevice {
         new: &SecretString,
     ) -> Result<(), BackendError> {
         check_new("PUK", new, FACTORY_PUK)?;
-        let label = format!("{} (PUK)", self.label());
+        self.change_reference(Reference::Puk, current, new)
+    }
+
+    /// CHANGE REFERENCE DATA for the PIN or the PUK, once (a retry could spend a second try).
+    fn change_reference(
+        &self,
+        which: Reference,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), BackendError> {
+        let (current, new) = (
+            current.expose_secret().as_bytes(),
+            new.expose_secret().as_bytes(),
+        );
+        let (label, operation) = match which {
+            Reference::Pin => (self.label().to_owned(), "change the PIN"),
+            Reference::Puk => (format!("{} (PUK)", self.label()), "change the PUK"),
+        };
         self.run_once(|s, inner| {
             let yk = s.yubikey()?;
-            yk.change_puk(
-                current.expose_secret().as_bytes(),
-                new.expose_secret().as_bytes(),
-            )
+            match which {
+                Reference::Pin => yk.change_pin(current, new),
+                Reference::Puk => yk.change_puk(current, new),
+            }
             .map_err(|e| match e {
                 // `change_pin`/`change_puk` report a blocked PIN or PUK as `PinLocked`.
                 yubikey::Error::WrongPin { tries: 0 } | yubikey::Error::PinLocked => {
@@ -164,7 +168,7 @@ impl PivDevice {
                     device: label.clone(),
                     tries_left: Some(tries.into()),
                 }),
-                e => inner.fail("change the PUK", e),
+                e => inner.fail(operation, e),
             })
         })
     }
