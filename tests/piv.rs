@@ -1446,3 +1446,51 @@ fn desk_session_card() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A YubiKey plugged in just after the command was typed: the command says it is waiting, then
+/// goes on; one that never comes fails after the wait with the usual two lines.
+#[cfg(feature = "cli")]
+#[test]
+fn desk_commands_wait_a_few_seconds_for_the_yubikey() {
+    let Some(env) = pcscd_or_skip("desk_commands_wait_a_few_seconds_for_the_yubikey") else {
+        return;
+    };
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+        .args(["keys", "attest", "--key", "piv:slot=9a?serial=39960001"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ca = TestAttestationCa::new();
+    let mut config = CardConfig::new(39_960_001);
+    config.attestation = Some(ca.device.clone());
+    let _card = env.insert_card(config);
+    device(39_960_001, Some(pin(PIN)))
+        .generate_key(
+            &KeyGeneration::new(Slot::AUTHENTICATION),
+            &ManagementKey::Default,
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("waiting up to 5 s for YubiKey serial 39960001 to be plugged in"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"));
+
+    let started = Instant::now();
+    let (code, _, err) = dfns_signer(
+        &["keys", "attest", "--key", "piv:slot=9a?serial=39960999"],
+        &[],
+    );
+    assert_eq!(code, 4, "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(5), "it waited");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{err}"
+    );
+}

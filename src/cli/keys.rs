@@ -141,17 +141,46 @@ fn parse_uri(text: &str) -> Result<KeyUri, Failure> {
 fn piv_device(text: &str) -> Result<(Slot, PivDevice), Failure> {
     match parse_uri(text)? {
         KeyUri::Piv(attrs) => {
-            let builder = piv::builder_from_uri(&attrs).map_err(dfns_signer::Error::from)?;
-            let slot = builder.slot();
-            Ok((
-                slot,
-                builder.open_device().map_err(dfns_signer::Error::from)?,
-            ))
+            let slot = piv::builder_from_uri(&attrs)
+                .map_err(dfns_signer::Error::from)?
+                .slot();
+            let device = wait_for_device(|| piv::builder_from_uri(&attrs)?.open_device())?;
+            Ok((slot, device))
         }
         _ => Err(Failure::usage(
             format!("{text} is not a YubiKey slot"),
             "give a piv: URI, e.g. piv:slot=9c?serial=12345678",
         )),
+    }
+}
+
+/// How long a desk command waits for a YubiKey that is not plugged in yet.
+pub(super) const DEVICE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a YubiKey with `open`; when none matches yet, says so once and keeps trying for
+/// [`DEVICE_WAIT`] (a person plugging the key in after typing the command), then fails as
+/// `open` does.
+pub(super) fn wait_for_device(
+    open: impl Fn() -> Result<PivDevice, dfns_signer::BackendError>,
+) -> Result<PivDevice, Failure> {
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        match open() {
+            Err(dfns_signer::BackendError::DeviceNotFound { wanted, .. })
+                if started.elapsed() < DEVICE_WAIT =>
+            {
+                if !said {
+                    eprintln!(
+                        "waiting up to {} s for {wanted} to be plugged in…",
+                        DEVICE_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            other => return Ok(other.map_err(dfns_signer::Error::from)?),
+        }
     }
 }
 

@@ -108,14 +108,15 @@ fn new_secret(source: Option<&String>, what: &str) -> Result<SecretString, Failu
 }
 
 fn setup(args: SetupArgs) -> Result<ExitCode, Failure> {
-    let device = PivDevice::open(
-        &DeviceSelector {
-            serial: args.serial,
-            reader: None,
-        },
-        DeviceOptions::default(),
-    )
-    .map_err(dfns_signer::Error::from)?;
+    let device = super::keys::wait_for_device(|| {
+        PivDevice::open(
+            &DeviceSelector {
+                serial: args.serial,
+                reader: None,
+            },
+            DeviceOptions::default(),
+        )
+    })?;
     let serial = device.info().serial;
     let before = device
         .factory_defaults()
