@@ -8,6 +8,9 @@
 
 #[path = "common/piv/mod.rs"]
 mod piv_support;
+#[cfg(feature = "cli")]
+#[path = "common/terminal.rs"]
+mod terminal;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -555,58 +558,88 @@ fn malformed_pin_costs_no_try_and_secrets_never_print() {
     }
 }
 
+/// The touch notice appears only once the card has been waiting for a touch for the notice
+/// delay (1 s by default): a quick touch shows none, a slow one shows one, on time.
 #[test]
-fn touch_is_announced_and_times_out() {
-    let Some(env) = pcscd_or_skip("touch_is_announced_and_times_out") else {
+fn touch_is_announced_only_while_the_card_waits_and_times_out() {
+    let Some(env) = pcscd_or_skip("touch_is_announced_only_while_the_card_waits_and_times_out")
+    else {
         return;
     };
     let card = card_with_key(&env, 38_000_001, "9c", TouchPolicy::Always);
-    let notices = Arc::new(AtomicU32::new(0));
+    let notices = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let seen = Arc::clone(&notices);
-    let key = key(38_000_001, "9c", pin(PIN))
-        .touch_timeout(Duration::from_secs(1))
+    let signer = key(38_000_001, "9c", pin(PIN))
+        .touch_timeout(Duration::from_secs(2))
         .on_touch(move |req| {
             assert_eq!(req.serial, 38_000_001);
             assert_eq!(req.slot, "9c");
             assert!(req.to_string().contains("touch your YubiKey"));
-            seen.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(Instant::now());
         })
         .open()
         .unwrap();
-    assert_eq!(key.touch_policy(), TouchPolicy::Always);
+    assert_eq!(signer.touch_policy(), TouchPolicy::Always);
     assert_eq!(
-        key.pin_policy(),
+        signer.pin_policy(),
         PinPolicy::Always,
         "9c defaults to PIN-always"
     );
+    let count = || notices.lock().unwrap().len();
 
-    // Touched quickly: signs, after one notice.
+    // Touched within the notice delay: signs, and no notice was shown.
     card.set_touch_delay(Duration::from_millis(100));
-    let sig = key.sign(b"touch me").unwrap();
-    key.public_key().verify(b"touch me", &sig).unwrap();
-    assert_eq!(notices.load(Ordering::SeqCst), 1);
+    let sig = signer.sign(b"touch me").unwrap();
+    signer.public_key().verify(b"touch me", &sig).unwrap();
+    assert_eq!(count(), 0, "a quick touch needs no notice");
 
-    // Nobody touches within the timeout: a clear error, on time.
+    // Touched after 1.6 s: one notice, given about 1 s into the wait, before the signature.
+    card.set_touch_delay(Duration::from_millis(1600));
+    let started = Instant::now();
+    let sig = signer.sign(b"touch me later").unwrap();
+    let finished = Instant::now();
+    signer.public_key().verify(b"touch me later", &sig).unwrap();
+    assert_eq!(count(), 1);
+    let shown = notices.lock().unwrap()[0];
+    let after = shown - started;
+    assert!(
+        after >= Duration::from_millis(900) && shown < finished,
+        "notice {after:?} into a {:?} signature",
+        finished - started
+    );
+
+    // Nobody touches within the timeout: a clear error, on time, after one more notice.
     card.set_touch_delay(Duration::from_secs(3));
     let started = Instant::now();
-    let err = key.sign(b"touch me").unwrap_err();
+    let err = signer.sign(b"touch me").unwrap_err();
     let waited = started.elapsed();
     assert!(
-        matches!(err, BackendError::TouchTimeout { seconds: 1, .. }),
+        matches!(err, BackendError::TouchTimeout { seconds: 2, .. }),
         "{err:?}"
     );
     assert!(
-        waited < Duration::from_millis(2500),
+        waited < Duration::from_millis(3000),
         "gave up after {waited:?}"
     );
-    assert_eq!(notices.load(Ordering::SeqCst), 2);
+    assert_eq!(count(), 2);
 
-    // Once the card has given up on the abandoned signature, the same key signs again.
+    // Once the card has given up on the abandoned signature, the same key signs again, and a
+    // zero delay announces at once.
     card.set_touch_delay(Duration::ZERO);
-    std::thread::sleep(Duration::from_millis(2500));
-    let sig = key.sign(b"after").unwrap();
-    key.public_key().verify(b"after", &sig).unwrap();
-    assert_eq!(notices.load(Ordering::SeqCst), 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sig = signer.sign(b"after").unwrap();
+    signer.public_key().verify(b"after", &sig).unwrap();
+    assert_eq!(count(), 2, "an immediate answer needs no notice");
+    let eager = key(38_000_001, "9c", pin(PIN))
+        .touch_notice_delay(Duration::ZERO)
+        .on_touch({
+            let seen = Arc::clone(&notices);
+            move |_| seen.lock().unwrap().push(Instant::now())
+        })
+        .open()
+        .unwrap();
+    eager.sign(b"eager").unwrap();
+    assert_eq!(count(), 3, "a zero delay announces every touch signature");
 }
 
 /// A real YubiKey stops waiting for a touch after ~15 s and answers 6982; that is a touch
@@ -659,6 +692,9 @@ fn queued_touch_signer_is_timed_from_its_turn_and_gives_up_cleanly() {
     let key = Arc::new(
         key(38_200_001, "9a", pin(PIN))
             .touch_timeout(Duration::from_secs(1))
+            // Announced as soon as each caller's signature is sent (the 1 s default delay
+            // would race the 1 s timeout).
+            .touch_notice_delay(Duration::ZERO)
             .on_touch(move |_| {
                 seen.fetch_add(1, Ordering::SeqCst);
             })
@@ -1068,46 +1104,53 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
 }
 
 /// At a desk: `dfns-signer sign-challenge` with a slot whose touch policy is "always" tells the
-/// person to touch the key, on stderr, before the card signs.
+/// person to touch the key, on stderr, once the card has been waiting for a second; a quick
+/// touch shows nothing.
 #[cfg(feature = "cli")]
 #[test]
-fn cli_asks_for_a_touch_when_the_slot_wants_one() {
+fn cli_asks_for_a_touch_when_the_card_waits_for_one() {
     use std::io::Write;
 
-    let Some(env) = pcscd_or_skip("cli_asks_for_a_touch_when_the_slot_wants_one") else {
+    let Some(env) = pcscd_or_skip("cli_asks_for_a_touch_when_the_card_waits_for_one") else {
         return;
     };
     let card = card_with_key(&env, 39_500_001, "9c", TouchPolicy::Always);
-    card.set_touch_delay(Duration::from_millis(300));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
-        .args(["sign-challenge", "--cred-id", "touch-cred"])
-        .args([
-            "--key",
-            "piv:slot=9c?serial=39500001&pin-source=env:DFNS_PIV_TOUCH_PIN&touch-timeout=10",
-        ])
-        .env("DFNS_PIV_TOUCH_PIN", PIN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let init = r#"{"challenge":"dG91Y2g","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"touch-cred"}],"webauthn":[]}}"#;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(init.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let sign_with_touch_after = |delay: Duration| {
+        card.set_touch_delay(delay);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+            .args(["sign-challenge", "--cred-id", "touch-cred"])
+            .args([
+                "--key",
+                "piv:slot=9c?serial=39500001&pin-source=env:DFNS_PIV_TOUCH_PIN&touch-timeout=10",
+            ])
+            .env("DFNS_PIV_TOUCH_PIN", PIN)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let init = r#"{"challenge":"dG91Y2g","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"touch-cred"}],"webauthn":[]}}"#;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(init.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains(PIN) && !String::from_utf8_lossy(&out.stdout).contains(PIN));
+        stderr
+    };
+    let slow = sign_with_touch_after(Duration::from_millis(1800));
     assert!(
-        stderr.contains(
+        slow.contains(
             "touch your YubiKey (serial 39500001) to sign with slot 9c (waiting up to 10 s)"
         ),
-        "{stderr}"
+        "{slow}"
     );
-    assert!(!stderr.contains(PIN) && !String::from_utf8_lossy(&out.stdout).contains(PIN));
+    let quick = sign_with_touch_after(Duration::from_millis(100));
+    assert!(!quick.contains("touch"), "{quick}");
 }
 
 /// A PIN the card refused is never presented again by the process: not by a second handle on
@@ -1247,9 +1290,14 @@ fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
     assert_eq!(ours["slots"][0]["slot"], "9a");
     assert_eq!(ours["slots"][0]["algorithm"], "p256");
     assert_eq!(ours["slots"][0]["touch_policy"], "never");
+    // The virtual card states form factor 1 in its attestations, as a USB-A keychain YubiKey.
+    assert_eq!(ours["form_factor"], "usb-a-keychain");
     let (code, out, _) = dfns_signer(&["keys", "list"], &[]);
     assert_eq!(code, 0);
-    assert!(out.contains("YubiKey serial 39700001"), "{out}");
+    assert!(
+        out.contains("YubiKey serial 39700001 (firmware 5.7.1, usb-a-keychain"),
+        "{out}"
+    );
 
     let (code, out, err) = dfns_signer(
         &[
@@ -1410,6 +1458,157 @@ fn piv_setup_replaces_the_factory_credentials() {
     let (code, out, err) = setup(&[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("already set"), "{out}");
+}
+
+/// A person at a terminal (a real pseudo-terminal): `piv setup` asks for the new PIN and PUK
+/// twice with echo off, asks again when one has the wrong length (no try spent), and offers to
+/// protect the management key; two different entries change nothing. The PIN prompt of a
+/// signature shows the tries left, and a wrong PIN costs exactly one.
+#[cfg(feature = "cli")]
+#[test]
+fn desk_prompts_at_a_terminal_hide_input_ask_twice_and_show_tries_left() {
+    use terminal::{at_terminal, Typed};
+    let Some(env) = pcscd_or_skip("desk_prompts_at_a_terminal") else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_dfns-signer");
+    let secret = |expect, send| Typed {
+        expect,
+        send,
+        secret: true,
+    };
+
+    // Two entries that differ: refused, the card untouched.
+    let other = env.insert_card(CardConfig::new(39_950_002));
+    let typo = at_terminal(
+        &[bin, "piv", "setup", "--serial", "39950002"],
+        &[],
+        &[
+            secret("New PIN (6 to 8 characters): ", "135790"),
+            secret("New PIN again: ", "135791"),
+        ],
+        30,
+    );
+    assert_eq!(typo.failed, None, "{}", typo.transcript);
+    assert_eq!(typo.status, Some(2), "{}", typo.transcript);
+    assert!(typo.transcript.contains("differ"), "{}", typo.transcript);
+    assert_eq!(other.pin(), "123456");
+    assert_eq!(other.pin_tries_left(), 3);
+
+    let card = env.insert_card(CardConfig::new(39_950_001));
+    let setup = at_terminal(
+        &[bin, "piv", "setup", "--serial", "39950001"],
+        &[],
+        &[
+            secret("New PIN (6 to 8 characters): ", "12345"),
+            secret("New PIN (6 to 8 characters): ", "135790"),
+            secret("New PIN again: ", "135790"),
+            secret("New PUK (6 to 8 characters): ", "86420864"),
+            secret("New PUK again: ", "86420864"),
+            Typed {
+                expect: "[Y/n] ",
+                send: "y",
+                secret: false,
+            },
+        ],
+        30,
+    );
+    let screen = &setup.transcript;
+    assert_eq!(setup.failed, None, "{screen}");
+    assert_eq!(setup.status, Some(0), "{screen}");
+    assert!(screen.contains("6 to 8 ASCII characters"), "{screen}");
+    assert!(
+        screen.contains("PIN changed, PUK changed, management key protected"),
+        "{screen}"
+    );
+    for typed in ["135790", "86420864", "12345\r"] {
+        assert!(!screen.contains(typed), "{typed} was echoed: {screen}");
+    }
+    assert_eq!(card.pin(), "135790");
+    assert_eq!(card.puk(), "86420864");
+    assert_eq!(
+        card.pin_tries_left(),
+        3,
+        "the short PIN never reached the card"
+    );
+    assert_ne!(card.mgm_key(), piv_support::card::DEFAULT_MGM_KEY.to_vec());
+
+    let (code, _, err) = dfns_signer(
+        &[
+            "keys",
+            "generate",
+            "--key",
+            "piv:slot=9a?serial=39950001&pin-source=env:DESK_PIN",
+            "--touch-policy",
+            "never",
+        ],
+        &[("DESK_PIN", "135790")],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // The PIN prompt says how many tries are left; a wrong PIN spends one and says so.
+    let sign = [
+        bin,
+        "sign-challenge",
+        "--cred-id",
+        "desk-cred",
+        "--key",
+        "piv:slot=9a?serial=39950001&pin-source=prompt",
+    ];
+    let wrong = at_terminal(
+        &sign,
+        &[],
+        &[secret(
+            "PIV PIN for YubiKey serial 39950001 (3 tries left): ",
+            "000000",
+        )],
+        30,
+    );
+    assert_eq!(wrong.failed, None, "{}", wrong.transcript);
+    assert_eq!(wrong.status, Some(4), "{}", wrong.transcript);
+    assert!(
+        wrong.transcript.contains("2 tries left"),
+        "{}",
+        wrong.transcript
+    );
+    assert_eq!(card.pin_tries_left(), 2);
+
+    let challenge = r#"{"challenge":"ZGVzaw","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"desk-cred"}],"webauthn":[]}}"#;
+    let signed = at_terminal(
+        &sign,
+        &[],
+        &[
+            secret(
+                "PIV PIN for YubiKey serial 39950001 (2 tries left): ",
+                "135790",
+            ),
+            // The challenge is read from the terminal too: a line, then end of input.
+            Typed {
+                expect: "",
+                send: challenge,
+                secret: false,
+            },
+            Typed {
+                expect: "",
+                send: "\u{4}",
+                secret: false,
+            },
+        ],
+        30,
+    );
+    assert_eq!(signed.failed, None, "{}", signed.transcript);
+    assert_eq!(signed.status, Some(0), "{}", signed.transcript);
+    assert!(
+        signed.transcript.contains("\"credId\""),
+        "{}",
+        signed.transcript
+    );
+    assert!(
+        !signed.transcript.contains("135790"),
+        "{}",
+        signed.transcript
+    );
+    assert_eq!(card.pin_tries_left(), 3, "a right PIN resets the counter");
 }
 
 /// Not a check: holds a factory-fresh virtual YubiKey (serial 12345678, attesting under the

@@ -217,9 +217,20 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
             Default::default(),
         )
         .map_err(dfns_signer::Error::from)?;
-        let slots: Vec<Value> = Slot::all()
+        let keys: Vec<PivKey> = Slot::all()
             .into_iter()
             .filter_map(|slot| PivKey::on_device(&device, slot).ok())
+            .collect();
+        // The model is stated in the attestation of a key generated on the card (no PIN
+        // needed); a card with no such key cannot say.
+        let form_factor = keys.iter().find_map(|key| {
+            device
+                .attestation(key.slot())
+                .ok()
+                .and_then(|evidence| evidence.stated_form_factor())
+        });
+        let slots: Vec<Value> = keys
+            .iter()
             .map(|key| {
                 json!({
                     "slot": key.slot().to_string(),
@@ -234,6 +245,7 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
             "serial": info.serial,
             "firmware": info.version,
             "reader": info.reader,
+            "form_factor": form_factor.map(|f| f.name()),
             "slots": slots,
         }));
     }
@@ -294,9 +306,12 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
             }
             for yk in &listed {
                 println!(
-                    "YubiKey serial {} (firmware {}, reader \"{}\")",
+                    "YubiKey serial {} (firmware {}, {}, reader \"{}\")",
                     yk["serial"],
                     yk["firmware"].as_str().unwrap_or_default(),
+                    yk["form_factor"]
+                        .as_str()
+                        .unwrap_or("form factor unknown: no attestable key"),
                     yk["reader"].as_str().unwrap_or_default()
                 );
                 let slots = yk["slots"]

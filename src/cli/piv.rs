@@ -45,7 +45,8 @@ pub struct SetupArgs {
     /// The current PIN, when it is not the factory one (needed to protect the management key).
     #[arg(long, value_name = "SOURCE")]
     pin_source: Option<String>,
-    /// Replace the factory management key by a random one stored PIN-protected on the card.
+    /// Replace the factory management key by a random one stored PIN-protected on the card
+    /// (at a terminal, piv setup offers this without the flag).
     #[arg(long)]
     protect_management_key: bool,
     /// Output format.
@@ -87,7 +88,26 @@ fn new_secret(source: Option<&String>, what: &str) -> Result<SecretString, Failu
                         )
                     })
             };
-            let first = ask(&format!("New {what} (6 to 8 characters): "))?;
+            // A wrong length is caught here, before the card sees anything, and asked again.
+            let mut first = ask(&format!("New {what} (6 to 8 characters): "))?;
+            let mut attempts = 1;
+            while !(6..=8).contains(&first.expose_secret().len())
+                || !first.expose_secret().is_ascii()
+            {
+                if attempts == 3 {
+                    return Err(Failure::usage(
+                        format!(
+                            "no {what} of 6 to 8 ASCII characters was typed; nothing was changed"
+                        ),
+                        "run piv setup again",
+                    ));
+                }
+                eprintln!(
+                    "A {what} has 6 to 8 ASCII characters (digits are safest); this one does not."
+                );
+                first = ask(&format!("New {what} (6 to 8 characters): "))?;
+                attempts += 1;
+            }
             let again = ask(&format!("New {what} again: "))?;
             if first.expose_secret() != again.expose_secret() {
                 return Err(Failure::usage(
@@ -105,6 +125,21 @@ fn new_secret(source: Option<&String>, what: &str) -> Result<SecretString, Failu
             ),
         )),
     }
+}
+
+/// Asks at the terminal whether to replace the factory management key (default yes).
+fn offer_to_protect_management_key() -> Result<bool, Failure> {
+    use std::io::Write;
+    eprint!(
+        "The card still has the factory management key: anyone can replace its keys.\n\
+         Replace it by a random key stored PIN-protected on the card? [Y/n] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::usage(format!("cannot read the answer: {e}"), "type y or n"))?;
+    Ok(!matches!(answer.trim().to_lowercase().as_str(), "n" | "no"))
 }
 
 fn setup(args: SetupArgs) -> Result<ExitCode, Failure> {
@@ -140,11 +175,17 @@ fn setup(args: SetupArgs) -> Result<ExitCode, Failure> {
     }
     let mut management_key = "unchanged";
     let mut printed_key = None;
-    if args.protect_management_key && before.management_key == Some(true) {
+    let at_terminal = std::io::stdin().is_terminal();
+    let protect = before.management_key == Some(true)
+        && (args.protect_management_key || (at_terminal && offer_to_protect_management_key()?));
+    if protect {
         let pin = match (pin, &args.pin_source) {
             (Some(pin), _) => pin,
             (None, Some(source)) => PinSource::parse(source)
                 .and_then(|s| s.read("PIN"))
+                .map_err(dfns_signer::Error::from)?,
+            (None, None) if at_terminal => PinSource::Prompt
+                .read(&format!("PIV PIN for YubiKey serial {serial}"))
                 .map_err(dfns_signer::Error::from)?,
             (None, None) => {
                 return Err(Failure::usage(

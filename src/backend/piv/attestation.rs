@@ -68,6 +68,18 @@ pub struct AttestationEvidence {
     pub device_certificate_der: Vec<u8>,
 }
 
+impl AttestationEvidence {
+    /// The form factor the slot's certificate states, read **without** verifying the chain:
+    /// for showing which YubiKey is which (`keys list`), never for trusting it. `None` when the
+    /// certificate does not parse or names no form factor.
+    pub fn stated_form_factor(&self) -> Option<FormFactor> {
+        let cert = Certificate::from_der(&self.key_certificate_der).ok()?;
+        extension(&cert, OID_FORM_FACTOR)
+            .and_then(|v| v.first().copied())
+            .map(FormFactor::from_byte)
+    }
+}
+
 /// Trusted roots for attestation, plus intermediates that are not on the device (Yubico's newer
 /// hierarchy, firmware 5.7.4+, has one between the F9 certificate and the root).
 #[derive(Clone, Default)]

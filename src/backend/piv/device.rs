@@ -126,12 +126,14 @@ impl fmt::Debug for ManagementKey {
     }
 }
 
-/// Called before an operation that waits for a touch, so the person knows to touch the key.
+/// Called when an operation has been waiting for a touch for
+/// [`DeviceOptions::touch_notice_delay`], so the person knows to touch the key (never while the
+/// PIN is being asked for: the PIN is verified before the signature is sent).
 ///
-/// It runs while the device is held (between the PIN VERIFY and the signature), on the signing
-/// thread: it must return quickly and must not block, and it must not call back into the same
-/// [`PivDevice`] or a key on it (that would wait for the device it is holding: a deadlock).
-/// Print, log or hand the notice to another thread.
+/// It runs while the device is held, on a timer thread (on the signing thread when the delay is
+/// zero): it must return quickly, and it must not call back into the same [`PivDevice`] or a key
+/// on it (that would wait for the device it is holding: a deadlock). The signature waits for it
+/// to return. Print, log or hand the notice to another thread.
 pub type TouchNotifier = Arc<dyn Fn(&TouchRequest) + Send + Sync>;
 
 /// What a [`TouchNotifier`] is told.
@@ -169,8 +171,11 @@ pub struct DeviceOptions {
     /// A real YubiKey gives up on its own after about 15 s (reported as
     /// [`BackendError::TouchTimeout`] as well), so values above ~15 s do not give more time.
     pub touch_timeout: Duration,
-    /// Called before each signature that needs a touch.
+    /// Called when a signature has been waiting for a touch for `touch_notice_delay`.
     pub touch_notifier: Option<TouchNotifier>,
+    /// How long a signature waits for a touch before the notifier is called (default 1 s): a
+    /// card that answers sooner (a cached touch, a quick finger) shows no notice.
+    pub touch_notice_delay: Duration,
 }
 
 impl Default for DeviceOptions {
@@ -180,6 +185,7 @@ impl Default for DeviceOptions {
             allow_last_pin_try: false,
             touch_timeout: Duration::from_secs(15),
             touch_notifier: None,
+            touch_notice_delay: Duration::from_secs(1),
         }
     }
 }
@@ -194,6 +200,7 @@ impl fmt::Debug for DeviceOptions {
                 "touch_notifier",
                 &self.touch_notifier.as_ref().map(|_| "set"),
             )
+            .field("touch_notice_delay", &self.touch_notice_delay)
             .finish()
     }
 }
@@ -446,7 +453,14 @@ impl PivDevice {
         if !matches!(self.lock().pin, PinMemory::Untried) {
             return Ok(());
         }
-        let pin = self.inner.read_pin()?;
+        // A prompt shows the tries left: read the counter first (no try spent), then let the
+        // device go while the person types.
+        let tries_left = if self.prompts_for_pin() {
+            self.run(|s, inner| inner.pin_tries_left(s)).unwrap_or(None)
+        } else {
+            None
+        };
+        let pin = self.inner.read_pin(tries_left)?;
         let mut session = self.lock();
         if matches!(session.pin, PinMemory::Untried) {
             session.pin = PinMemory::Read(pin);
@@ -577,7 +591,7 @@ impl DeviceInner {
         let (pin, accepted_before) = match &s.pin {
             PinMemory::Accepted(pin) => (pin.clone(), true),
             PinMemory::Read(pin) => (pin.clone(), false),
-            _ => (self.read_pin()?, false),
+            _ => (self.read_pin(tries)?, false),
         };
         // Other handles on this YubiKey (another URI, a loop around `open()`) may have met this
         // PIN already: the process-wide memory answers before any VERIFY, and stays locked
@@ -643,7 +657,19 @@ impl DeviceInner {
         }
     }
 
-    fn read_pin(&self) -> Result<SecretString, BackendError> {
+    /// The card's PIN retry counter, read with an empty VERIFY (no try spent); `None` when the
+    /// PIN is verified already.
+    fn pin_tries_left(&self, s: &mut Session) -> Result<Option<u8>, OpError> {
+        match s.yubikey()?.verify_pin(&[]) {
+            Ok(()) => Ok(None),
+            Err(yubikey::Error::WrongPin { tries }) => Ok(Some(tries)),
+            Err(e) => Err(self.fail("read the PIN retry counter", e)),
+        }
+    }
+
+    /// Reads the PIN from the configured source; a prompt shows `tries_left` (the card's retry
+    /// counter, read without spending a try) so the person knows what a typo costs.
+    fn read_pin(&self, tries_left: Option<u8>) -> Result<SecretString, BackendError> {
         let source = self
             .options
             .pin_source
@@ -655,7 +681,12 @@ impl DeviceInner {
                     self.label
                 ),
             })?;
-        let pin = source.read(&format!("PIV PIN for {}", self.label))?;
+        let prompt = match tries_left {
+            Some(1) => format!("PIV PIN for {} (last try)", self.label),
+            Some(n) => format!("PIV PIN for {} ({n} tries left)", self.label),
+            None => format!("PIV PIN for {}", self.label),
+        };
+        let pin = source.read(&prompt)?;
         // Checked before any VERIFY, so a malformed PIN never costs a try. The message says
         // nothing about the PIN itself, not even its length.
         let text = pin.expose_secret();

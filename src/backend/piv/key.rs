@@ -276,6 +276,57 @@ pub(crate) fn touch_timeout(device: &str, timeout: Duration) -> BackendError {
     }
 }
 
+/// A "touch your YubiKey" notice that is given only if the card is still waiting after a delay:
+/// a card that answers at once (touch policy "cached", a quick finger) never shows one, so a
+/// notice on screen always means the card is blinking now.
+struct TouchNotice {
+    /// Dropped to withdraw the notice; the timer thread then wakes and ends.
+    cancel: Option<mpsc::Sender<()>>,
+    timer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TouchNotice {
+    fn schedule(notify: TouchNotifier, request: TouchRequest, delay: Duration) -> Self {
+        let immediate = TouchNotice {
+            cancel: None,
+            timer: None,
+        };
+        if delay.is_zero() {
+            notify(&request);
+            return immediate;
+        }
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let timer = std::thread::Builder::new()
+            .name("piv-touch-notice".to_owned())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(delay) {
+                    notify(&request);
+                }
+            });
+        match timer {
+            Ok(timer) => TouchNotice {
+                cancel: Some(cancel),
+                timer: Some(timer),
+            },
+            // No thread to wait with: say it now rather than not at all.
+            Err(_) => {
+                drop(cancel);
+                immediate
+            }
+        }
+    }
+}
+
+impl Drop for TouchNotice {
+    fn drop(&mut self) {
+        drop(self.cancel.take());
+        // Joined so that a notice never appears after the signature it was about.
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.join();
+        }
+    }
+}
+
 /// Called by [`sign_in_session`] once the PIN is verified, just before the touch notice and the
 /// signature: it may stop the signature (the caller gave up) and marks the start of the touch wait.
 pub(crate) type BeforeTouch<'a> = &'a dyn Fn() -> Result<(), OpError>;
@@ -293,15 +344,19 @@ pub(crate) fn sign_in_session(
     if let Some(before_touch) = before_touch {
         before_touch()?;
     }
-    if key.needs_touch() {
-        if let Some(notify) = &inner.options.touch_notifier {
-            notify(&TouchRequest {
+    // Held until the card answers: dropping it withdraws a notice not yet given.
+    let _touch_notice = match &inner.options.touch_notifier {
+        Some(notify) if key.needs_touch() => Some(TouchNotice::schedule(
+            Arc::clone(notify),
+            TouchRequest {
                 serial: inner.info.serial,
                 slot: key.slot.to_string(),
                 timeout: inner.options.touch_timeout,
-            });
-        }
-    }
+            },
+            inner.options.touch_notice_delay,
+        )),
+        _ => None,
+    };
     let yk = s.yubikey()?;
     let asked = Instant::now();
     let raw = piv::sign_data(yk, &input, key.card_algorithm, key.slot.slot_id()).map_err(|e| match e {
@@ -557,11 +612,19 @@ impl PivKeyBuilder {
         self
     }
 
-    /// Called before each signature that needs a touch ("touch your YubiKey"). It runs while
-    /// the device is held: it must not block or call back into this key or its device (see
-    /// [`TouchNotifier`]).
+    /// Called when a signature that needs a touch is still waiting for it after the notice
+    /// delay ("touch your YubiKey"). It runs while the device is held: it must not block or
+    /// call back into this key or its device (see [`TouchNotifier`]).
     pub fn on_touch(mut self, notifier: impl Fn(&TouchRequest) + Send + Sync + 'static) -> Self {
         self.options.touch_notifier = Some(std::sync::Arc::new(notifier) as TouchNotifier);
+        self
+    }
+
+    /// How long the card must have been waiting for a touch before the touch notifier is
+    /// called (default 1 s; zero: as soon as the signature is sent). A touch within the delay,
+    /// or a cached touch, shows no notice at all.
+    pub fn touch_notice_delay(mut self, delay: Duration) -> Self {
+        self.options.touch_notice_delay = delay;
         self
     }
 
