@@ -843,25 +843,45 @@ fn attestation(
     .to_string()
 }
 
+/// `POST /auth/credentials/init` `{"kind":"Key"}` for the user of `t`: a registration challenge.
+async fn credential_challenge(api: &Api, t: &str) -> Value {
+    let r = api
+        .send(
+            "POST",
+            "/auth/credentials/init",
+            r#"{"kind":"Key"}"#,
+            Some(t),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["kind"], "Key");
+    r.body
+}
+
+/// Registers `new_key` (`new_pem`) as Key credential `new_cred_id` of the user of `t`, signed by
+/// `key` for `cred_id`; returns the credential entity.
+async fn register_key(
+    api: &Api,
+    t: &str,
+    (key, cred_id): (&TestKey, &str),
+    (new_key, new_pem, new_cred_id): (&TestKey, &str, &str),
+) -> Value {
+    let challenge = credential_challenge(api, t).await;
+    let body = attestation(&challenge, new_key, new_pem, new_cred_id, "");
+    let r = api
+        .signed(t, key, cred_id, "POST", "/auth/credentials", &body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
 #[tokio::test]
 async fn key_credentials_are_registered_only_with_a_valid_attestation() {
     let (sim, api, root_key) = start("p256").await;
     let t = token(&sim);
     let root = sim.credential_id().to_owned();
-    let new_challenge = || async {
-        let r = api
-            .send(
-                "POST",
-                "/auth/credentials/init",
-                r#"{"kind":"Key"}"#,
-                Some(&t),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(r.body["kind"], "Key");
-        r.body
-    };
+    let new_challenge = || credential_challenge(&api, &t);
     for name in ["secp256k1", "ed25519", "rsa2048"] {
         let (new_key, new_pem) = TestKey::load(name);
         let cred_id = format!("cred-{name}");
@@ -1042,6 +1062,268 @@ async fn a_credential_code_registers_a_key_without_an_existing_credential() {
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
+}
+
+// ---------------------------------------------------------------- credential (de)activation
+
+/// `/auth/login/init` then `/auth/login` as the root user, signed by `key` for `cred_id`.
+async fn login(api: &Api, sim: &Simulator, key: &TestKey, cred_id: &str) -> Resp {
+    let body = json!({ "username": sim.username(), "orgId": sim.org_id() }).to_string();
+    let init = api
+        .send("POST", "/auth/login/init", &body, None, None)
+        .await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let data = client_data("key.get", init.body["challenge"].as_str().unwrap());
+    let login = json!({
+        "challengeIdentifier": init.body["challengeIdentifier"],
+        "firstFactor": { "kind": "Key", "credentialAssertion": {
+            "credId": cred_id, "clientData": b64url(&data), "signature": b64url(&key.sign(&data)),
+        }},
+    })
+    .to_string();
+    api.send("POST", "/auth/login", &login, None, None).await
+}
+
+/// The caller's credentials by `credentialId`: `isActive` of each.
+async fn credentials_active(api: &Api, t: &str) -> std::collections::BTreeMap<String, Value> {
+    let r = api
+        .send("GET", "/auth/credentials", "", Some(t), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["credentialId"].as_str().unwrap().to_owned(),
+                c["isActive"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// `PUT /auth/credentials/{action}` `{"credentialUuid": uuid}`, signed by `key` for `cred_id`.
+async fn put_credential(
+    api: &Api,
+    t: &str,
+    (key, cred_id): (&TestKey, &str),
+    action: &str,
+    uuid: &str,
+) -> Resp {
+    let body = json!({ "credentialUuid": uuid }).to_string();
+    let path = format!("/auth/credentials/{action}");
+    api.signed(t, key, cred_id, "PUT", &path, &body).await
+}
+
+/// A deactivated credential signs no user action and no login, and is listed inactive, until it
+/// is activated again; both answers are Dfns' `{"message":"success"}`, also when nothing changes.
+#[tokio::test]
+async fn a_deactivated_credential_signs_nothing_until_activated_again() {
+    let (sim, api, root_key) = start("p256").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let (second_key, second_pem) = TestKey::load("ed25519");
+    let second = "second-cred";
+    let registered = register_key(
+        &api,
+        &t,
+        (&root_key, &root),
+        (&second_key, &second_pem, second),
+    )
+    .await;
+    let uuid = registered["credentialUuid"].as_str().unwrap().to_owned();
+    assert!(uuid.starts_with("cr-"), "{registered}");
+
+    // Deactivated by the root credential; a second time changes nothing and is still a success.
+    for _ in 0..2 {
+        let r = put_credential(&api, &t, (&root_key, &root), "deactivate", &uuid).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, json!({ "message": "success" }));
+    }
+    let listed = credentials_active(&api, &t).await;
+    assert_eq!(listed[second], false, "{listed:?}");
+    assert_eq!(listed[&root], true, "{listed:?}");
+
+    // Its valid assertion is refused, saying why; an invalid one for it only gets the usual 401.
+    let good = client_data("key.get", "CHALLENGE");
+    assert_dfns_error(
+        &attempt(&api, &t, &second_key, second, &good).await,
+        401,
+        "credential is deactivated",
+    );
+    assert_dfns_error(
+        &attempt(&api, &t, &root_key, second, &good).await,
+        401,
+        "user action signature is missing or invalid",
+    );
+    let challenge = api.init(&t, "POST", "/wallets", "{}").await;
+    assert_eq!(
+        challenge["allowCredentials"]["key"],
+        json!([{ "type": "public-key", "id": root }])
+    );
+    // No login with it either, while the active one still logs in.
+    assert_dfns_error(
+        &login(&api, &sim, &second_key, second).await,
+        401,
+        "credential is deactivated",
+    );
+    assert_eq!(login(&api, &sim, &root_key, &root).await.status, 200);
+
+    // Activated again (twice: the second changes nothing), it signs again.
+    for _ in 0..2 {
+        let r = put_credential(&api, &t, (&root_key, &root), "activate", &uuid).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, json!({ "message": "success" }));
+    }
+    assert_eq!(credentials_active(&api, &t).await[second], true);
+    let w = api
+        .signed(&t, &second_key, second, "POST", "/wallets", WALLET)
+        .await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    assert_eq!(login(&api, &sim, &second_key, second).await.status, 200);
+    sim.shutdown().await;
+}
+
+/// What cannot be deactivated: a user's last active credential (400: the simulator's rule), an
+/// unknown credential or another user's (404 alike), and nothing without a user action.
+#[tokio::test]
+async fn credential_deactivation_refusals() {
+    let (sim, api, root_key) = start("secp256k1").await;
+    let t = token(&sim);
+    let root = sim.credential_id().to_owned();
+    let root_uuid = api
+        .send("GET", "/auth/credentials", "", Some(&t), None)
+        .await
+        .body["items"][0]["credentialUuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_root = (&root_key, root.as_str());
+
+    // The only credential: refused, and it stays active.
+    assert_dfns_error(
+        &put_credential(&api, &t, by_root, "deactivate", &root_uuid).await,
+        400,
+        "cannot deactivate the last active credential of a user",
+    );
+    assert_eq!(credentials_active(&api, &t).await[&root], true);
+
+    // With a second credential, the one signing may deactivate itself; the other is then last.
+    let (second_key, second_pem) = TestKey::load("rsa2048");
+    let registered = register_key(&api, &t, by_root, (&second_key, &second_pem, "second")).await;
+    let second_uuid = registered["credentialUuid"].as_str().unwrap().to_owned();
+    let by_second = (&second_key, "second");
+    let own = put_credential(&api, &t, by_root, "deactivate", &root_uuid).await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    let last = put_credential(&api, &t, by_second, "deactivate", &second_uuid).await;
+    assert_eq!(last.status, 400, "{}", last.body);
+    let back = put_credential(&api, &t, by_second, "activate", &root_uuid).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+
+    // Unknown, and another user's (a service account's): the same 404.
+    let unknown = "cr-nope0-nope0-0000000000000000";
+    for action in ["deactivate", "activate"] {
+        assert_dfns_error(
+            &put_credential(&api, &t, by_root, action, unknown).await,
+            404,
+            "credential not found",
+        );
+    }
+    let (_, sa_pem) = TestKey::load("p256");
+    let sa = api
+        .signed(
+            &t,
+            &root_key,
+            &root,
+            "POST",
+            "/auth/service-accounts",
+            &json!({"name": "other-user", "publicKey": sa_pem}).to_string(),
+        )
+        .await;
+    assert_eq!(sa.status, 200, "{}", sa.body);
+    let sa_uuid = sa.body["userInfo"]["credentialUuid"].as_str().unwrap();
+    assert!(sa_uuid.starts_with("cr-"), "{}", sa.body);
+    assert_dfns_error(
+        &put_credential(&api, &t, by_root, "deactivate", sa_uuid).await,
+        404,
+        "credential not found",
+    );
+
+    for path in ["/auth/credentials/activate", "/auth/credentials/deactivate"] {
+        // The body is checked.
+        let empty = api.signed(&t, &root_key, &root, "PUT", path, "{}").await;
+        assert_eq!(empty.status, 400, "{}", empty.body);
+        // Without a user action: refused before anything changes.
+        let body = json!({ "credentialUuid": second_uuid }).to_string();
+        assert_dfns_error(
+            &api.send("PUT", path, &body, Some(&t), None).await,
+            403,
+            "user action signature is missing or invalid",
+        );
+    }
+    let listed = credentials_active(&api, &t).await;
+    assert_eq!(listed[&root], true, "{listed:?}");
+    assert_eq!(listed["second"], true, "{listed:?}");
+    sim.shutdown().await;
+}
+
+/// The library's calls for the same endpoints: our client deactivates and activates a
+/// credential through the simulator (whose checks the tests above make by hand).
+#[tokio::test]
+async fn the_client_deactivates_and_activates_a_credential() {
+    use dfns_signer::software::SoftwareKey;
+    use dfns_signer::{Algorithm, CredentialSigner, DfnsClient, KeyBackend};
+    use std::sync::Arc;
+    let root_key = Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap());
+    let sim = Simulator::builder()
+        .root_public_key_pem(root_key.public_key().to_pem())
+        .start()
+        .await
+        .unwrap();
+    let root = DfnsClient::simulator_root(&sim, root_key).unwrap();
+    let key: Arc<dyn KeyBackend> = Arc::new(SoftwareKey::generate(Algorithm::Ed25519).unwrap());
+    let registered = root
+        .register_key_credential(key.clone(), "second", None)
+        .await
+        .unwrap();
+    let uuid = registered["credentialUuid"].as_str().unwrap();
+    let cred_id = registered["credentialId"].as_str().unwrap().to_owned();
+    let second = root.with_signer(CredentialSigner::new(cred_id.clone(), key));
+    let is_active = |list: Value| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["credentialId"] == cred_id.as_str())
+            .map(|c| c["isActive"].clone())
+            .unwrap()
+    };
+
+    assert_eq!(
+        root.deactivate_credential(uuid).await.unwrap(),
+        json!({ "message": "success" })
+    );
+    assert_eq!(is_active(root.list_credentials().await.unwrap()), false);
+    // The challenge no longer allows it, so the client refuses to sign before asking.
+    let refused = second
+        .create_wallet(&json!({"network": "Bitcoin"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("not allowed to sign"), "{refused}");
+    assert_eq!(
+        root.activate_credential(uuid).await.unwrap(),
+        json!({ "message": "success" })
+    );
+    assert_eq!(is_active(root.list_credentials().await.unwrap()), true);
+    second
+        .create_wallet(&json!({"network": "Bitcoin"}))
+        .await
+        .unwrap()
+        .done()
+        .unwrap();
+    sim.shutdown().await;
 }
 
 // ---------------------------------------------------------------- tokens: SA, PAT, logins

@@ -1,7 +1,8 @@
-//! Typed calls for the endpoints this crate owns: credentials, service accounts, personal access
-//! tokens, login, wallets and wallet signatures. Everything else goes through
-//! [`DfnsClient::request`]. Entities come back as `serde_json::Value`: Dfns adds fields often,
-//! and a custody backend should not break when it does.
+//! Typed calls for the endpoints this crate owns: credentials (registration, listing,
+//! deactivation and activation), service accounts, personal access tokens, login, wallets and
+//! wallet signatures. Everything else goes through [`DfnsClient::request`]. Entities come back
+//! as `serde_json::Value`: Dfns adds fields often, and a custody backend should not break when
+//! it does.
 
 use std::sync::Arc;
 
@@ -210,6 +211,36 @@ impl DfnsClient {
     /// `GET /auth/credentials`.
     pub async fn list_credentials(&self) -> Result<Value, Error> {
         self.call_done(Method::Get, "/auth/credentials", Payload::empty())
+            .await
+    }
+
+    /// `PUT /auth/credentials/deactivate` `{"credentialUuid"}` (user action): the credential
+    /// can no longer sign user actions or logins until [`DfnsClient::activate_credential`].
+    /// `credential_uuid` is the credential's `credentialUuid` (`cr-…`, as
+    /// [`DfnsClient::list_credentials`] and the registration answer show it), not its
+    /// `credentialId`. Dfns answers `{"message":"success"}`, also for a credential already
+    /// deactivated. Signed by this client's credential, which may be the one deactivated: the
+    /// client then needs another credential for its next signed call.
+    pub async fn deactivate_credential(&self, credential_uuid: &str) -> Result<Value, Error> {
+        self.set_credential_state("/auth/credentials/deactivate", credential_uuid)
+            .await
+    }
+
+    /// `PUT /auth/credentials/activate` `{"credentialUuid"}` (user action): a deactivated
+    /// credential signs again. Dfns answers `{"message":"success"}`, also for a credential
+    /// already active. Signed by this client's credential, which must be an active one.
+    pub async fn activate_credential(&self, credential_uuid: &str) -> Result<Value, Error> {
+        self.set_credential_state("/auth/credentials/activate", credential_uuid)
+            .await
+    }
+
+    async fn set_credential_state(
+        &self,
+        path: &str,
+        credential_uuid: &str,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({ "credentialUuid": credential_uuid });
+        self.call_done(Method::Put, path, Payload::json(&body)?)
             .await
     }
 

@@ -1,5 +1,6 @@
 //! Key credential registration (docs/protocol.md §6): the challenge, the attestation check, the
-//! list, and the code variant for a user who has no credential at hand.
+//! list, the code variant for a user who has no credential at hand, and activation and
+//! deactivation of a caller's credentials.
 //!
 //! The attestation is checked by rebuilding the fingerprint from what was received
 //! (`{"clientDataHash":"<hex sha256(clientData)>","publicKey":"<PEM>"}`) and verifying the new
@@ -176,6 +177,48 @@ pub(crate) fn list(inner: &mut Inner, req: &Req<'_>) -> Reply {
         .collect();
     ok(json!({ "items": items }))
 }
+
+/// `PUT /auth/credentials/activate` and `/deactivate` `{"credentialUuid"}` (user action,
+/// checked before this runs), answered `{"message":"success"}` as Dfns answers. As Dfns
+/// documents, a credential already in the state asked for is left as it is (still 200).
+///
+/// A deactivated credential signs no user action and no login (`user_action.rs`) until it is
+/// activated again; `GET /auth/credentials` shows it with `isActive: false`. Only the caller's
+/// own credentials can be changed: another user's, like an unknown uuid, is a 404, so the
+/// answer does not reveal that it exists. The simulator's own rule (Dfns documents none): the
+/// last active credential of a user cannot be deactivated (400), since the user could then
+/// sign nothing more, not even the activation. Any other, including the one that signed this
+/// very request, can.
+pub(crate) fn set_active(inner: &mut Inner, req: &Req<'_>, active: bool) -> Reply {
+    let user_id = req.caller()?.user_id.clone();
+    let body = req.json()?;
+    let uuid = nonempty_field(&body, "credentialUuid")?;
+    let (cred_id, was_active) = inner
+        .credentials
+        .values()
+        .find(|c| c.uuid == uuid && c.user_id == user_id)
+        .map(|c| (c.cred_id.clone(), c.active))
+        .ok_or_else(|| {
+            ApiError::not_found("credential not found").because(
+                "`credentialUuid` is not a credential of the caller (GET /auth/credentials lists \
+                 them; it is the `credentialUuid`, `cr-…`, not the `credentialId`)",
+            )
+        })?;
+    if !active && was_active && inner.active_credentials(&user_id).len() == 1 {
+        return Err(ApiError::bad_request(LAST_ACTIVE_CREDENTIAL).because(
+            "the user would be left without a credential to sign with, even to activate one \
+             again: register another credential first (POST /auth/credentials)",
+        ));
+    }
+    if let Some(credential) = inner.credentials.get_mut(&cred_id) {
+        credential.active = active;
+    }
+    ok(json!({ "message": "success" }))
+}
+
+/// The refusal to deactivate a user's last active credential (400, the simulator's wording).
+pub(crate) const LAST_ACTIVE_CREDENTIAL: &str =
+    "cannot deactivate the last active credential of a user";
 
 /// `POST /auth/credentials/code` (user action): a one-minute code for the caller.
 pub(crate) fn create_code(inner: &mut Inner, req: &Req<'_>) -> Reply {

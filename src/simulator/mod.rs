@@ -9,9 +9,9 @@
 //! client, so a bug in the client cannot make the simulator agree with it.
 //!
 //! It serves: the user-action flow, Key credential registration (with attestation check and the
-//! code variant), logins (Key, delegated, logout), service accounts, personal access tokens,
-//! wallets and the Keys API (real in-memory keys), signatures, tags and webhooks (delivered,
-//! signed); and it injects faults on
+//! code variant), credential deactivation and activation, logins (Key, delegated, logout),
+//! service accounts, personal access tokens, wallets and the Keys API (real in-memory keys),
+//! signatures, tags and webhooks (delivered, signed); and it injects faults on
 //! demand (latency, 429 with `Retry-After`, 500, 502, dropped connections, 202 policy pending).
 //! Everything is in memory.
 //!
@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | `POST /auth/action/init`, `POST /auth/action` | no | challenge single-use, 5 min (see [`SimulatorBuilder::challenge_ttl`]) |
 //! | `POST /auth/credentials/init`, `POST /auth/credentials`, `GET /auth/credentials` | on `POST /auth/credentials` | `Key` only; attestation verified |
+//! | `PUT /auth/credentials/deactivate`, `PUT /auth/credentials/activate` | yes | `{"credentialUuid"}` of one of the caller's credentials (another user's is 404); answers `{"message":"success"}`, also when already in that state; a deactivated credential signs no user action or login (401 `credential is deactivated`) and is listed `isActive: false`; a user's last active credential cannot be deactivated (400, the simulator's rule) |
 //! | `POST /auth/credentials/code`, `…/code/init`, `…/code/verify` | on `/code` | one-minute, one-use codes |
 //! | `POST /auth/service-accounts`, `GET …`, `GET …/{id}`, `PUT …/{id}/activate` and `/deactivate` | on writes | the response carries the token and credential id |
 //! | `POST /auth/pats`, `GET /auth/pats` | on `POST` | `publicKey` required: it becomes a credential of the caller; `secondsValid` or `daysValid` |
@@ -42,8 +43,9 @@
 //! `user action signature is missing or invalid` for a missing or mismatched user action; 400
 //! `user action has already been used` for a replay; 400 `Challenge token is not valid.` for a
 //! reused or expired challenge; 401 `user action signature is missing or invalid` for an
-//! assertion that does not verify. Each error body's `details.reason` says exactly what was
-//! wrong. The simulator speaks HTTP/1.1 without TLS: point clients at [`Simulator::base_url`].
+//! assertion that does not verify; 401 `credential is deactivated` for a valid assertion by a
+//! deactivated credential (the simulator's wording). Each error body's `details.reason` says
+//! exactly what was wrong. The simulator speaks HTTP/1.1 without TLS: point clients at [`Simulator::base_url`].
 //!
 //! Lifetimes and limits: auth tokens expire (`daysValid`, `secondsValid`, 24 h for login
 //! tokens) with a 401 that says so; challenges and user actions keep their TTL; at most 512

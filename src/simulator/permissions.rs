@@ -24,7 +24,7 @@ use super::state::{Caller, Inner};
 use super::util::{dfns_id, now_iso, percent_decode};
 
 /// The operation each route needs. Routes not listed need none (the user-action and login
-/// flows, a caller's own credentials and PATs).
+/// flows, a caller's own credentials, including activating and deactivating them, and PATs).
 const REQUIRED: &[(&str, &str)] = &[
     ("POST /wallets", "Wallets:Create"),
     ("GET /wallets", "Wallets:Read"),
@@ -90,6 +90,11 @@ const OPEN: &[&str] = &[
     "POST /auth/credentials/init",
     "POST /auth/credentials",
     "GET /auth/credentials",
+    // Dfns' API reference: "No permission required" for both (a caller's own credentials).
+    // The official SDKs' operation list has `Auth:Creds:Update`, but Dfns does not ask for it
+    // here, so neither does the simulator.
+    "PUT /auth/credentials/activate",
+    "PUT /auth/credentials/deactivate",
     "POST /auth/credentials/code/init",
     "POST /auth/credentials/code/verify",
     "GET /auth/pats",

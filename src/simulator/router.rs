@@ -39,6 +39,12 @@ const ROUTES: &[Route] = &[
     ("GET", "/auth/credentials", |i, r, _| {
         credentials::list(i, r)
     }),
+    ("PUT", "/auth/credentials/activate", |i, r, _| {
+        credentials::set_active(i, r, true)
+    }),
+    ("PUT", "/auth/credentials/deactivate", |i, r, _| {
+        credentials::set_active(i, r, false)
+    }),
     ("POST", "/auth/credentials/code", |i, r, _| {
         credentials::create_code(i, r)
     }),

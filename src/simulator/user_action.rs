@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, USER_ACTION_USED};
@@ -134,8 +135,17 @@ pub(crate) fn complete(inner: &mut Inner, req: &Req<'_>) -> Reply {
     ok(json!({ "userAction": token }))
 }
 
+/// The refusal of a user action or login signed by a deactivated credential (401, as for an
+/// assertion that does not verify; the simulator's wording: Dfns' is not documented).
+pub(crate) const CREDENTIAL_DEACTIVATED: &str = "credential is deactivated";
+
 /// Checks a `{"kind":"Key","credentialAssertion":{credId, clientData, signature}}` factor
-/// against `challenge` and the user's active credentials; returns the credential id used.
+/// against `challenge` and the user's credentials (only an active one passes); returns the
+/// credential id used.
+///
+/// A deactivated credential of the user is refused with [`CREDENTIAL_DEACTIVATED`] only once
+/// its signature verifies: whoever does not hold its key (`/auth/login` needs no auth token)
+/// learns nothing about it beyond the usual 401.
 pub(crate) fn verify_assertion(
     inner: &Inner,
     user_id: &str,
@@ -158,10 +168,8 @@ pub(crate) fn verify_assertion(
     let credential = inner
         .credentials
         .get(cred_id)
-        .filter(|c| c.user_id == user_id && c.active)
-        .ok_or_else(|| {
-            ApiError::assertion_invalid("credId is not an active credential of the caller")
-        })?;
+        .filter(|c| c.user_id == user_id)
+        .ok_or_else(|| ApiError::assertion_invalid("credId is not a credential of the caller"))?;
     let client_data = b64url_decode(client_data_b64)
         .ok_or_else(|| ApiError::bad_request("`clientData` is not base64url without padding"))?;
     let signature = b64url_decode(signature_b64)
@@ -171,6 +179,14 @@ pub(crate) fn verify_assertion(
         .key
         .verify(&client_data, &signature)
         .map_err(ApiError::assertion_invalid)?;
+    if !credential.active {
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, CREDENTIAL_DEACTIVATED).because(format!(
+                "credential {cred_id} was deactivated (PUT /auth/credentials/deactivate): sign \
+                 with another credential, or activate it again (PUT /auth/credentials/activate)"
+            )),
+        );
+    }
     Ok(cred_id.to_owned())
 }
 
