@@ -360,6 +360,11 @@ pub enum Error {
     /// Talking to the API failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The configuration file, a profile or a token source was refused (feature `client`; its
+    /// [`fix`](crate::config::ConfigError::fix) says what to do).
+    #[cfg(feature = "client")]
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl From<ApiError> for ClientError {
@@ -524,11 +529,19 @@ mod tests {
                 slot: "9a".into(),
             }
             .into(),
-        ];
+        ]
+        .into_iter()
+        .chain(config_errors(|| "r".to_owned()))
+        .collect();
         for e in &all {
             let text = e.to_string();
             println!("{text}");
             assert!(!text.is_empty());
+            let fix = what_to_do(e);
+            if fix != text {
+                println!("  what to do: {fix}");
+            }
+            assert!(!fix.is_empty(), "{text}");
         }
         assert_eq!(
             all[4].to_string(),
@@ -563,6 +576,94 @@ mod tests {
         );
         assert_eq!(sanitize_text("a\u{1b}[31mb\nc", 100), "a [31mb c");
         assert_eq!(sanitize_text("abcdef", 3), "abc…");
+    }
+
+    /// One of each configuration error, `r()` filling the free-text fields (none without the
+    /// `client` feature).
+    fn config_errors(r: impl Fn() -> String) -> Vec<Error> {
+        #[cfg(feature = "client")]
+        {
+            use crate::config::{ConfigError, ConfigOrigin};
+            use std::path::PathBuf;
+            let p = || PathBuf::from("/home/ops/.config/dfns-signer/config.toml");
+            vec![
+                ConfigError::NotFound {
+                    path: p(),
+                    origin: ConfigOrigin::Flag,
+                },
+                ConfigError::Unreadable {
+                    path: p(),
+                    reason: r(),
+                },
+                ConfigError::Permissions {
+                    path: p(),
+                    mode: 0o644,
+                },
+                ConfigError::Syntax {
+                    path: p(),
+                    line: 3,
+                    message: r(),
+                },
+                ConfigError::UnknownKey {
+                    path: p(),
+                    line: 4,
+                    key: "timeout_secs".into(),
+                },
+                ConfigError::InlineSecret {
+                    path: p(),
+                    line: 5,
+                    field: "profiles.prod.auth_token".into(),
+                    fix: r(),
+                },
+                ConfigError::Invalid {
+                    path: p(),
+                    line: 6,
+                    field: "profiles.prod.retries".into(),
+                    reason: r(),
+                },
+                ConfigError::NoSuchProfile {
+                    path: p(),
+                    name: "prod".into(),
+                    known: vec!["dev".into()],
+                },
+                ConfigError::ProfileNotChosen {
+                    path: p(),
+                    known: vec!["a".into(), "b".into()],
+                },
+                ConfigError::NoConfigFile {
+                    profile: "prod".into(),
+                    default_path: Some(p()),
+                },
+                ConfigError::TokenUnavailable {
+                    source_name: "env:DFNS_AUTH_TOKEN".into(),
+                    reason: r(),
+                    fix: r(),
+                },
+                ConfigError::Incomplete {
+                    given: "key",
+                    given_from: "profile `prod`".into(),
+                    missing: "credential_id",
+                },
+            ]
+            .into_iter()
+            .map(Error::from)
+            .collect()
+        }
+        #[cfg(not(feature = "client"))]
+        {
+            let _ = r;
+            Vec::new()
+        }
+    }
+
+    /// Where an error says what to do: in its message, or for a configuration error in its
+    /// `fix()` (the CLI prints it as a second line).
+    fn what_to_do(e: &Error) -> String {
+        match e {
+            #[cfg(feature = "client")]
+            Error::Config(c) => c.fix(),
+            _ => e.to_string(),
+        }
     }
 
     /// What each variant's message must say to do, decided here variant by variant: the match
@@ -609,6 +710,24 @@ mod tests {
                 ClientError::SignTimeout { .. } => "raise the sign timeout",
                 ClientError::ResponseTooLarge { .. } => "raise max_response_bytes",
             },
+            #[cfg(feature = "client")]
+            Error::Config(c) => {
+                use crate::config::ConfigError;
+                match c {
+                    ConfigError::NotFound { .. } => "create the file",
+                    ConfigError::Unreadable { .. } => "may read the file",
+                    ConfigError::Permissions { .. } => "chmod 600",
+                    ConfigError::Syntax { .. } => "fix line 3",
+                    ConfigError::UnknownKey { .. } => "remove or rename `timeout_secs`",
+                    ConfigError::InlineSecret { .. } => "REMEDY",
+                    ConfigError::Invalid { .. } => "correct `profiles.prod.retries` at line 6",
+                    ConfigError::NoSuchProfile { .. } => "add [profiles.prod]",
+                    ConfigError::ProfileNotChosen { .. } => "--profile",
+                    ConfigError::NoConfigFile { .. } => "--config",
+                    ConfigError::TokenUnavailable { .. } => "REMEDY",
+                    ConfigError::Incomplete { .. } => "DFNS_CRED_ID",
+                }
+            }
         }
     }
 
@@ -738,9 +857,12 @@ mod tests {
                 limit: 8,
             }
             .into(),
-        ];
+        ]
+        .into_iter()
+        .chain(config_errors(r))
+        .collect();
         for e in &all {
-            let text = e.to_string();
+            let text = what_to_do(e);
             assert!(text.contains(remedy(e)), "{text:?} does not say what to do");
         }
 
@@ -761,6 +883,23 @@ mod tests {
         }
         let e = serde_json::from_str::<Answer>(&format!(r#"{{"n":"{PLANTED}"}}"#)).unwrap_err();
         built.push(json_error_summary(&e));
+        #[cfg(feature = "client")]
+        {
+            use crate::config::{Config, TokenSource};
+            let path = std::path::Path::new("c.toml");
+            for text in [
+                format!("[profiles.p]\nauth_token = \"{PLANTED}\""),
+                format!("[profiles.p]\nkey = \"pkcs11:token=t?pin-value={PLANTED}\""),
+                format!("[profiles.p]\nkey = \"piv:slot=9a?pin-source={PLANTED}\""),
+                format!("[profiles.p]\npin = \"{PLANTED}\""),
+                format!("[profiles.p]\ntimeout_seconds = \"{PLANTED}\""),
+            ] {
+                let e = Config::from_toml(&text, path).unwrap_err();
+                built.push(format!("{e} {e:?} {}", e.fix()));
+            }
+            let e = TokenSource::parse(PLANTED).unwrap_err();
+            built.push(format!("{e} {e:?} {}", e.fix()));
+        }
         for text in built {
             assert!(!text.contains(PLANTED), "{text}");
         }

@@ -41,6 +41,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The same settings can live in a profile of the configuration file
+//! (`~/.config/dfns-signer/config.toml`: base URL, where the token is, credential id, key URI;
+//! see [`config`]), overridden by `DFNS_API_URL`, `DFNS_AUTH_TOKEN`, `DFNS_CRED_ID`, `DFNS_KEY`:
+//!
+//! ```no_run
+//! let client = dfns_signer::DfnsClient::from_profile(Some("custody"))?;
+//! # Ok::<(), dfns_signer::Error>(())
+//! ```
+//!
 //! A backend with its own HTTP stack (or the official Rust SDK, through the `dfns-sdk`
 //! feature's `dfns_sdk::SdkSigner`) needs only the key and the
 //! [`protocol`]: build with `default-features = false, features = ["pkcs11"]` and no HTTP
@@ -120,6 +129,7 @@
 //! | [`protocol`] | the wire types and pure functions: challenges, `clientData`, answers, attestations, the endpoint table |
 //! | [`software`], [`pkcs11`], [`piv`] | one module per key backend (features `pkcs11`, `piv`) |
 //! | [`webhooks`] | checking the webhook deliveries Dfns signs: [`webhooks::verify`] |
+//! | [`config`] | the configuration file's profiles, and settings from flags, environment and profile: [`DfnsClient::from_profile`] (feature `client`) |
 //! | [`simulator`] | the local Dfns API (feature `simulator`) |
 //! | `dfns_sdk` | the adapter for the official `dfns-sdk-rust` (feature `dfns-sdk`) |
 //!
@@ -139,8 +149,9 @@
 //! Every call returns [`Error`], which says which layer failed: [`BackendError`] (keys and
 //! devices; a device's own fault is kept as its `source`), [`ProtocolError`] (what was received
 //! or asked for is malformed), [`ClientError`] (HTTP, deadlines, configuration) with
-//! [`ApiError`] (what Dfns answered). Each message says what happened and what to do; all
-//! public error enums are `#[non_exhaustive]`.
+//! [`ApiError`] (what Dfns answered), and [`config::ConfigError`] (the configuration file, a
+//! profile, a token source; its `fix()` says what to do). Each message says what happened and
+//! what to do; all public error enums are `#[non_exhaustive]`.
 //!
 //! # Secrets
 //!
@@ -166,6 +177,8 @@
 mod backend;
 #[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
+pub mod config;
 mod error;
 pub mod protocol;
 mod signer;
