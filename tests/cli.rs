@@ -72,7 +72,8 @@ fn sign_challenge_prints_the_official_first_factor() {
 #[test]
 fn sign_challenge_errors_are_two_clear_lines_with_their_exit_status() {
     let key = format!("file:{}", fixture("keys/p256.pem"));
-    // (arguments, stdin, text the error must contain, exit status: 2 usage, 1 other)
+    // (arguments, stdin, text the error must contain, exit status: 2 usage, 5 refused by what
+    // Dfns sent)
     let cases: Vec<(Vec<String>, &str, &str, i32)> = vec![
         (
             vec!["--key".into(), key.clone(), "--cred-id".into(), "c".into()],
@@ -89,7 +90,7 @@ fn sign_challenge_errors_are_two_clear_lines_with_their_exit_status() {
             ],
             r#"{"challenge":"YWJj","challengeIdentifier":"x","allowCredentials":{"key":[{"type":"public-key","id":"theirs"}]}}"#,
             "not allowed to sign",
-            1,
+            5,
         ),
         (
             vec![
@@ -486,7 +487,7 @@ fn demo_generates_its_key_on_softhsm() {
     }
     let module = common::modules::softhsm();
     let dir = std::env::temp_dir().join(format!("dfns-cli-demo-{}", std::process::id()));
-    softhsm_token(&dir, "cli-demo", &module);
+    common::softhsm::cli_token(&dir, "cli-demo", &module);
     let out = bin()
         .args(["demo", "--algorithm", "ed25519", "--pkcs11"])
         .arg(format!(
@@ -584,7 +585,7 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     }
     let module = common::modules::softhsm();
     let dir = std::env::temp_dir().join(format!("dfns-cli-keys-{}", std::process::id()));
-    softhsm_token(&dir, "cli-keys", &module);
+    common::softhsm::cli_token(&dir, "cli-keys", &module);
     let uri = format!(
         "pkcs11:token=cli-keys;object=desk-1;id=%42?module-path={}&pin-source=env:CLI_KEYS_PIN",
         module.display()
@@ -657,27 +658,4 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     assert_eq!(code, 2, "{err}");
     assert!(!err.contains("864213") && !out.contains("864213"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A throw-away SoftHSM token labelled `label` (user PIN 864213, no keys) in a fresh `dir`;
-/// point `SOFTHSM2_CONF` at `dir/softhsm2.conf` to use it.
-#[cfg(feature = "pkcs11")]
-fn softhsm_token(dir: &std::path::Path, label: &str, module: &std::path::Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let init = Command::new(format!(
-        "{}/hsm-config/softhsm/init-token.sh",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .arg(dir)
-    .env("KEYS", "")
-    .env("MODULE", module)
-    .env("TOKEN_LABEL", label)
-    .env("USER_PIN", "864213")
-    .output()
-    .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
 }

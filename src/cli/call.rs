@@ -1,14 +1,13 @@
 //! `call`: any Dfns endpoint, signed when it needs a user action.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use dfns_signer::protocol::{Method, Payload};
-use dfns_signer::{DfnsClient, Outcome};
-use secrecy::SecretString;
+use dfns_signer::Outcome;
 
 use super::failure::{Failure, EXIT_POLICY_PENDING};
-use super::{print_json, KeyArgs, Output};
+use super::profile::{self, ApiArgs, Needs, ProfileArgs, SignerArgs};
+use super::{print_json, Output};
 
 /// Arguments of `call`.
 #[derive(clap::Args, Debug)]
@@ -21,23 +20,16 @@ pub struct Args {
     #[arg(long, value_name = "JSON|@FILE")]
     data: Option<String>,
     #[command(flatten)]
-    key: KeyArgs,
-    /// API base URL.
-    #[arg(long, env = "DFNS_API_URL", default_value = dfns_signer::DEFAULT_BASE_URL)]
-    base_url: String,
-    /// Auth token (prefer the environment variable: arguments show in `ps`).
-    #[arg(long, env = "DFNS_AUTH_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Seconds allowed for each HTTP exchange.
-    #[arg(long, default_value_t = 30)]
-    timeout: u64,
+    signer: SignerArgs,
+    #[command(flatten)]
+    api: ApiArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
 
 /// Sends the request and prints the answer.
-pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> {
     let method: Method = args
         .method
         .parse()
@@ -58,23 +50,19 @@ pub async fn run(args: Args) -> Result<ExitCode, Failure> {
             })?
         }
     };
-    let mut builder = DfnsClient::builder()
-        .base_url(&args.base_url)
-        .timeout(Duration::from_secs(args.timeout));
-    match args.token {
-        Some(token) => builder = builder.auth_token(SecretString::from(token)),
-        None if !args.path.starts_with("/auth/login") => {
-            return Err(Failure::usage(
-                "no auth token",
-                "set DFNS_AUTH_TOKEN (or --token) to a service account's or user's token",
-            ));
+    let settings = profile::settings(global, &args.api, Some(&args.signer))?;
+    // A login needs no token; everything else does.
+    let needs = if args.path.starts_with("/auth/login") && settings.auth_token.is_none() {
+        Needs::Nothing
+    } else {
+        Needs::TokenAndSigner
+    };
+    let mut client = profile::client(&settings, needs)?;
+    if needs == Needs::Nothing {
+        if let Some(signer) = profile::signer(&settings)? {
+            client = client.with_signer(signer);
         }
-        None => {}
     }
-    if let Some(signer) = args.key.signer()? {
-        builder = builder.signer(signer);
-    }
-    let client = builder.build()?;
     match client.request(method, &args.path, payload).await? {
         Outcome::Done(raw) => {
             if raw.body.is_empty() {

@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use dfns_signer::{BackendError, ClientError, Error};
+use dfns_signer::{BackendError, ClientError, Error, ProtocolError};
 
 /// Exit status: anything else.
 pub const EXIT_OTHER: u8 = 1;
@@ -46,6 +46,16 @@ impl Failure {
     /// A wrong flag, file or source (exit 2).
     pub fn usage(what: impl Into<String>, fix: impl Into<String>) -> Self {
         Self::new(EXIT_USAGE, what, fix)
+    }
+
+    /// The exit status.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// Exit status, what went wrong, what to do (for reports that show several failures).
+    pub fn parts(self) -> (u8, String, String) {
+        (self.code, self.what, self.fix)
     }
 
     /// Prints the two lines and gives the exit status.
@@ -103,6 +113,14 @@ impl From<Error> for Failure {
                      not busy in another program; `dfns-signer keys list` shows what is found",
                 ),
             },
+            Error::Config(config) => Failure::usage(what, config.fix()),
+            // Dfns did not offer this credential: deactivated, another identity's, or a wrong
+            // id. Its answer, so a refusal by the API.
+            Error::Protocol(ProtocolError::CredentialNotAllowed { .. }) => Failure::new(
+                EXIT_API,
+                what,
+                "check the credential id and that it is active (`dfns-signer credential list`)",
+            ),
             Error::Client(ClientError::Api(_)) => Failure::new(
                 EXIT_API,
                 what,

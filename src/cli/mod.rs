@@ -3,13 +3,19 @@
 #[cfg(feature = "piv")]
 mod attestation;
 mod call;
+mod completions;
+mod credential;
 #[cfg(feature = "simulator")]
 mod demo;
+mod doctor;
 mod failure;
 #[cfg(feature = "piv")]
 mod keys;
+mod login;
 #[cfg(feature = "piv")]
 mod piv;
+mod profile;
+mod service_account;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
 mod simulator;
@@ -18,7 +24,7 @@ mod webhook;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use dfns_signer::{CredentialSigner, KeyUri};
+use dfns_signer::KeyUri;
 pub use failure::Failure;
 
 /// Sign Dfns user-action challenges with keys that never leave hardware.
@@ -27,14 +33,47 @@ pub use failure::Failure;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    profile: profile::ProfileArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Read a `/auth/action/init` response on stdin, print the `firstFactor` assertion.
+    ///
+    /// Example (a backend hands over the challenge; the desk signs it):
+    ///   dfns-signer sign-challenge --key 'piv:slot=9c?pin-source=prompt' --cred-id Y2ktMX… < init.json
     SignChallenge(sign_challenge::Args),
     /// Call any Dfns endpoint, with a user action when the endpoint needs one.
+    ///
+    /// The key, credential id, base URL and token come from the flags, else DFNS_KEY,
+    /// DFNS_CRED_ID, DFNS_API_URL and DFNS_AUTH_TOKEN, else the profile.
+    ///
+    /// Example:
+    ///   dfns-signer call POST /wallets --data '{"network":"EthereumSepolia"}' --profile custody
     Call(call::Args),
+    /// Register, list and deactivate Key credentials.
+    #[command(subcommand)]
+    Credential(credential::Command),
+    /// Create a service account whose credential is a key on this machine.
+    #[command(subcommand)]
+    ServiceAccount(service_account::Command),
+    /// Log a user in with a Key credential; prints the login token.
+    ///
+    /// Example:
+    ///   dfns-signer login --key 'piv:slot=9a?pin-source=prompt' --username jo@example.com --org-id or-…
+    Login(login::Args),
+    /// Check that the configuration, the key, the credential, the API, the token and the clock
+    /// line up, with the fix for each that does not.
+    ///
+    /// Example:
+    ///   dfns-signer doctor --profile custody
+    Doctor(doctor::Args),
+    /// Print a shell completion script.
+    ///
+    /// Example:
+    ///   dfns-signer completions bash > /etc/bash_completion.d/dfns-signer
+    Completions(completions::Args),
     /// Run a local Dfns API simulator (prints one JSON line once it listens).
     #[cfg(feature = "simulator")]
     Simulator(simulator::Args),
@@ -68,42 +107,8 @@ pub enum Output {
     Json,
 }
 
-/// The key and credential that sign user actions.
-#[derive(clap::Args, Debug)]
-pub struct KeyArgs {
-    /// The credential key: `file:/path/key.pem`, `pkcs11:token=…;object=…?module-path=…&pin-source=env:PIN`
-    /// or `piv:slot=9a?serial=…&pin-source=prompt`.
-    #[arg(long, value_name = "URI")]
-    key: Option<String>,
-    /// The Dfns credential id registered for this key.
-    #[arg(long, value_name = "ID")]
-    cred_id: Option<String>,
-}
-
-impl KeyArgs {
-    /// Opens the key; `None` when no key was given.
-    fn signer(&self) -> Result<Option<CredentialSigner>, Failure> {
-        match (&self.key, &self.cred_id) {
-            (None, None) => Ok(None),
-            (Some(_), None) => Err(Failure::usage(
-                "--key needs --cred-id",
-                "add --cred-id ID: the credential id Dfns knows this key by",
-            )),
-            (None, Some(_)) => Err(Failure::usage(
-                "--cred-id needs --key",
-                "add --key URI: the key registered under that credential id",
-            )),
-            (Some(uri), Some(id)) => {
-                let uri = KeyUri::parse(uri).map_err(dfns_signer::Error::from)?;
-                let backend = open_key(&uri).map_err(dfns_signer::Error::from)?;
-                Ok(Some(CredentialSigner::new(id.clone(), backend)))
-            }
-        }
-    }
-}
-
 /// Opens a key for a person at a terminal: a YubiKey whose slot wants a touch says so on stderr.
-fn open_key(
+pub(crate) fn open_key(
     uri: &KeyUri,
 ) -> Result<std::sync::Arc<dyn dfns_signer::KeyBackend>, dfns_signer::BackendError> {
     match uri {
@@ -143,9 +148,15 @@ pub fn init_logging() {
 /// Runs a command; `Err` is reported as two lines on stderr with its exit status
 /// ([`failure`] lists them).
 pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let global = &cli.profile;
     match cli.command {
-        Command::SignChallenge(args) => sign_challenge::run(args).await,
-        Command::Call(args) => call::run(args).await,
+        Command::SignChallenge(args) => sign_challenge::run(args, global).await,
+        Command::Call(args) => call::run(args, global).await,
+        Command::Credential(command) => credential::run(command, global).await,
+        Command::ServiceAccount(command) => service_account::run(command, global).await,
+        Command::Login(args) => login::run(args, global).await,
+        Command::Doctor(args) => doctor::run(args, global).await,
+        Command::Completions(args) => completions::run(args),
         #[cfg(feature = "simulator")]
         Command::Simulator(args) => Ok(simulator::run(args).await?),
         #[cfg(feature = "simulator")]

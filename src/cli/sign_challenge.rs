@@ -10,24 +10,27 @@ use std::process::ExitCode;
 use dfns_signer::protocol::UserActionChallenge;
 
 use super::failure::Failure;
-use super::{print_json, KeyArgs, Output};
+use super::profile::{self, ApiArgs, ProfileArgs, SignerArgs};
+use super::{print_json, Output};
 
 /// Arguments of `sign-challenge`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    key: KeyArgs,
+    signer: SignerArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
 
 /// Reads the challenge from stdin, signs, prints.
-pub async fn run(args: Args) -> Result<ExitCode, Failure> {
-    let signer = args.key.signer()?.ok_or_else(|| {
+pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> {
+    let settings = profile::settings(global, &ApiArgs::default(), Some(&args.signer))?;
+    let signer = profile::signer(&settings)?.ok_or_else(|| {
         Failure::usage(
             "sign-challenge needs a key",
-            "give --key URI and --cred-id ID (the credential that answers the challenge)",
+            "give --key URI and --cred-id ID (or DFNS_KEY and DFNS_CRED_ID, or a profile with \
+             key and credential_id)",
         )
     })?;
     let mut input = Vec::new();

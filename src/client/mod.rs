@@ -116,6 +116,8 @@ pub struct RawResponse {
     pub status: u16,
     /// The body bytes.
     pub body: Vec<u8>,
+    /// The server's clock, from its `Date` header (whole seconds), when it sent a valid one.
+    pub server_date: Option<std::time::SystemTime>,
 }
 
 impl RawResponse {

@@ -62,6 +62,11 @@ impl DfnsClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let server_date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
         let limit = self.inner.max_response_bytes;
         let too_large = || {
             Error::from(ClientError::ResponseTooLarge {
@@ -97,6 +102,7 @@ impl DfnsClient {
             200..=299 => Ok(Outcome::Done(RawResponse {
                 status,
                 body: bytes,
+                server_date,
             })),
             _ => {
                 let mut error = parse_error_body(status, &bytes);

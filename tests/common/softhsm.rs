@@ -320,3 +320,31 @@ pub fn make_pair(
         .generate_key_pair(mechanism, &with_names(public), &with_names(private))
         .unwrap();
 }
+
+/// A throw-away SoftHSM token labelled `label` (user PIN 864213) in a fresh `dir`, with the key
+/// pairs `keys` names (`init-token.sh`'s KEYS: "" for none, "p256"…), for tests that run the
+/// binary: point its `SOFTHSM2_CONF` at `dir/softhsm2.conf`.
+pub fn cli_token(dir: &Path, label: &str, module: &Path) {
+    cli_token_with_keys(dir, label, module, "")
+}
+
+/// [`cli_token`] with key pairs.
+pub fn cli_token_with_keys(dir: &Path, label: &str, module: &Path, keys: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    let init = Command::new(format!(
+        "{}/hsm-config/softhsm/init-token.sh",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(dir)
+    .env("KEYS", keys)
+    .env("MODULE", module)
+    .env("TOKEN_LABEL", label)
+    .env("USER_PIN", "864213")
+    .output()
+    .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+}
