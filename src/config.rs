@@ -27,7 +27,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::IsTerminal;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -576,7 +575,7 @@ impl TokenSource {
             TokenSource::Prompt => {
                 let no_prompt = "use auth_token = \"env:NAME\" or \"file:PATH\" where there is \
                                  no terminal";
-                if !std::io::stdin().is_terminal() {
+                if !crate::PinSource::can_prompt() {
                     return Err(fail(
                         "no terminal to prompt on".to_owned(),
                         no_prompt.to_owned(),

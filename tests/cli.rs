@@ -9,8 +9,22 @@ use std::process::{Command, Stdio};
 use common::mock_http::{MockServer, Scripted};
 use serde_json::{json, Value};
 
+/// The binary, with none of this machine's settings (configuration file, `DFNS_*` variables):
+/// a test sets what it uses.
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dfns-signer"));
+    command.env("XDG_CONFIG_HOME", "/nonexistent/dfns-signer-tests");
+    for name in [
+        "DFNS_API_URL",
+        "DFNS_AUTH_TOKEN",
+        "DFNS_CRED_ID",
+        "DFNS_KEY",
+        "DFNS_SIGNER_CONFIG",
+        "DFNS_SIGNER_PROFILE",
+    ] {
+        command.env_remove(name);
+    }
+    command
 }
 
 fn fixture(path: &str) -> String {
@@ -172,7 +186,7 @@ async fn call_signs_sends_and_prints() {
     let data_file = std::env::temp_dir().join(format!("dfns-cli-body-{}.json", std::process::id()));
     std::fs::write(&data_file, "{\"network\":\"Bitcoin\"}\n").unwrap();
     let key = format!("file:{}", fixture("keys/secp256k1.pem"));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+    let out = tokio::process::Command::from(bin())
         .args([
             "call",
             "POST",
@@ -214,7 +228,7 @@ async fn call_signs_sends_and_prints() {
     );
 
     // A GET needs no key; a 202 exits with status 3.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+    let out = tokio::process::Command::from(bin())
         .args([
             "call",
             "GET",
@@ -402,7 +416,7 @@ fn demo_runs_the_whole_flow() {
 async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
     use tokio::io::AsyncBufReadExt;
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+    let mut child = tokio::process::Command::from(bin())
         .args([
             "simulator",
             "--listen",
@@ -431,7 +445,7 @@ async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
     let base = info["baseUrl"].as_str().unwrap();
 
     // The fixture key is the root credential: `call` signs with it; the policy rule answers 202.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+    let out = tokio::process::Command::from(bin())
         .args([
             "call",
             "POST",

@@ -1463,7 +1463,8 @@ fn piv_setup_replaces_the_factory_credentials() {
 /// A person at a terminal (a real pseudo-terminal): `piv setup` asks for the new PIN and PUK
 /// twice with echo off, asks again when one has the wrong length (no try spent), and offers to
 /// protect the management key; two different entries change nothing. The PIN prompt of a
-/// signature shows the tries left, and a wrong PIN costs exactly one.
+/// signature shows the tries left (also when the challenge comes on stdin from a file), and a
+/// wrong PIN costs exactly one; without a terminal the prompt is refused.
 #[cfg(feature = "cli")]
 #[test]
 fn desk_prompts_at_a_terminal_hide_input_ask_twice_and_show_tries_left() {
@@ -1573,29 +1574,40 @@ fn desk_prompts_at_a_terminal_hide_input_ask_twice_and_show_tries_left() {
     );
     assert_eq!(card.pin_tries_left(), 2);
 
+    // The challenge comes from a file on stdin, as a backend hands it over; the PIN is still
+    // asked at the terminal (never read from the pipe).
     let challenge = r#"{"challenge":"ZGVzaw","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"desk-cred"}],"webauthn":[]}}"#;
+    let challenge_file =
+        std::env::temp_dir().join(format!("desk-challenge-{}.json", std::process::id()));
+    std::fs::write(&challenge_file, challenge).unwrap();
+    let redirected = format!(
+        "'{bin}' sign-challenge --cred-id desk-cred --key 'piv:slot=9a?serial=39950001&pin-source=prompt' < '{}'",
+        challenge_file.display()
+    );
     let signed = at_terminal(
-        &sign,
+        &["bash", "-c", &redirected],
         &[],
-        &[
-            secret(
-                "PIV PIN for YubiKey serial 39950001 (2 tries left): ",
-                "135790",
-            ),
-            // The challenge is read from the terminal too: a line, then end of input.
-            Typed {
-                expect: "",
-                send: challenge,
-                secret: false,
-            },
-            Typed {
-                expect: "",
-                send: "\u{4}",
-                secret: false,
-            },
-        ],
+        &[secret(
+            "PIV PIN for YubiKey serial 39950001 (2 tries left): ",
+            "135790",
+        )],
         30,
     );
+    // Without a terminal at all (a service, CI: `setsid` drops the controlling terminal), the
+    // prompt is refused at once; the PIN is not read from the pipe and no try is spent.
+    let no_terminal = std::process::Command::new("setsid")
+        .args(["-w", "bash", "-c", &redirected])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&no_terminal.stderr);
+    assert_eq!(no_terminal.status.code(), Some(2), "{err}");
+    assert!(err.contains("no terminal to prompt on"), "{err}");
+    assert_eq!(
+        card.pin_tries_left(),
+        3,
+        "the right PIN above reset the counter; none spent since"
+    );
+    let _ = std::fs::remove_file(&challenge_file);
     assert_eq!(signed.failed, None, "{}", signed.transcript);
     assert_eq!(signed.status, Some(0), "{}", signed.transcript);
     assert!(

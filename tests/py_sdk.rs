@@ -460,7 +460,7 @@ async fn official_python_sdk_runs_its_flows_against_the_simulator() {
     );
     assert_eq!(
         foreign["reason"],
-        "credId is not an active credential of the caller"
+        "credId is not a credential of the caller"
     );
     let names: Vec<&str> = run.ok("afterRefusals")["names"]
         .as_array()

@@ -4,7 +4,6 @@
 //! `[REDACTED]`. A `PinSource` names the source, never the PIN, so it can be logged.
 
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use secrecy::SecretString;
@@ -44,6 +43,26 @@ impl PinSource {
         }
     }
 
+    /// Whether a prompt can reach a person: the process has a terminal to ask on. The prompt
+    /// reads the terminal itself (`/dev/tty`), not stdin, so `sign-challenge < challenge.json`
+    /// at a desk still asks for the PIN; a process without a terminal (a service, CI) does not
+    /// ask, and a PIN is never read from a pipe.
+    pub fn can_prompt() -> bool {
+        #[cfg(unix)]
+        {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/tty")
+                .is_ok()
+        }
+        #[cfg(not(unix))]
+        {
+            use std::io::IsTerminal;
+            std::io::stdin().is_terminal()
+        }
+    }
+
     /// Reads the PIN. `what` names the device in the prompt (`PIN for token custody`).
     pub fn read(&self, what: &str) -> Result<SecretString, BackendError> {
         let fail = |reason: String| BackendError::PinSource {
@@ -64,7 +83,7 @@ impl PinSource {
                 text.lines().next().unwrap_or("").to_owned()
             }
             PinSource::Prompt => {
-                if !std::io::stdin().is_terminal() {
+                if !PinSource::can_prompt() {
                     return Err(fail(
                         "no terminal to prompt on; use pin-source=env:NAME or file:PATH".to_owned(),
                     ));

@@ -16,7 +16,6 @@
 //! check's kind: 2 configuration, 4 key or PIN, 5 token or credential refused, 1 API
 //! unreachable or clock.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -313,7 +312,7 @@ fn pin_at_hand(source: &str) -> Result<bool, Failure> {
     Ok(match &source {
         PinSource::Env(name) => std::env::var_os(name).is_some_and(|v| !v.is_empty()),
         PinSource::File(path) => path.is_file(),
-        PinSource::Prompt => std::io::stdin().is_terminal(),
+        PinSource::Prompt => PinSource::can_prompt(),
         _ => true,
     })
 }
