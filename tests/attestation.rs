@@ -303,6 +303,12 @@ fn attestation_verify_prints_the_facts_and_exits_0_only_for_a_trusted_chain() {
     let (code, out, err) = run(&[&["--cert", &both], &injected[..]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("verified: "), "{out}");
+    // ...with what an admin compares against the key being registered.
+    assert!(out.contains("\nform factor: usb-c-keychain\n"), "{out}");
+    assert!(
+        out.contains(facts["public_key"].as_str().unwrap()),
+        "the attested public key is printed: {out}"
+    );
 
     // Under Yubico's embedded roots this test chain is refused.
     let (code, out, err) = run(&["--cert", &both, "--output", "json"]);

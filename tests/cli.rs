@@ -673,3 +673,61 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
     assert!(!err.contains("864213") && !out.contains("864213"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every command's `--help` shows an example, one command per line as typed (not re-wrapped
+/// into one paragraph, which would break a `\` continuation when pasted).
+#[test]
+fn every_command_help_has_an_example_on_its_own_lines() {
+    let mut commands: Vec<Vec<&str>> = vec![
+        vec!["sign-challenge"],
+        vec!["call"],
+        vec!["credential", "register"],
+        vec!["credential", "code"],
+        vec!["credential", "list"],
+        vec!["credential", "deactivate"],
+        vec!["service-account", "create"],
+        vec!["login"],
+        vec!["doctor"],
+        vec!["completions"],
+        vec!["webhook", "verify"],
+    ];
+    #[cfg(feature = "simulator")]
+    commands.extend([vec!["simulator"], vec!["demo"]]);
+    #[cfg(feature = "piv")]
+    commands.extend([
+        vec!["keys", "list"],
+        vec!["keys", "show"],
+        vec!["keys", "attest"],
+        vec!["keys", "generate"],
+        vec!["piv", "setup"],
+        vec!["attestation", "verify"],
+    ]);
+    for command in commands {
+        let out = bin().args(&command).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{command:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            help.contains("Example"),
+            "{command:?} has no example:\n{help}"
+        );
+        // An example line: `dfns-signer …`, maybe after `NAME=value` environment settings.
+        let command_of = |line: &str| -> Option<String> {
+            let mut words = line.split_whitespace().skip_while(|w| w.contains('='));
+            (words.next() == Some("dfns-signer")).then(|| words.collect::<Vec<_>>().join(" "))
+        };
+        let examples: Vec<String> = help.lines().filter_map(command_of).collect();
+        assert!(!examples.is_empty(), "{command:?}:\n{help}");
+        // One example at least is this command (others may show the steps around it).
+        assert!(
+            examples.iter().any(|l| l.starts_with(&command.join(" "))),
+            "{command:?}: {examples:?}"
+        );
+        for line in examples {
+            // One command per line: nothing else of the help joined onto it.
+            assert!(
+                !line.contains("Usage:") && !line.contains("dfns-signer "),
+                "{line}"
+            );
+        }
+    }
+}

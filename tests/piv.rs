@@ -1295,7 +1295,7 @@ fn desk_commands_generate_list_show_attest_and_verify_on_the_virtual_card() {
     let (code, out, _) = dfns_signer(&["keys", "list"], &[]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("YubiKey serial 39700001 (firmware 5.7.1, usb-a-keychain"),
+        out.contains("YubiKey serial 39700001 (firmware 5.7.1, form factor usb-a-keychain"),
         "{out}"
     );
 

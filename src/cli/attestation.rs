@@ -22,6 +22,7 @@ pub enum Command {
     /// Example:
     ///   dfns-signer keys attest --key 'piv:slot=9c?serial=12345678' --out colleague.pem
     ///   dfns-signer attestation verify --cert colleague.pem --output json
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
 }
 
@@ -124,7 +125,14 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
         Ok(attested) => {
             match args.output {
                 Output::Json => print_json(&facts(&attested), Output::Json),
-                Output::Text => println!("verified: {attested}"),
+                Output::Text => {
+                    println!("verified: {attested}");
+                    if let Some(form_factor) = attested.form_factor {
+                        println!("form factor: {}", form_factor.name());
+                    }
+                    // The key the certificate vouches for, to compare with the one registered.
+                    print!("{}", attested.public_key.to_pem());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -138,8 +146,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
             Err(Failure::new(
                 EXIT_OTHER,
                 e.to_string(),
-                "do not trust this key as YubiKey-generated: ask for a fresh export \
-                 (`dfns-signer keys attest`) and check it names the right serial",
+                "do not trust this key as YubiKey-generated; ask for a fresh export \
+                 (`dfns-signer keys attest`). A test card verifies only under its own CA \
+                 (--roots FILE)",
             ))
         }
     }

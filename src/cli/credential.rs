@@ -25,22 +25,26 @@ pub enum Command {
     /// Example:
     ///   dfns-signer credential register --profile custody --name hsm-2 \
     ///     --key 'pkcs11:token=custody;object=dfns-2?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN'
+    #[command(verbatim_doc_comment)]
     Register(RegisterArgs),
     /// Create a one-minute code for registering a credential elsewhere (`register --code`).
     ///
     /// Example:
     ///   dfns-signer credential code --profile custody --output json
+    #[command(verbatim_doc_comment)]
     Code(CodeArgs),
     /// List the calling user's credentials.
     ///
     /// Example:
     ///   dfns-signer credential list --profile custody
+    #[command(verbatim_doc_comment)]
     List(ListArgs),
     /// Deactivate a credential (by its uuid `cr-…` or its credential id); signed by the
     /// profile's credential.
     ///
     /// Example:
     ///   dfns-signer credential deactivate cr-6e3f0-… --profile custody
+    #[command(verbatim_doc_comment)]
     Deactivate(DeactivateArgs),
 }
 
@@ -161,7 +165,7 @@ async fn register(args: RegisterArgs, global: &ProfileArgs) -> Result<ExitCode, 
         Output::Json => print_json(&report, Output::Json),
         Output::Text => {
             println!(
-                "registered credential {credential_id} (\"{}\", uuid {}) for {}",
+                "registered credential {credential_id} (\"{}\", uuid {}) for '{}'",
                 args.name,
                 report["credential_uuid"].as_str().unwrap_or("?"),
                 args.key

@@ -121,9 +121,38 @@ impl Check {
     }
 }
 
+/// The checks so far; in text mode each line is printed as soon as its check is done, so a PIN
+/// prompt appears after the lines of the checks before it.
+struct Report {
+    checks: Vec<Check>,
+    print_as_done: bool,
+}
+
+impl Report {
+    fn push(&mut self, check: Check) {
+        if self.print_as_done {
+            let mark = match check.outcome {
+                Outcome3::Pass => "✓",
+                Outcome3::Fail => "✗",
+                Outcome3::Skipped | Outcome3::NotRun => "-",
+            };
+            println!("{mark} {}: {}", check.name, check.detail);
+            if check.outcome != Outcome3::Pass {
+                println!("    {}", check.fix);
+            }
+        }
+        self.checks.push(check);
+    }
+}
+
 /// Runs the checks and prints the report.
 pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> {
-    let checks = checks(&args, global).await;
+    let mut report = Report {
+        checks: Vec::new(),
+        print_as_done: args.output == Output::Text,
+    };
+    run_checks(&args, global, &mut report).await;
+    let checks = report.checks;
     match args.output {
         Output::Json => {
             let list: Vec<Value> = checks
@@ -143,19 +172,8 @@ pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> 
                 Output::Json,
             );
         }
-        Output::Text => {
-            for c in &checks {
-                let mark = match c.outcome {
-                    Outcome3::Pass => "✓",
-                    Outcome3::Fail => "✗",
-                    Outcome3::Skipped | Outcome3::NotRun => "-",
-                };
-                println!("{mark} {}: {}", c.name, c.detail);
-                if c.outcome != Outcome3::Pass {
-                    println!("    {}", c.fix);
-                }
-            }
-        }
+        // Printed as each check was done.
+        Output::Text => {}
     }
     Ok(match checks.iter().find(|c| !c.ok()) {
         None => ExitCode::SUCCESS,
@@ -163,8 +181,7 @@ pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> 
     })
 }
 
-async fn checks(args: &Args, global: &ProfileArgs) -> Vec<Check> {
-    let mut checks = Vec::new();
+async fn run_checks(args: &Args, global: &ProfileArgs, checks: &mut Report) {
     let settings = match profile::settings(global, &args.api, Some(&args.signer)) {
         Ok(settings) => settings,
         Err(failure) => {
@@ -172,12 +189,12 @@ async fn checks(args: &Args, global: &ProfileArgs) -> Vec<Check> {
             for name in ["key", "pin", "api", "token", "credential", "clock"] {
                 checks.push(Check::not_run(name, "the configuration did not load"));
             }
-            return checks;
+            return;
         }
     };
     checks.push(Check::pass("config", describe(&settings)));
 
-    let key = check_key(&settings, &mut checks);
+    let key = check_key(&settings, checks);
 
     // One authenticated request answers the next three checks.
     let answer = match profile::client(&settings, Needs::Token) {
@@ -257,7 +274,7 @@ async fn checks(args: &Args, global: &ProfileArgs) -> Vec<Check> {
     checks.push(match (&raw, &key) {
         (Some(raw), Some(key)) => check_credential(&settings, key.public_key(), &raw.body),
         (None, _) => Check::not_run("credential", "the credential list could not be read"),
-        (_, None) if pin_skipped(&checks) => Check::skipped(
+        (_, None) if pin_skipped(&checks.checks) => Check::skipped(
             "credential",
             "not checked: the key opens only with its PIN, which is not at hand",
             "run doctor where the PIN source gives the PIN to check it",
@@ -273,7 +290,6 @@ async fn checks(args: &Args, global: &ProfileArgs) -> Vec<Check> {
         ),
         None => Check::not_run("clock", "the API did not answer"),
     });
-    checks
 }
 
 /// Whether the PIN check was skipped (the PIN not at hand).
@@ -289,13 +305,29 @@ fn describe(settings: &Settings) -> String {
         "base URL {} (from {})",
         settings.base_url.value, settings.base_url.origin
     )];
-    if let Some(key) = &settings.key {
-        parts.push(format!("key from {}", key.origin));
+    // "key, credential id and token from profile `x`": one clause per origin.
+    let mut by_origin: Vec<(String, Vec<&str>)> = Vec::new();
+    let settings_from = [
+        ("key", settings.key.as_ref().map(|k| k.origin.to_string())),
+        (
+            "credential id",
+            settings
+                .credential_id
+                .as_ref()
+                .map(|c| c.origin.to_string()),
+        ),
+        ("token", Some(token_origin(settings))),
+    ];
+    for (name, origin) in settings_from {
+        let origin = origin.unwrap_or_else(|| "nowhere".to_owned());
+        match by_origin.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, names)) => names.push(name),
+            None => by_origin.push((origin, vec![name])),
+        }
     }
-    if let Some(id) = &settings.credential_id {
-        parts.push(format!("credential id from {}", id.origin));
+    for (origin, names) in by_origin {
+        parts.push(format!("{} from {origin}", super::and_list(&names)));
     }
-    parts.push(format!("token from {}", token_origin(settings)));
     parts.join("; ")
 }
 
@@ -318,7 +350,7 @@ fn pin_at_hand(source: &str) -> Result<bool, Failure> {
 }
 
 /// The `key` and `pin` checks; the key's public key when it could be read.
-fn check_key(settings: &Settings, checks: &mut Vec<Check>) -> Option<Arc<dyn KeyBackend>> {
+fn check_key(settings: &Settings, checks: &mut Report) -> Option<Arc<dyn KeyBackend>> {
     let Some(key) = &settings.key else {
         checks.push(Check::fail(
             "key",
@@ -365,9 +397,9 @@ fn check_key(settings: &Settings, checks: &mut Vec<Check>) -> Option<Arc<dyn Key
             checks.push(Check::pass(
                 "key",
                 format!(
-                    "{} key opens ({}, fingerprint {})",
+                    "{} key '{}' opens (fingerprint {})",
                     backend.public_key().algorithm().name(),
-                    uri.scheme(),
+                    key.value,
                     backend.public_key().fingerprint()
                 ),
             ));

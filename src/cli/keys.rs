@@ -26,16 +26,19 @@ pub enum Command {
     /// Examples:
     ///   dfns-signer keys list --output json
     ///   dfns-signer keys list --module /usr/lib/softhsm/libsofthsm2.so
+    #[command(verbatim_doc_comment)]
     List(ListArgs),
     /// Show a key: algorithm, public key, where it lives, and what its device vouches for.
     ///
     /// Example:
     ///   dfns-signer keys show --key 'piv:slot=9c?serial=12345678'
+    #[command(verbatim_doc_comment)]
     Show(ShowArgs),
     /// Export a YubiKey slot's attestation (slot and device certificates, one PEM file).
     ///
     /// Example:
     ///   dfns-signer keys attest --key 'piv:slot=9c?serial=12345678' --out my-key.pem
+    #[command(verbatim_doc_comment)]
     Attest(AttestArgs),
     /// Generate a key inside a YubiKey slot or on a PKCS#11 token (never exportable) and print
     /// its public key.
@@ -43,6 +46,7 @@ pub enum Command {
     /// Examples:
     ///   dfns-signer keys generate --key 'piv:slot=9c?serial=12345678&pin-source=prompt'
     ///   dfns-signer keys generate --key 'pkcs11:token=custody;object=dfns-1;id=%01?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN'
+    #[command(verbatim_doc_comment)]
     Generate(GenerateArgs),
 }
 
@@ -296,7 +300,7 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
                     .unwrap_or_default()
                 {
                     println!(
-                        "  {} ({}, id {})  {}",
+                        "  {} ({}, id {})  '{}'",
                         key["label"].as_str().unwrap_or_default(),
                         key["type"].as_str().unwrap_or_default(),
                         key["id"].as_str().unwrap_or_default(),
@@ -306,12 +310,12 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
             }
             for yk in &listed {
                 println!(
-                    "YubiKey serial {} (firmware {}, {}, reader \"{}\")",
+                    "YubiKey serial {} (firmware {}, form factor {}, reader \"{}\")",
                     yk["serial"],
                     yk["firmware"].as_str().unwrap_or_default(),
                     yk["form_factor"]
                         .as_str()
-                        .unwrap_or("form factor unknown: no attestable key"),
+                        .unwrap_or("unknown: no attestable key"),
                     yk["reader"].as_str().unwrap_or_default()
                 );
                 let slots = yk["slots"]
@@ -323,7 +327,7 @@ fn list(args: ListArgs) -> Result<ExitCode, Failure> {
                 }
                 for slot in slots {
                     println!(
-                        "  slot {}: {} (PIN {}, touch {})  {}",
+                        "  slot {}: {} (PIN {}, touch {})  '{}'",
                         slot["slot"].as_str().unwrap_or_default(),
                         slot["algorithm"].as_str().unwrap_or_default(),
                         slot["pin_policy"].as_str().unwrap_or_default(),
@@ -521,7 +525,7 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
                 "YubiKey serial {} still has its factory {}: a key made now would sign for \
                  anyone holding the card",
                 device.info().serial,
-                left.join(", ")
+                super::and_list(&left)
             ),
             format!(
                 "run `dfns-signer piv setup --serial {} --protect-management-key` first \
@@ -558,7 +562,7 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
         Output::Text => {
             eprintln!(
                 "generated a {} key in slot {slot} of YubiKey serial {} (PIN {}, touch {}); \
-                 it cannot be exported. Key URI: {key_uri}",
+                 it cannot be exported. Sign with --key '{key_uri}&pin-source=prompt'",
                 algorithm,
                 device.info().serial,
                 policy_name(pin_policy),
@@ -599,7 +603,7 @@ fn generate_pkcs11(
         ),
         Output::Text => {
             eprintln!(
-                "generated a {algorithm} key on the token; it cannot be exported. Key URI: {}",
+                "generated a {algorithm} key on the token; it cannot be exported. Sign with --key '{}'",
                 args.key
             );
             print!("{}", public_key.to_pem());

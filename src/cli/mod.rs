@@ -43,6 +43,7 @@ enum Command {
     ///
     /// Example (a backend hands over the challenge; the desk signs it):
     ///   dfns-signer sign-challenge --key 'piv:slot=9c?pin-source=prompt' --cred-id Y2ktMX… < init.json
+    #[command(verbatim_doc_comment)]
     SignChallenge(sign_challenge::Args),
     /// Call any Dfns endpoint, with a user action when the endpoint needs one.
     ///
@@ -51,6 +52,7 @@ enum Command {
     ///
     /// Example:
     ///   dfns-signer call POST /wallets --data '{"network":"EthereumSepolia"}' --profile custody
+    #[command(verbatim_doc_comment)]
     Call(call::Args),
     /// Register, list and deactivate Key credentials.
     #[command(subcommand)]
@@ -62,22 +64,33 @@ enum Command {
     ///
     /// Example:
     ///   dfns-signer login --key 'piv:slot=9a?pin-source=prompt' --username jo@example.com --org-id or-…
+    #[command(verbatim_doc_comment)]
     Login(login::Args),
     /// Check that the configuration, the key, the credential, the API, the token and the clock
     /// line up, with the fix for each that does not.
     ///
     /// Example:
     ///   dfns-signer doctor --profile custody
+    #[command(verbatim_doc_comment)]
     Doctor(doctor::Args),
     /// Print a shell completion script.
     ///
     /// Example:
     ///   dfns-signer completions bash > /etc/bash_completion.d/dfns-signer
+    #[command(verbatim_doc_comment)]
     Completions(completions::Args),
     /// Run a local Dfns API simulator (prints one JSON line once it listens).
+    ///
+    /// Example:
+    ///   dfns-signer simulator --listen 127.0.0.1:8787 --root-public-key admin.pub.pem > sim.json &
+    #[command(verbatim_doc_comment)]
     #[cfg(feature = "simulator")]
     Simulator(simulator::Args),
     /// The whole flow end to end on a local simulator: key, registration, signed calls.
+    ///
+    /// Example:
+    ///   dfns-signer demo --algorithm ed25519
+    #[command(verbatim_doc_comment)]
     #[cfg(feature = "simulator")]
     Demo(demo::Args),
     /// Check webhook deliveries from Dfns (signature and freshness).
@@ -120,6 +133,15 @@ pub(crate) fn open_key(
             Ok(std::sync::Arc::new(key))
         }
         other => dfns_signer::open(other),
+    }
+}
+
+/// Names joined for a sentence: `PIN`, `PIN and PUK`, `PIN, PUK and management key`.
+pub(crate) fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -168,5 +190,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Keys(command) => keys::run(command).await,
         #[cfg(feature = "piv")]
         Command::Piv(command) => piv::run(command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_read_as_sentences() {
+        assert_eq!(super::and_list(&[]), "");
+        assert_eq!(super::and_list(&["PIN"]), "PIN");
+        assert_eq!(super::and_list(&["PIN", "PUK"]), "PIN and PUK");
+        assert_eq!(
+            super::and_list(&["PIN", "PUK", "management key"]),
+            "PIN, PUK and management key"
+        );
     }
 }

@@ -27,6 +27,7 @@ pub enum Command {
     /// Example (a script):
     ///   dfns-signer piv setup --serial 12345678 --new-pin-source env:NEW_PIN \
     ///     --new-puk-source env:NEW_PUK --protect-management-key --output json
+    #[command(verbatim_doc_comment)]
     Setup(SetupArgs),
 }
 
@@ -247,7 +248,7 @@ fn setup(args: SetupArgs) -> Result<ExitCode, Failure> {
             EXIT_DEVICE,
             format!(
                 "YubiKey serial {serial} still has its factory {}",
-                left.join(", ")
+                super::and_list(&left)
             ),
             "run `dfns-signer piv setup --protect-management-key` (and the new PIN and PUK) \
              before this card signs",

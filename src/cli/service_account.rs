@@ -25,6 +25,7 @@ pub enum Command {
     ///   dfns-signer service-account create --profile admin --name custody-backend \
     ///     --key 'pkcs11:token=custody;object=dfns?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN' \
     ///     --token-out /etc/custody/dfns-token
+    #[command(verbatim_doc_comment)]
     Create(CreateArgs),
 }
 

@@ -24,6 +24,7 @@ pub enum Command {
     /// Example:
     ///   DFNS_WEBHOOK_SECRET=whsec_… dfns-signer webhook verify \
     ///     --signature "sha256=4f0c…" --body event.json --secret-source env:DFNS_WEBHOOK_SECRET
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
 }
 
