@@ -13,17 +13,7 @@ use serde_json::{json, Value};
 /// a test sets what it uses.
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dfns-signer"));
-    command.env("XDG_CONFIG_HOME", "/nonexistent/dfns-signer-tests");
-    for name in [
-        "DFNS_API_URL",
-        "DFNS_AUTH_TOKEN",
-        "DFNS_CRED_ID",
-        "DFNS_KEY",
-        "DFNS_SIGNER_CONFIG",
-        "DFNS_SIGNER_PROFILE",
-    ] {
-        command.env_remove(name);
-    }
+    common::without_local_settings(&mut command, "/nonexistent/dfns-signer-tests".as_ref());
     command
 }
 

@@ -21,17 +21,6 @@ fn file_key(name: &str) -> String {
     format!("file:{}", fixture(&format!("keys/{name}.pem")))
 }
 
-/// The environment variables the binary reads its settings from: cleared for every run, so
-/// the machine's own settings never leak into a test.
-const SETTINGS_ENV: &[&str] = &[
-    "DFNS_API_URL",
-    "DFNS_AUTH_TOKEN",
-    "DFNS_CRED_ID",
-    "DFNS_KEY",
-    "DFNS_SIGNER_CONFIG",
-    "DFNS_SIGNER_PROFILE",
-];
-
 /// A simulator whose root credential is the P-256 fixture key, and a scratch directory with a
 /// token file and a per-test `XDG_CONFIG_HOME`.
 struct Ops {
@@ -97,12 +86,13 @@ impl Ops {
 
     /// Runs the binary with `args` and `env` (and nothing of this machine's settings).
     async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"));
-        command.args(args).env("XDG_CONFIG_HOME", self.path("xdg"));
-        for name in SETTINGS_ENV {
-            command.env_remove(name);
-        }
-        let out = command.envs(env.iter().copied()).output().await.unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"));
+        common::without_local_settings(&mut command, &self.path("xdg")).args(args);
+        let out = tokio::process::Command::from(command)
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .unwrap();
         Run {
             code: out.status.code().unwrap_or(-1),
             out: String::from_utf8(out.stdout).unwrap(),
@@ -933,11 +923,8 @@ fn the_readme_walkthrough_runs_as_written() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", path)
         .env("WORK", &work)
-        .env("DFNS_SIGNER_PKCS11_MODULE", common::modules::softhsm())
-        .env("XDG_CONFIG_HOME", work.join("xdg"));
-    for name in SETTINGS_ENV {
-        command.env_remove(name);
-    }
+        .env("DFNS_SIGNER_PKCS11_MODULE", common::modules::softhsm());
+    common::without_local_settings(&mut command, &work.join("xdg"));
     let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

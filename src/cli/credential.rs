@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::failure::Failure;
-use super::profile::{self, ApiArgs, Needs, ProfileArgs, SignerArgs};
+use super::profile::{self, ApiArgs, ExistingSignerArgs, Needs, ProfileArgs, SignerArgs};
 use super::{print_json, Output};
 
 /// Credential commands.
@@ -60,13 +60,8 @@ pub struct RegisterArgs {
     /// A registration code (`credential code`): register without an existing credential.
     #[arg(long, value_name = "CODE")]
     code: Option<String>,
-    /// The existing credential that signs the user action (else DFNS_KEY/DFNS_CRED_ID, the
-    /// profile's key/credential_id).
-    #[arg(long = "signer-key", value_name = "URI")]
-    signer_key: Option<String>,
-    /// The existing credential's id.
-    #[arg(long = "signer-cred-id", value_name = "ID")]
-    signer_cred_id: Option<String>,
+    #[command(flatten)]
+    signer: ExistingSignerArgs,
     #[command(flatten)]
     api: ApiArgs,
     /// Output format.
@@ -124,11 +119,7 @@ pub async fn run(command: Command, global: &ProfileArgs) -> Result<ExitCode, Fai
 }
 
 async fn register(args: RegisterArgs, global: &ProfileArgs) -> Result<ExitCode, Failure> {
-    let signer = SignerArgs {
-        key: args.signer_key.clone(),
-        cred_id: args.signer_cred_id.clone(),
-    };
-    let settings = profile::settings(global, &args.api, Some(&signer))?;
+    let settings = profile::settings(global, &args.api, Some(&args.signer.as_signer_args()))?;
     let new_key = profile::open_key_text(&args.key)?;
     let public_key = new_key.public_key().to_pem();
     let created = match &args.code {

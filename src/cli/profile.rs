@@ -55,6 +55,29 @@ pub struct SignerArgs {
     pub cred_id: Option<String>,
 }
 
+/// For commands whose `--key` is a new key (`credential register`, `service-account create`):
+/// the existing credential that signs their user action.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExistingSignerArgs {
+    /// The existing credential's key that signs the user action (else DFNS_KEY, the profile's
+    /// key).
+    #[arg(long = "signer-key", value_name = "URI")]
+    pub signer_key: Option<String>,
+    /// The existing credential's id (else DFNS_CRED_ID, the profile's credential_id).
+    #[arg(long = "signer-cred-id", value_name = "ID")]
+    pub signer_cred_id: Option<String>,
+}
+
+impl ExistingSignerArgs {
+    /// As the signer flags of the other commands.
+    pub fn as_signer_args(&self) -> SignerArgs {
+        SignerArgs {
+            key: self.signer_key.clone(),
+            cred_id: self.signer_cred_id.clone(),
+        }
+    }
+}
+
 /// Resolves the settings for a command: its flags over the environment over the profile.
 pub fn settings(
     profile: &ProfileArgs,

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::failure::Failure;
-use super::profile::{self, ApiArgs, Needs, ProfileArgs, SignerArgs};
+use super::profile::{self, ApiArgs, ExistingSignerArgs, Needs, ProfileArgs};
 use super::{print_json, Output};
 
 /// Service-account commands.
@@ -47,13 +47,8 @@ pub struct CreateArgs {
     /// Write the token to this new file (mode 0600) instead of stdout.
     #[arg(long, value_name = "FILE")]
     token_out: Option<PathBuf>,
-    /// The existing credential that signs the user action (else DFNS_KEY/DFNS_CRED_ID, the
-    /// profile's key/credential_id).
-    #[arg(long = "signer-key", value_name = "URI")]
-    signer_key: Option<String>,
-    /// The existing credential's id.
-    #[arg(long = "signer-cred-id", value_name = "ID")]
-    signer_cred_id: Option<String>,
+    #[command(flatten)]
+    signer: ExistingSignerArgs,
     #[command(flatten)]
     api: ApiArgs,
     /// Output format.
@@ -69,11 +64,7 @@ pub async fn run(command: Command, global: &ProfileArgs) -> Result<ExitCode, Fai
 }
 
 async fn create(args: CreateArgs, global: &ProfileArgs) -> Result<ExitCode, Failure> {
-    let signer = SignerArgs {
-        key: args.signer_key.clone(),
-        cred_id: args.signer_cred_id.clone(),
-    };
-    let settings = profile::settings(global, &args.api, Some(&signer))?;
+    let settings = profile::settings(global, &args.api, Some(&args.signer.as_signer_args()))?;
     // Refused before anything is created: a token with nowhere to go would be lost.
     if let Some(path) = &args.token_out {
         if path.exists() {
