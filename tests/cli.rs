@@ -668,6 +668,7 @@ fn keys_generate_and_show_on_a_pkcs11_token() {
 /// into one paragraph, which would break a `\` continuation when pasted).
 #[test]
 fn every_command_help_has_an_example_on_its_own_lines() {
+    #[allow(unused_mut)] // extended below with the optional features' commands
     let mut commands: Vec<Vec<&str>> = vec![
         vec!["sign-challenge"],
         vec!["call"],

@@ -25,7 +25,7 @@ use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::{BackendError, Error, KeyBackend, KeyUri, Outcome, PinSource, PublicKey};
 use serde_json::{json, Value};
 
-use super::failure::{Failure, EXIT_API, EXIT_DEVICE, EXIT_OTHER, EXIT_USAGE};
+use super::failure::{Failure, EXIT_API, EXIT_OTHER, EXIT_USAGE};
 use super::profile::{self, ApiArgs, Needs, ProfileArgs, SignerArgs};
 use super::{print_json, Output};
 
@@ -466,7 +466,7 @@ fn check_key_without_pin(uri: &KeyUri) -> (Check, Option<Arc<dyn KeyBackend>>) {
                     ),
                     None => Check::fail(
                         "key",
-                        EXIT_DEVICE,
+                        super::failure::EXIT_DEVICE,
                         format!("the module has no token \"{}\"", token.unwrap_or_default()),
                         "check token= in the key URI (`dfns-signer keys list --module PATH` lists the tokens)",
                     ),
