@@ -282,3 +282,138 @@ async fn redirects_are_not_followed() {
     assert_eq!(err.api().map(|a| a.status), Some(307), "{err}");
     assert_eq!(server.recorded().len(), 1);
 }
+
+/// The in-memory transport answering a signed call as Dfns would, recording what it was sent.
+type Sent = Arc<std::sync::Mutex<Vec<(Method, String, Vec<u8>)>>>;
+
+fn in_memory(signer: CredentialSigner) -> (DfnsClient, Sent) {
+    let sent = Sent::default();
+    let log = sent.clone();
+    let client = DfnsClient::builder()
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer)
+        .in_memory_transport(move |method, path, body| {
+            log.lock()
+                .unwrap()
+                .push((method, path.to_owned(), body.to_vec()));
+            let answer = match path {
+                "/auth/action/init" => json!({"challenge": "Y2hhbGxlbmdl", "challengeIdentifier": "ci-1",
+                    "allowCredentials": {"key": [{"type": "public-key", "id": "cred-1"}], "webauthn": []}}),
+                "/auth/action" => json!({"userAction": "ua-1"}),
+                _ => json!({"id": "wa-1"}),
+            };
+            (200, answer.to_string().into_bytes())
+        })
+        .build()
+        .unwrap();
+    (client, sent)
+}
+
+/// Through the in-memory transport (the benches' hook) the whole flow runs as over HTTP: init,
+/// completion, request, in that order; the payload signed in the init body is the body sent, byte
+/// for byte (a raw payload a JSON round trip would respell); the assertion signs the challenge's
+/// clientData and verifies, for keys signed on the calling task and on a blocking thread (RSA).
+#[tokio::test]
+async fn the_in_memory_transport_carries_the_flow_with_the_signed_bytes() {
+    use dfns_signer::protocol::{b64url_decode, client_data, ClientDataType};
+    use dfns_signer::KeyBackend;
+    for alg in [
+        Algorithm::Ed25519,
+        Algorithm::EcdsaP256,
+        Algorithm::EcdsaSecp256k1,
+        Algorithm::RsaPkcs1Sha256,
+    ] {
+        let key = Arc::new(SoftwareKey::generate(alg).unwrap());
+        let (client, sent) = in_memory(CredentialSigner::new("cred-1", key.clone()));
+        let payload =
+            Payload::raw_json(r#"{"network":"Bitcoin","n":1e+21,"s":"é\u00e9"}"#).unwrap();
+        let answer = client
+            .request(Method::Post, "/wallets?x=%2F", payload.clone())
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
+        assert_eq!(answer.body, br#"{"id":"wa-1"}"#, "{alg}");
+        let sent = sent.lock().unwrap().clone();
+        let route: Vec<(Method, &str)> = sent.iter().map(|(m, p, _)| (*m, p.as_str())).collect();
+        assert_eq!(
+            route,
+            [
+                (Method::Post, "/auth/action/init"),
+                (Method::Post, "/auth/action"),
+                (Method::Post, "/wallets?x=%2F")
+            ],
+            "{alg}"
+        );
+        let init: serde_json::Value = serde_json::from_slice(&sent[0].2).unwrap();
+        assert_eq!(init["userActionPayload"], payload.as_str(), "{alg}");
+        assert_eq!(init["userActionHttpPath"], "/wallets", "{alg}");
+        assert_eq!(
+            sent[2].2,
+            payload.as_str().as_bytes(),
+            "{alg}: sent as signed"
+        );
+        let complete: serde_json::Value = serde_json::from_slice(&sent[1].2).unwrap();
+        assert_eq!(complete["challengeIdentifier"], "ci-1", "{alg}");
+        let assertion = &complete["firstFactor"]["credentialAssertion"];
+        assert_eq!(assertion["credId"], "cred-1", "{alg}");
+        let data = b64url_decode(assertion["clientData"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            data,
+            client_data(ClientDataType::Get, "Y2hhbGxlbmdl"),
+            "{alg}"
+        );
+        let signature = b64url_decode(assertion["signature"].as_str().unwrap()).unwrap();
+        key.public_key().verify(&data, &signature).unwrap();
+    }
+}
+
+/// Records the thread it signed on.
+#[derive(Debug)]
+struct ThreadKey {
+    inner: SoftwareKey,
+    quick: bool,
+    signed_on: std::sync::Mutex<Option<std::thread::ThreadId>>,
+}
+
+impl dfns_signer::KeyBackend for ThreadKey {
+    fn public_key(&self) -> &dfns_signer::PublicKey {
+        self.inner.public_key()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, dfns_signer::BackendError> {
+        *self.signed_on.lock().unwrap() = Some(std::thread::current().id());
+        self.inner.sign(message)
+    }
+    fn describe(&self) -> String {
+        "a key that notes its thread".into()
+    }
+    fn signs_without_blocking(&self) -> bool {
+        self.quick
+    }
+}
+
+/// A key that signs without blocking signs on the calling task (here the test's own thread: the
+/// runtime has only that one); any other key is handed to a blocking thread, as devices must be.
+#[tokio::test(flavor = "current_thread")]
+async fn only_keys_that_sign_without_blocking_sign_on_the_calling_task() {
+    for quick in [true, false] {
+        let key = Arc::new(ThreadKey {
+            inner: SoftwareKey::generate(Algorithm::Ed25519).unwrap(),
+            quick,
+            signed_on: Default::default(),
+        });
+        let (client, _) = in_memory(CredentialSigner::new("cred-1", key.clone()));
+        client
+            .request(Method::Post, "/wallets", Payload::empty())
+            .await
+            .unwrap();
+        let here = std::thread::current().id();
+        let signed_on = key.signed_on.lock().unwrap().expect("signed");
+        assert_eq!(signed_on == here, quick, "quick: {quick}");
+        // `sign_blocking`, the crate's one way to sign from async code, follows the same rule.
+        let on = dfns_signer::sign_blocking(key.as_ref(), None, || Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_eq!(on == here, quick, "sign_blocking, quick: {quick}");
+    }
+}

@@ -300,3 +300,27 @@ async fn raw_requests_reach_any_endpoint() {
         .unwrap();
     assert!(matches!(tagged, Outcome::Done(_)));
 }
+
+/// The three requests of a signed call (init, completion, the request) and the calls after it
+/// go over one kept-alive connection: the pool keeps it, the client reads every answer to its
+/// end so the connection can go back to the pool, and the simulator counts what it accepted.
+#[tokio::test]
+async fn sequential_signed_calls_share_one_connection() {
+    let (sim, admin) = start().await;
+    for _ in 0..5 {
+        admin
+            .create_wallet(&json!({"network": "Bitcoin"}))
+            .await
+            .unwrap()
+            .done()
+            .unwrap();
+    }
+    // An error answer is read to its end too, and leaves the connection usable.
+    let missing = admin.get_wallet("wa-missing").await.unwrap_err();
+    assert_eq!(missing.api().map(|a| a.status), Some(404));
+    admin.list_wallets(&ListWallets::default()).await.unwrap();
+    let stats = sim.stats();
+    assert_eq!(stats.user_actions_used, 5, "{stats:?}");
+    assert_eq!(stats.requests.values().sum::<u64>(), 17, "{stats:?}");
+    assert_eq!(stats.connections, 1, "{stats:?}");
+}

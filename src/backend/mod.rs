@@ -98,6 +98,17 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     fn waits_for_user(&self) -> bool {
         false
     }
+
+    /// Whether `sign` returns within tens of microseconds without waiting for anything: no
+    /// device, no I/O, no person (a key in this process's memory). Async callers then sign on
+    /// the calling task, for a thread hop would cost more than the signature; for other keys
+    /// they hand `sign` to a blocking thread under a deadline (the client's `sign_blocking`).
+    /// Default `false`, the safe answer: a key that says `true` and then blocks stalls the
+    /// async runtime, its signature escapes the sign deadline, and a panic in `sign` unwinds the
+    /// caller's task instead of coming back as `ClientError::SignTask`.
+    fn signs_without_blocking(&self) -> bool {
+        false
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
@@ -113,6 +124,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
     fn waits_for_user(&self) -> bool {
         (**self).waits_for_user()
     }
+    fn signs_without_blocking(&self) -> bool {
+        (**self).signs_without_blocking()
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
@@ -127,6 +141,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
     }
     fn waits_for_user(&self) -> bool {
         (**self).waits_for_user()
+    }
+    fn signs_without_blocking(&self) -> bool {
+        (**self).signs_without_blocking()
     }
 }
 

@@ -2,10 +2,21 @@
 //!
 //! For development, tests and the demo — **not** for production custody, where the point of
 //! dfns-signer is that the key never leaves an HSM or a YubiKey. Keys load from PEM (PKCS#8,
-//! SEC1 `EC PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY`) or are generated here. Every key type
-//! zeroizes its secret on drop, and `Debug` shows only the algorithm and where the key came from.
+//! SEC1 `EC PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY`) or are generated here. `Debug` shows only
+//! the algorithm and where the key came from.
 //!
-//! Signatures are deterministic for ECDSA (RFC 6979), Ed25519 and RSA PKCS#1 v1.5.
+//! Keys are read and kept by the RustCrypto crates; P-256 and RSA keys also get a
+//! [ring](https://docs.rs/ring) signer at load, which signs them several times faster (ring is
+//! already in the build, for rustls). P-256 signatures are then randomised, as the official
+//! SDKs', HSMs' and YubiKeys' are; secp256k1 (RFC 6979), Ed25519 and RSA PKCS#1 v1.5 signatures
+//! are deterministic. Either way the wire encoding is the same: DER ECDSA over SHA-256 with
+//! minimal integers, raw Ed25519, PKCS#1 v1.5 exactly as long as the modulus.
+//!
+//! The RustCrypto keys zeroize their secret on drop, and the PKCS#8 DER ring reads its copy
+//! from is held in a zeroizing buffer; ring's own copy of a P-256 or RSA key is not zeroized
+//! when dropped (ring does not zeroize its key pairs). That is the price of the faster
+//! signatures, paid by a backend for development only: a key whose memory must be wiped
+//! belongs in an HSM or a YubiKey.
 
 use std::fmt;
 use std::path::Path;
@@ -23,8 +34,62 @@ const RSA_BITS: usize = 2048;
 /// A private key in memory (ECDSA P-256 or secp256k1, Ed25519, RSA 2048+).
 pub struct SoftwareKey {
     key: Inner,
+    /// The same key in ring, which signs it instead when present (P-256 and RSA; see the
+    /// module docs). `None` for the other algorithms, for an RSA key ring does not take (over
+    /// 4096 bits), and after [`SoftwareKey::rust_crypto_only`].
+    ring: Option<RingKey>,
     public: PublicKey,
     origin: String,
+}
+
+/// ring's copy of a key. Not zeroized on drop: ring does not (see the module docs).
+enum RingKey {
+    P256(ring::signature::EcdsaKeyPair),
+    Rsa(ring::signature::RsaKeyPair),
+}
+
+impl RingKey {
+    /// ring's signer for `key`, read from its PKCS#8 DER (held in a zeroizing buffer); `None`
+    /// where ring has no such algorithm or refuses the key (it then stays with RustCrypto).
+    fn from(key: &Inner) -> Option<RingKey> {
+        use ring::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        match key {
+            Inner::P256(k) => {
+                let der = k.to_pkcs8_der().ok()?;
+                let rng = ring::rand::SystemRandom::new();
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.as_bytes(), &rng)
+                    .ok()
+                    .map(RingKey::P256)
+            }
+            Inner::Rsa(k) => {
+                let der = k.to_pkcs8_der().ok()?;
+                RsaKeyPair::from_pkcs8(der.as_bytes())
+                    .ok()
+                    .map(RingKey::Rsa)
+            }
+            Inner::K256(_) | Inner::Ed25519(_) => None,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let rng = ring::rand::SystemRandom::new();
+        let fail =
+            |what: &str| BackendError::Crypto(format!("ring could not sign with the {what} key"));
+        match self {
+            // ASN.1 DER, minimal integers: Dfns' encoding as it is.
+            RingKey::P256(k) => k
+                .sign(&rng, message)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| fail("P-256")),
+            // Exactly as long as the modulus, as PKCS#1 wants.
+            RingKey::Rsa(k) => {
+                let mut sig = vec![0; k.public().modulus_len()];
+                k.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| fail("RSA"))?;
+                Ok(sig)
+            }
+        }
+    }
 }
 
 enum Inner {
@@ -162,9 +227,35 @@ impl SoftwareKey {
                 reason: e.to_string(),
             })?;
         Ok(SoftwareKey {
+            ring: RingKey::from(&key),
             key,
             public,
             origin,
+        })
+    }
+
+    /// Not API: for tests and benches. The same key without its ring signer, signing with the
+    /// RustCrypto crates only (P-256 then deterministic, RFC 6979), so both can be compared.
+    #[doc(hidden)]
+    pub fn rust_crypto_only(mut self) -> Self {
+        self.ring = None;
+        self
+    }
+
+    /// The signature with the RustCrypto crates.
+    fn sign_rust_crypto(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let fail = |e: signature::Error| BackendError::Crypto(e.to_string());
+        Ok(match &self.key {
+            Inner::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.try_sign(message).map_err(fail)?;
+                sig.to_der().to_vec()
+            }
+            Inner::K256(k) => {
+                let sig: k256::ecdsa::Signature = k.try_sign(message).map_err(fail)?;
+                sig.to_der().to_vec()
+            }
+            Inner::Ed25519(k) => k.try_sign(message).map_err(fail)?.to_bytes().to_vec(),
+            Inner::Rsa(k) => k.try_sign(message).map_err(fail)?.to_vec(),
         })
     }
 
@@ -186,23 +277,21 @@ impl KeyBackend for SoftwareKey {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, BackendError> {
-        let fail = |e: signature::Error| BackendError::Crypto(e.to_string());
-        Ok(match &self.key {
-            Inner::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.try_sign(message).map_err(fail)?;
-                sig.to_der().to_vec()
-            }
-            Inner::K256(k) => {
-                let sig: k256::ecdsa::Signature = k.try_sign(message).map_err(fail)?;
-                sig.to_der().to_vec()
-            }
-            Inner::Ed25519(k) => k.try_sign(message).map_err(fail)?.to_bytes().to_vec(),
-            Inner::Rsa(k) => k.try_sign(message).map_err(fail)?.to_vec(),
-        })
+        match &self.ring {
+            Some(ring) => ring.sign(message),
+            None => self.sign_rust_crypto(message),
+        }
     }
 
     fn describe(&self) -> String {
         format!("{} software key ({})", self.public.algorithm(), self.origin)
+    }
+
+    /// In memory and quick: P-256 (ring), secp256k1 and Ed25519 sign in tens of microseconds.
+    /// Not RSA: a 2048-bit signature is a millisecond or more of CPU, which would hold up every
+    /// other task of the async runtime's worker for as long; it goes to a blocking thread.
+    fn signs_without_blocking(&self) -> bool {
+        !matches!(self.key, Inner::Rsa(_))
     }
 }
 
@@ -277,6 +366,85 @@ mod tests {
             let pem = key.to_pkcs8_pem().unwrap();
             let again = SoftwareKey::from_pem(&pem, "round trip").unwrap();
             assert_eq!(again.public_key(), key.public_key());
+        }
+    }
+
+    /// P-256 and RSA keys sign through ring, and the RustCrypto path stays: both engines' signatures
+    /// verify (under our `PublicKey` and, for P-256, under the `p256` crate directly), both are
+    /// minimal DER for P-256; ring's P-256 signatures are randomised and RustCrypto's are RFC
+    /// 6979's; for RSA (deterministic by nature) the two engines give the same bytes.
+    #[test]
+    fn ring_and_rust_crypto_sign_the_same_keys() {
+        use p256::ecdsa::signature::Verifier;
+        let message = br#"{"type":"key.get","challenge":"YWJj"}"#;
+        let pem = |file: &str| {
+            std::fs::read_to_string(format!(
+                "{}/tests/fixtures/keys/{file}.pem",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+
+        let ring = SoftwareKey::from_pem(&pem("p256"), "p256").unwrap();
+        assert!(matches!(ring.ring, Some(RingKey::P256(_))));
+        let rust = SoftwareKey::from_pem(&pem("p256"), "p256")
+            .unwrap()
+            .rust_crypto_only();
+        let verifying = p256::ecdsa::VerifyingKey::from_sec1_bytes(&spki_point(&ring)).unwrap();
+        let sign = |key: &SoftwareKey| KeyBackend::sign(key, message).unwrap();
+        let (r1, r2) = (sign(&ring), sign(&ring));
+        let (c1, c2) = (sign(&rust), sign(&rust));
+        assert_ne!(r1, r2, "ring's ECDSA nonces are random");
+        assert_eq!(c1, c2, "RustCrypto's are RFC 6979's");
+        for sig in [&r1, &r2, &c1] {
+            ring.public_key().verify(message, sig).unwrap();
+            let parsed = p256::ecdsa::Signature::from_der(sig).unwrap();
+            assert_eq!(parsed.to_der().as_bytes(), &sig[..], "minimal DER");
+            verifying.verify(message, &parsed).unwrap();
+            assert!(ring.public_key().verify(b"other", sig).is_err());
+        }
+
+        let ring = SoftwareKey::from_pem(&pem("rsa2048"), "rsa").unwrap();
+        assert!(matches!(ring.ring, Some(RingKey::Rsa(_))));
+        let rust = SoftwareKey::from_pem(&pem("rsa2048"), "rsa")
+            .unwrap()
+            .rust_crypto_only();
+        let sig = sign(&ring);
+        assert_eq!(sig.len(), 256);
+        assert_eq!(sig, sign(&rust), "PKCS#1 v1.5 is deterministic");
+        ring.public_key().verify(message, &sig).unwrap();
+
+        // Ring has no secp256k1, and Ed25519 stays with dalek.
+        for file in ["secp256k1", "ed25519"] {
+            assert!(SoftwareKey::from_pem(&pem(file), file)
+                .unwrap()
+                .ring
+                .is_none());
+        }
+    }
+
+    /// The uncompressed SEC1 point of a key's SPKI (its last 65 bytes).
+    fn spki_point(key: &SoftwareKey) -> Vec<u8> {
+        let der = key.public_key().spki_der();
+        der[der.len() - 65..].to_vec()
+    }
+
+    /// Keys in memory sign on the calling task, but RSA, whose signature takes a millisecond or
+    /// more, goes to a blocking thread; `Arc` and `Box` say what the key says.
+    #[test]
+    fn only_quick_keys_sign_without_blocking() {
+        for (alg, quick) in [
+            (Algorithm::EcdsaP256, true),
+            (Algorithm::EcdsaSecp256k1, true),
+            (Algorithm::Ed25519, true),
+            (Algorithm::RsaPkcs1Sha256, false),
+        ] {
+            let key = SoftwareKey::generate(alg).unwrap();
+            assert_eq!(key.signs_without_blocking(), quick, "{alg}");
+            let shared: std::sync::Arc<dyn KeyBackend> = std::sync::Arc::new(key);
+            assert_eq!(shared.signs_without_blocking(), quick, "{alg} in an Arc");
+            let boxed: Box<dyn KeyBackend> = Box::new(shared);
+            assert_eq!(boxed.signs_without_blocking(), quick, "{alg} in a Box");
         }
     }
 

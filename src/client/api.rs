@@ -331,7 +331,7 @@ impl DfnsClient {
             .send(
                 Method::Post,
                 "/auth/login/init",
-                Payload::json(&body)?.as_str(),
+                Payload::json(&body)?.into_string(),
                 None,
             )
             .await?;
@@ -356,12 +356,9 @@ impl DfnsClient {
     pub async fn login(&self, username: &str, org_id: &str) -> Result<SecretString, Error> {
         let signer = self.require_signer(Method::Post, "/auth/login")?;
         let challenge = self.login_init(username, org_id).await?;
-        let identifier = challenge.challenge_identifier.clone();
-        let key = signer.backend().clone();
-        let first_factor = self
-            .sign_off_runtime(key.as_ref(), move || signer.assert(&challenge))
-            .await?;
-        self.login_complete(&identifier, first_factor).await
+        let first_factor = self.assert_off_runtime(signer, &challenge).await?;
+        self.login_complete(&challenge.challenge_identifier, first_factor)
+            .await
     }
 
     /// `POST /auth/login/delegated` (user action): a login token for an end user.

@@ -4,7 +4,8 @@
 //! DfnsClient::request(method, path, payload)
 //!   ├─ needs a user action?  (protocol::endpoints)
 //!   │    ├─ POST /auth/action/init ──► challenge
-//!   │    ├─ CredentialSigner::assert ──► KeyBackend::sign   (on a blocking thread)
+//!   │    ├─ CredentialSigner::assert ──► KeyBackend::sign   (on a blocking thread, unless
+//!   │    │                                                  the key signs without blocking)
 //!   │    └─ POST /auth/action ──► single-use token
 //!   └─ the request + X-DFNS-USERACTION ──► Outcome::Done | Outcome::PolicyPending | Error
 //! ```
@@ -165,6 +166,7 @@ pub struct DfnsClientBuilder {
     max_response_bytes: usize,
     proxy: Option<String>,
     http: Option<reqwest::Client>,
+    in_memory: Option<Arc<transport::Responder>>,
     retry: Arc<dyn RetryPolicy>,
 }
 
@@ -179,6 +181,7 @@ impl Default for DfnsClientBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             proxy: None,
             http: None,
+            in_memory: None,
             retry: Arc::new(NoRetry),
         }
     }
@@ -245,6 +248,21 @@ impl DfnsClientBuilder {
         self
     }
 
+    /// Not API: for benches and tests. Sends nothing over the network: every request is handed
+    /// to `respond` (method, path with its query, body bytes), which answers at once with a
+    /// status and a body; the client does everything else as usual (the flow, headers, body
+    /// cap, status sorting). It measures the library's own cost per call, and checks the flow,
+    /// without a server. `respond` must answer `/auth/action/init` and `/auth/action` as Dfns
+    /// does for a signed call to go through.
+    #[doc(hidden)]
+    pub fn in_memory_transport(
+        mut self,
+        respond: impl Fn(Method, &str, &[u8]) -> (u16, Vec<u8>) + Send + Sync + 'static,
+    ) -> Self {
+        self.in_memory = Some(Arc::new(respond));
+        self
+    }
+
     /// How failed requests are retried (default: never). Each retry runs the whole flow again
     /// with a fresh challenge and user action.
     pub fn retry_policy(mut self, policy: Arc<dyn RetryPolicy>) -> Self {
@@ -283,9 +301,10 @@ impl DfnsClientBuilder {
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
-        let http = match self.http {
-            Some(h) => h,
-            None => {
+        let transport = match (self.in_memory, self.http) {
+            (Some(respond), _) => transport::Transport::InMemory(respond),
+            (None, Some(h)) => transport::Transport::Reqwest(h),
+            (None, None) => {
                 let builder = reqwest::Client::builder()
                     // No redirects: Dfns never sends one, and following it would replay a
                     // single-use user action (and the bearer token) to wherever it points.
@@ -313,14 +332,16 @@ impl DfnsClientBuilder {
                         ))
                     })?),
                 };
-                builder
-                    .build()
-                    .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?
+                transport::Transport::Reqwest(
+                    builder
+                        .build()
+                        .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?,
+                )
             }
         };
         Ok(DfnsClient {
             inner: Arc::new(Inner {
-                http,
+                transport,
                 base: url.as_str().trim_end_matches('/').to_owned(),
                 auth_token: self.auth_token,
                 signer: self.signer,
@@ -358,7 +379,7 @@ fn is_loopback(url: &url::Url) -> bool {
 
 #[derive(Clone)]
 struct Inner {
-    http: reqwest::Client,
+    transport: transport::Transport,
     base: String,
     auth_token: Option<SecretString>,
     signer: Option<CredentialSigner>,
@@ -542,7 +563,7 @@ impl DfnsClient {
                 .require_signer(method, path)
                 .map_err(|e| Failure::BeforeRequest(e.into()))?;
             Some(
-                self.user_action_with(&signer, method, path, payload)
+                self.user_action_with(signer, method, path, payload)
                     .await
                     .map_err(Failure::BeforeRequest)?,
             )
@@ -550,8 +571,9 @@ impl DfnsClient {
             None
         };
         let started = Instant::now();
+        // The one copy of the body per attempt: the payload stays with the caller for a retry.
         let result = self
-            .send(method, path, payload.as_str(), token.as_ref())
+            .send(method, path, payload.as_str().to_owned(), token.as_ref())
             .await;
         tracing::debug!(
             step = "send",
@@ -569,14 +591,14 @@ impl DfnsClient {
         payload: &Payload,
     ) -> Result<SecretString, Error> {
         let signer = self.require_signer(method, path)?;
-        self.user_action_with(&signer, method, path, payload).await
+        self.user_action_with(signer, method, path, payload).await
     }
 
     /// The signer, or the error that says a request to `method path` needs one.
-    fn require_signer(&self, method: Method, path: &str) -> Result<CredentialSigner, ClientError> {
+    fn require_signer(&self, method: Method, path: &str) -> Result<&CredentialSigner, ClientError> {
         self.inner
             .signer
-            .clone()
+            .as_ref()
             .ok_or_else(|| ClientError::SignerRequired {
                 method: method.to_string(),
                 path: path.to_owned(),
@@ -594,12 +616,7 @@ impl DfnsClient {
         let challenge = self.user_action_init(method, path, payload).await?;
         tracing::debug!(step = "init", elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
-        let key = signer.backend().clone();
-        let first_factor = {
-            let (signer, challenge) = (signer.clone(), challenge.clone());
-            self.sign_off_runtime(key.as_ref(), move || signer.assert(&challenge))
-                .await?
-        };
+        let first_factor = self.assert_off_runtime(signer, &challenge).await?;
         tracing::debug!(step = "sign", cred_id = %signer.credential_id(), elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
         let token = self
@@ -620,10 +637,11 @@ impl DfnsClient {
         path: &str,
         payload: &Payload,
     ) -> Result<UserActionChallenge, Error> {
-        let init = crate::protocol::UserActionInit::new(method, path, payload.as_str());
-        let body = Payload::json(&init)?;
+        // Written from the borrowed payload: the bytes of `UserActionInit::new`'s JSON, without
+        // copying the payload into a struct first.
+        let body = crate::protocol::init_body(method, path, payload.as_str())?;
         let raw = self
-            .send(Method::Post, "/auth/action/init", body.as_str(), None)
+            .send(Method::Post, "/auth/action/init", body, None)
             .await?;
         let raw = expect_done(raw, Method::Post, "/auth/action/init")?;
         Ok(UserActionChallenge::from_json(&raw.body)?)
@@ -635,15 +653,8 @@ impl DfnsClient {
         challenge_identifier: &str,
         first_factor: FirstFactor,
     ) -> Result<SecretString, Error> {
-        let complete = crate::protocol::UserActionComplete {
-            challenge_identifier: challenge_identifier.to_owned(),
-            first_factor,
-            second_factor: None,
-        };
-        let body = Payload::json(&complete)?;
-        let raw = self
-            .send(Method::Post, "/auth/action", body.as_str(), None)
-            .await?;
+        let body = crate::protocol::complete_body(challenge_identifier, &first_factor)?;
+        let raw = self.send(Method::Post, "/auth/action", body, None).await?;
         let raw = expect_done(raw, Method::Post, "/auth/action")?;
         let token: crate::protocol::UserActionToken =
             raw.json_zeroizing(Method::Post, "/auth/action")?;
@@ -659,7 +670,7 @@ impl DfnsClient {
         user_action: &SecretString,
     ) -> Result<Outcome<RawResponse>, Error> {
         crate::protocol::validate_path(path)?;
-        self.send(method, path, payload.as_str(), Some(user_action))
+        self.send(method, path, payload.as_str().to_owned(), Some(user_action))
             .await
     }
 }
@@ -690,6 +701,26 @@ impl DfnsClient {
     ) -> Result<T, Error> {
         sign_blocking(key, self.inner.sign_timeout, sign).await
     }
+
+    /// `signer.assert(challenge)`, the way [`sign_blocking`] runs it: on this task for a key that
+    /// signs without blocking (nothing is copied for the blocking thread then), else on a
+    /// blocking thread under the sign deadline, with copies of what that thread needs.
+    pub(crate) async fn assert_off_runtime(
+        &self,
+        signer: &CredentialSigner,
+        challenge: &UserActionChallenge,
+    ) -> Result<FirstFactor, Error> {
+        if signer.backend().signs_without_blocking() {
+            return signer.assert(challenge);
+        }
+        // `assert` is these two steps; the check needs no thread of its own.
+        challenge.check_allows(signer.credential_id())?;
+        let (owned, text) = (signer.clone(), challenge.challenge.clone());
+        self.sign_off_runtime(signer.backend().as_ref(), move || {
+            owned.sign_challenge(&text)
+        })
+        .await
+    }
 }
 
 /// Runs a signing step (`sign`, which uses `key`) on a blocking thread under a deadline: device
@@ -697,6 +728,11 @@ impl DfnsClient {
 /// device must fail the request rather than hang it. The one way every signature of the crate
 /// is taken from async code — the client's, the official SDK adapter's, the CLI's — and the one
 /// to use for delegated signing in a custody backend.
+///
+/// A key that signs without blocking
+/// ([`KeyBackend::signs_without_blocking`](crate::KeyBackend::signs_without_blocking): a software
+/// key in memory) signs right here, on the calling task: its signature takes less time than
+/// handing it to another thread and back, and it has no device to get stuck on.
 ///
 /// `timeout` defaults to [`DEFAULT_SIGN_TIMEOUT`], or [`DEFAULT_USER_SIGN_TIMEOUT`] for keys that
 /// wait for a person ([`KeyBackend::waits_for_user`](crate::KeyBackend::waits_for_user)). Past
@@ -707,6 +743,9 @@ pub async fn sign_blocking<T: Send + 'static>(
     timeout: Option<Duration>,
     sign: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
+    if key.signs_without_blocking() {
+        return sign();
+    }
     let deadline = timeout.unwrap_or(if key.waits_for_user() {
         DEFAULT_USER_SIGN_TIMEOUT
     } else {

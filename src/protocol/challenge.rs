@@ -13,8 +13,7 @@ use super::endpoints::Method;
 use crate::error::ProtocolError;
 
 /// Body of `POST /auth/action/init`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserActionInit {
     /// The request body exactly as it will be sent (`""` for none).
     pub user_action_payload: String,
@@ -36,6 +35,46 @@ impl UserActionInit {
             user_action_server_kind: "Api".to_owned(),
         }
     }
+}
+
+/// The JSON of a [`UserActionInit`], from borrowed fields: what the struct serializes as (its
+/// `Serialize` is this), and what the client sends without copying the payload into the struct.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InitJson<'a> {
+    user_action_payload: &'a str,
+    user_action_http_method: &'a str,
+    user_action_http_path: &'a str,
+    user_action_server_kind: &'a str,
+}
+
+impl Serialize for UserActionInit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        InitJson {
+            user_action_payload: &self.user_action_payload,
+            user_action_http_method: &self.user_action_http_method,
+            user_action_http_path: &self.user_action_http_path,
+            user_action_server_kind: &self.user_action_server_kind,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The `/auth/action/init` body for a request: the JSON of `UserActionInit::new(method, path,
+/// payload)`, written straight from the borrowed payload.
+#[cfg(feature = "client")]
+pub(crate) fn init_body(
+    method: Method,
+    path: &str,
+    payload: &str,
+) -> Result<String, ProtocolError> {
+    serde_json::to_string(&InitJson {
+        user_action_payload: payload,
+        user_action_http_method: method.as_str(),
+        user_action_http_path: super::endpoints::strip_query(path),
+        user_action_server_kind: "Api",
+    })
+    .map_err(|e| ProtocolError::Body(e.to_string()))
 }
 
 /// The challenge returned by `/auth/action/init` (and `/auth/login/init`). Unknown fields are
@@ -232,16 +271,50 @@ impl FirstFactor {
 }
 
 /// Body of `POST /auth/action` (and, without `secondFactor`, of `POST /auth/login`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserActionComplete {
     /// From the challenge.
     pub challenge_identifier: String,
     /// The answer.
     pub first_factor: FirstFactor,
-    /// An optional second factor.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// An optional second factor (not written when absent).
     pub second_factor: Option<FirstFactor>,
+}
+
+/// The JSON of a [`UserActionComplete`], from borrowed fields (its `Serialize` is this).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompleteJson<'a> {
+    challenge_identifier: &'a str,
+    first_factor: &'a FirstFactor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor: Option<&'a FirstFactor>,
+}
+
+impl Serialize for UserActionComplete {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        CompleteJson {
+            challenge_identifier: &self.challenge_identifier,
+            first_factor: &self.first_factor,
+            second_factor: self.second_factor.as_ref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// The `/auth/action` body answering challenge `challenge_identifier` with `first_factor`: the
+/// JSON of a [`UserActionComplete`] without a second factor, written from borrowed fields.
+#[cfg(feature = "client")]
+pub(crate) fn complete_body(
+    challenge_identifier: &str,
+    first_factor: &FirstFactor,
+) -> Result<String, ProtocolError> {
+    serde_json::to_string(&CompleteJson {
+        challenge_identifier,
+        first_factor,
+        second_factor: None,
+    })
+    .map_err(|e| ProtocolError::Body(e.to_string()))
 }
 
 /// Response of `POST /auth/action`, decoded straight into a secret.
@@ -309,9 +382,64 @@ mod tests {
     #[test]
     fn init_body_field_order_and_query_stripping() {
         let init = UserActionInit::new(Method::Delete, "/webhooks/wh-1?x=1", "{}");
+        let expected = r#"{"userActionPayload":"{}","userActionHttpMethod":"DELETE","userActionHttpPath":"/webhooks/wh-1","userActionServerKind":"Api"}"#;
+        assert_eq!(serde_json::to_string(&init).unwrap(), expected);
+        #[cfg(feature = "client")]
         assert_eq!(
-            serde_json::to_string(&init).unwrap(),
-            r#"{"userActionPayload":"{}","userActionHttpMethod":"DELETE","userActionHttpPath":"/webhooks/wh-1","userActionServerKind":"Api"}"#
+            init_body(Method::Delete, "/webhooks/wh-1?x=1", "{}").unwrap(),
+            expected
+        );
+    }
+
+    /// What the client sends, written from borrowed fields, is what the public structs
+    /// serialize as, byte for byte — payloads that need escaping included.
+    #[cfg(feature = "client")]
+    #[test]
+    fn bodies_written_from_borrowed_fields_are_the_structs_json() {
+        for payload in [
+            "",
+            r#"{"network":"EthereumSepolia","name":"Trésorerie ✓ \"q\" / <tag> & \u2028"}"#,
+            "{\"a\":\"\u{7f}\t\"}",
+        ] {
+            for method in [Method::Post, Method::Put, Method::Delete] {
+                let init = UserActionInit::new(method, "/wallets/wa-1/tags?x=%2F", payload);
+                assert_eq!(
+                    init_body(method, "/wallets/wa-1/tags?x=%2F", payload).unwrap(),
+                    serde_json::to_string(&init).unwrap()
+                );
+            }
+        }
+        let ff = FirstFactor::key(
+            "cred-1",
+            br#"{"type":"key.get","challenge":"YWJj"}"#,
+            b"sig",
+        );
+        let complete = UserActionComplete {
+            challenge_identifier: "ci.\"x\"".into(),
+            first_factor: ff.clone(),
+            second_factor: None,
+        };
+        let json = complete_body("ci.\"x\"", &ff).unwrap();
+        assert_eq!(json, serde_json::to_string(&complete).unwrap());
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"challengeIdentifier":"ci.\"x\"","firstFactor":{}}}"#,
+                ff.to_json()
+            )
+        );
+        // With a second factor, the struct writes it after the first.
+        let both = UserActionComplete {
+            second_factor: Some(ff.clone()),
+            ..complete
+        };
+        assert_eq!(
+            serde_json::to_string(&both).unwrap(),
+            format!(
+                "{},\"secondFactor\":{}}}",
+                &json[..json.len() - 1],
+                ff.to_json()
+            )
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -79,22 +80,15 @@ pub struct EndpointInfo {
 }
 
 /// Looks a request up: `path` may carry a query string, which is ignored.
+///
+/// The most specific template wins (the one with the most literal segments: a listed
+/// `/wallets/signatures` before `/wallets/{}`). No allocation: the table is indexed once, on
+/// first use, by method, number of segments and first segment.
 pub fn lookup(method: Method, path: &str) -> EndpointInfo {
-    let path = strip_query(path);
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    // The most specific template wins: `/wallets/signatures` (if listed) before `/wallets/{}`.
-    let best = ENDPOINTS
-        .iter()
-        .filter(|(m, _, _)| *m == method)
-        .filter_map(|(_, template, ua)| {
-            let literal = template_matches(template, &segments)?;
-            Some((literal, *template, *ua))
-        })
-        .max_by_key(|(literal, _, _)| *literal);
-    match best {
-        Some((_, template, ua)) => EndpointInfo {
-            needs_user_action: ua,
-            template: Some(template),
+    match INDEX.find(method, path) {
+        Some(entry) => EndpointInfo {
+            needs_user_action: entry.needs_user_action,
+            template: Some(entry.template),
         },
         None => EndpointInfo {
             needs_user_action: method != Method::Get,
@@ -108,25 +102,140 @@ pub fn needs_user_action(method: Method, path: &str) -> bool {
     lookup(method, path).needs_user_action
 }
 
-/// Returns the number of literal segments matched, or `None` when the template does not match.
-fn template_matches(template: &str, segments: &[&str]) -> Option<usize> {
-    let parts: Vec<&str> = template.split('/').collect();
-    if parts.len() != segments.len() {
-        return None;
+/// Most segments a template may have (the longest has 7; the index refuses to build with one
+/// over this bound, so a table that outgrows it fails every test at once). A path with more
+/// cannot match any template; the bound lets a lookup split the path into an array on the stack.
+const MAX_SEGMENTS: usize = 12;
+
+/// The endpoint table, compiled once: every lookup used to split all 273 templates again (a
+/// Vec per template per call: a sixth of the client's instructions per signed call).
+static INDEX: LazyLock<Index> = LazyLock::new(|| Index::new(ENDPOINTS));
+
+/// One template, split: the segments after the leading `/`, `None` for `{}`.
+struct Entry {
+    parts: Vec<Option<&'static str>>,
+    template: &'static str,
+    needs_user_action: bool,
+}
+
+impl Entry {
+    fn matches(&self, segments: &[&str]) -> bool {
+        self.parts
+            .iter()
+            .zip(segments)
+            .all(|(part, segment)| match part {
+                Some(literal) => literal == segment,
+                None => !segment.is_empty(),
+            })
     }
-    let mut literal = 0;
-    for (t, s) in parts.iter().zip(segments) {
-        if *t == "{}" {
-            if s.is_empty() {
-                return None;
+}
+
+/// The templates of one method and one number of segments.
+#[derive(Default)]
+struct Shape {
+    /// By first literal segment (sorted, for a binary search): the templates that may match a
+    /// path starting with it — those starting with that literal and those starting with `{}` —
+    /// most specific first.
+    by_first: Vec<(&'static str, Vec<usize>)>,
+    /// The templates starting with `{}`, most specific first: the candidates for a first segment
+    /// no template spells out.
+    any_first: Vec<usize>,
+}
+
+/// [`ENDPOINTS`] indexed by method (`shapes[method]`) and number of segments after the leading
+/// `/` (`shapes[method][n]`).
+struct Index {
+    entries: Vec<Entry>,
+    shapes: [Vec<Shape>; 5],
+}
+
+fn method_index(method: Method) -> usize {
+    match method {
+        Method::Get => 0,
+        Method::Post => 1,
+        Method::Put => 2,
+        Method::Patch => 3,
+        Method::Delete => 4,
+    }
+}
+
+impl Index {
+    fn new(table: &'static [(Method, &'static str, bool)]) -> Self {
+        let entries: Vec<Entry> = table
+            .iter()
+            .map(|&(_, template, needs_user_action)| {
+                let rest = template
+                    .strip_prefix('/')
+                    .expect("endpoint templates start with `/`");
+                let parts: Vec<_> = rest.split('/').map(|p| (p != "{}").then_some(p)).collect();
+                assert!(
+                    parts.len() <= MAX_SEGMENTS,
+                    "{template}: raise MAX_SEGMENTS"
+                );
+                Entry {
+                    parts,
+                    template,
+                    needs_user_action,
+                }
+            })
+            .collect();
+        let literals = |e: &Entry| e.parts.iter().filter(|p| p.is_some()).count();
+        let mut shapes: [Vec<Shape>; 5] = Default::default();
+        for (i, (method, _, _)) in table.iter().enumerate() {
+            let by_len = &mut shapes[method_index(*method)];
+            let n = entries[i].parts.len();
+            if by_len.len() <= n {
+                by_len.resize_with(n + 1, Shape::default);
             }
-        } else if t == s {
-            literal += 1;
-        } else {
-            return None;
+            let shape = &mut by_len[n];
+            match entries[i].parts[0] {
+                Some(first) => match shape.by_first.iter_mut().find(|(f, _)| *f == first) {
+                    Some((_, list)) => list.push(i),
+                    None => shape.by_first.push((first, vec![i])),
+                },
+                None => shape.any_first.push(i),
+            }
         }
+        // Most literal segments first; between equals, the later row (the rule of the linear
+        // scan this replaces, which kept the last of the best).
+        let order = |a: &usize, b: &usize| {
+            literals(&entries[*b])
+                .cmp(&literals(&entries[*a]))
+                .then(b.cmp(a))
+        };
+        for shape in shapes.iter_mut().flatten() {
+            shape.by_first.sort_by_key(|(first, _)| *first);
+            for (_, list) in &mut shape.by_first {
+                list.extend_from_slice(&shape.any_first);
+                list.sort_by(order);
+            }
+            shape.any_first.sort_by(order);
+        }
+        Index { entries, shapes }
     }
-    Some(literal)
+
+    fn find(&self, method: Method, path: &str) -> Option<&Entry> {
+        // Every template starts with `/`; trailing slashes do not count.
+        let rest = strip_query(path).trim_end_matches('/').strip_prefix('/')?;
+        let mut segments = [""; MAX_SEGMENTS];
+        let mut n = 0;
+        for segment in rest.split('/') {
+            *segments.get_mut(n)? = segment;
+            n += 1;
+        }
+        let shape = self.shapes[method_index(method)].get(n)?;
+        let candidates = match shape
+            .by_first
+            .binary_search_by(|(first, _)| (*first).cmp(segments[0]))
+        {
+            Ok(at) => &shape.by_first[at].1,
+            Err(_) => &shape.any_first,
+        };
+        candidates
+            .iter()
+            .map(|&i| &self.entries[i])
+            .find(|entry| entry.matches(&segments[..n]))
+    }
 }
 
 /// The path without its query string: what `userActionHttpPath` carries.
@@ -205,17 +314,32 @@ pub fn validate_path(path: &str) -> Result<(), ProtocolError> {
             )),
         }
     }
-    let is_dot = |segment: &str| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
-    };
-    if strip_query(path).split('/').any(is_dot) {
+    if strip_query(path).split('/').any(is_dot_segment) {
         return Err(bad(
             "`.` and `..` segments (or %2e forms) would be resolved away by the URL parser, so the \
              path sent would differ from the path signed; give the resolved path",
         ));
     }
     Ok(())
+}
+
+/// Whether a segment is `.` or `..` once `%2e`/`%2E` are decoded: one or two dots, each
+/// written `.`, `%2e` or `%2E`. (Read in place: this runs on every request.)
+fn is_dot_segment(segment: &str) -> bool {
+    let one_dot = |s: &str| -> Option<usize> {
+        if s.starts_with('.') {
+            Some(1)
+        } else if s.len() >= 3 && s.as_bytes()[..3].eq_ignore_ascii_case(b"%2e") {
+            Some(3)
+        } else {
+            None
+        }
+    };
+    let Some(first) = one_dot(segment) else {
+        return false;
+    };
+    let rest = &segment[first..];
+    rest.is_empty() || one_dot(rest) == Some(rest.len())
 }
 
 #[cfg(test)]
@@ -293,6 +417,37 @@ mod tests {
         }
     }
 
+    /// The dot-segment check reads in place what decoding `%2e`/`%2E` and comparing used to
+    /// (two strings per segment per request): the same answer on every string of up to four
+    /// pieces from the pieces that matter.
+    #[test]
+    fn dot_segments_are_found_without_decoding() {
+        let decoded_is_dot = |segment: &str| {
+            let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+            decoded == "." || decoded == ".."
+        };
+        let pieces = [
+            "", ".", "%2e", "%2E", "%2", "%", "e", "E", "2", "a", "%25", "é",
+        ];
+        let mut dots = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        let segment = format!("{a}{b}{c}{d}");
+                        assert_eq!(
+                            is_dot_segment(&segment),
+                            decoded_is_dot(&segment),
+                            "{segment:?}"
+                        );
+                        dots += usize::from(decoded_is_dot(&segment));
+                    }
+                }
+            }
+        }
+        assert!(dots > 100, "{dots}");
+    }
+
     /// The property the rule exists for: whatever passes is sent with exactly the path signed.
     /// Every one- and two-character segment over printable ASCII (and the dot encodings) is
     /// tried against the URL parser the client sends with.
@@ -320,6 +475,114 @@ mod tests {
         assert!(
             accepted > 5000,
             "the rule accepts the ordinary characters ({accepted})"
+        );
+    }
+
+    /// The linear scan the index replaced, kept as the reference: every template split again,
+    /// the most literal segments winning, the last of equals kept.
+    fn reference_lookup(method: Method, path: &str) -> Option<&'static str> {
+        let segments: Vec<&str> = strip_query(path).trim_end_matches('/').split('/').collect();
+        ENDPOINTS
+            .iter()
+            .filter(|(m, _, _)| *m == method)
+            .filter_map(|(_, template, _)| {
+                let parts: Vec<&str> = template.split('/').collect();
+                if parts.len() != segments.len() {
+                    return None;
+                }
+                let mut literal = 0;
+                for (t, s) in parts.iter().zip(&segments) {
+                    if *t == "{}" {
+                        if s.is_empty() {
+                            return None;
+                        }
+                    } else if t == s {
+                        literal += 1;
+                    } else {
+                        return None;
+                    }
+                }
+                Some((literal, *template))
+            })
+            .max_by_key(|(literal, _)| *literal)
+            .map(|(_, template)| template)
+    }
+
+    /// The index gives the reference's answer on every path built from the table's own
+    /// words: each template with its `{}` filled by ids, and with each segment in turn replaced
+    /// by every literal that other templates of its length have there (which builds the ties,
+    /// e.g. `/wallets/bulk-create/assets` for `/wallets/bulk-create/{}` and `/wallets/{}/assets`),
+    /// cut short, made longer, with empty segments, trailing slashes and queries, under every
+    /// method.
+    #[test]
+    fn the_index_answers_as_the_linear_scan() {
+        let split = |t: &'static str| t.split('/').collect::<Vec<_>>();
+        let mut at: std::collections::BTreeMap<(usize, usize), Vec<&str>> = Default::default();
+        for (_, template, _) in ENDPOINTS {
+            let parts = split(template);
+            for (i, part) in parts.iter().enumerate() {
+                at.entry((parts.len(), i)).or_default().push(part);
+            }
+        }
+        let ids = ["wa-1", "x%2Fy", ""];
+        let mut paths = vec![
+            String::new(),
+            "/".into(),
+            "//".into(),
+            "wallets".into(),
+            "x/wallets".into(),
+        ];
+        for (_, template, _) in ENDPOINTS {
+            let parts = split(template);
+            for id in ids {
+                paths.push(template.replace("{}", id));
+            }
+            for i in 1..parts.len() {
+                for word in at[&(parts.len(), i)].iter().chain(&ids) {
+                    let mut p = parts.clone();
+                    p[i] = word;
+                    paths.push(p.join("/").replace("{}", "id-1"));
+                }
+                paths.push(parts[..i].join("/").replace("{}", "id-1"));
+            }
+            let filled = template.replace("{}", "id-1");
+            paths.push(format!("{filled}/extra"));
+            paths.push(format!("{filled}/"));
+            paths.push(format!("{filled}//"));
+            paths.push(format!("{filled}?limit=1&a=/b"));
+            paths.push(format!("/{filled}"));
+        }
+        paths.sort_unstable();
+        paths.dedup();
+        let mut matched = 0;
+        for path in &paths {
+            for method in [
+                Method::Get,
+                Method::Post,
+                Method::Put,
+                Method::Patch,
+                Method::Delete,
+            ] {
+                let expected = reference_lookup(method, path);
+                let info = lookup(method, path);
+                assert_eq!(info.template, expected, "{method} {path:?}");
+                let ua = ENDPOINTS
+                    .iter()
+                    .find(|(m, t, _)| *m == method && Some(*t) == expected)
+                    .map_or(method != Method::Get, |(_, _, ua)| *ua);
+                assert_eq!(info.needs_user_action, ua, "{method} {path:?}");
+                matched += usize::from(expected.is_some());
+            }
+        }
+        assert!(
+            paths.len() > 8_000 && matched > 5_000,
+            "{} paths, {matched} matches",
+            paths.len()
+        );
+        // The ties the order settles, as the scan settled them: the later row.
+        assert_eq!(
+            lookup(Method::Get, "/wallets/bulk-create/assets").template,
+            Some("/wallets/{}/assets")
         );
     }
 

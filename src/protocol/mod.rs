@@ -44,4 +44,6 @@ pub use error_body::parse_error_body;
 pub use payload::Payload;
 
 #[cfg(feature = "client")]
+pub(crate) use challenge::{complete_body, init_body};
+#[cfg(feature = "client")]
 pub(crate) use endpoints::strip_query;

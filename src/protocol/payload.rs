@@ -40,6 +40,12 @@ impl Payload {
         &self.0
     }
 
+    /// The text, given up (to be sent without a copy).
+    #[cfg(feature = "client")]
+    pub(crate) fn into_string(self) -> String {
+        self.0
+    }
+
     /// Whether there is no body.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

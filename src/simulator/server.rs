@@ -113,6 +113,7 @@ pub(crate) async fn accept_loop(
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     continue;
                 };
+                shared.inner().stats.connections += 1;
                 let shared = shared.clone();
                 connections.spawn(async move {
                     let _slot = slot;

@@ -163,6 +163,9 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Connections closed without an answer.
     pub dropped: u64,
+    /// Connections accepted: a client that keeps its connections alive opens one for any number
+    /// of sequential requests.
+    pub connections: u64,
     /// Entities created by requests (wallets, keys, signatures): the side effects a client must
     /// never repeat. A request replayed with the same `externalId` adds none.
     pub side_effects: u64,
