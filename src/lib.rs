@@ -131,6 +131,7 @@
 //! | [`webhooks`] | checking the webhook deliveries Dfns signs: [`webhooks::verify`] |
 //! | [`config`] | the configuration file's profiles, and settings from flags, environment and profile: [`DfnsClient::from_profile`] (feature `client`) |
 //! | [`simulator`] | the local Dfns API (feature `simulator`) |
+//! | [`bench`](mod@bench) | load generation: signed `POST /wallets` at a chosen concurrency, with requests/s, p50/p99 latency and CPU per request (feature `client`) |
 //! | `dfns_sdk` | the adapter for the official `dfns-sdk-rust` (feature `dfns-sdk`) |
 //!
 //! # Features
@@ -175,6 +176,8 @@
 // crosses layers, `protocol` for wire types, one module per key backend). `tests/public_api.rs`
 // fails when this surface changes without its snapshot.
 mod backend;
+#[cfg(feature = "client")]
+pub mod bench;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(feature = "client")]

@@ -2,6 +2,7 @@
 
 #[cfg(feature = "piv")]
 mod attestation;
+mod bench;
 mod call;
 mod completions;
 mod credential;
@@ -73,6 +74,16 @@ enum Command {
     ///   dfns-signer doctor --profile custody
     #[command(verbatim_doc_comment)]
     Doctor(doctor::Args),
+    /// Measure signed requests: N `POST /wallets`, C in flight, after a warm-up; prints
+    /// requests/s, p50/p99 latency, errors and this process's CPU per request.
+    ///
+    /// Without a base URL (flag, DFNS_API_URL or profile) the requests go to a simulator in
+    /// this process whose root credential is the key (then --cred-id may be left out).
+    ///
+    /// Example:
+    ///   dfns-signer bench --key file:key.pem --requests 2000 --concurrency 16 --output json
+    #[command(verbatim_doc_comment)]
+    Bench(bench::Args),
     /// Print a shell completion script.
     ///
     /// Example:
@@ -178,6 +189,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::ServiceAccount(command) => service_account::run(command, global).await,
         Command::Login(args) => login::run(args, global).await,
         Command::Doctor(args) => doctor::run(args, global).await,
+        Command::Bench(args) => bench::run(args, global).await,
         Command::Completions(args) => completions::run(args),
         #[cfg(feature = "simulator")]
         Command::Simulator(args) => Ok(simulator::run(args).await?),
