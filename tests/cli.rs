@@ -722,3 +722,20 @@ fn every_command_help_has_an_example_on_its_own_lines() {
         }
     }
 }
+
+/// Credential ids are base64url, so one may start with `-`: taken as the flag's value, not as
+/// another flag.
+#[test]
+fn a_credential_id_may_start_with_a_dash() {
+    let cred = "-uD-2sQhEnQ64mZoq3EDDXGZBXmTeDwt";
+    let init = json!({"challenge": "YWJj", "challengeIdentifier": "ci",
+                      "allowCredentials": {"key": [{"type": "public-key", "id": cred}], "webauthn": []}});
+    let key = format!("file:{}", fixture("keys/ed25519.pem"));
+    let (code, out, err) = sign_challenge(
+        &["--key", &key, "--cred-id", cred, "--output", "json"],
+        &init.to_string(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let first_factor: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(first_factor["credentialAssertion"]["credId"], cred);
+}

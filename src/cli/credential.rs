@@ -98,6 +98,7 @@ pub struct ListArgs {
 #[derive(clap::Args, Debug)]
 pub struct DeactivateArgs {
     /// The credential's uuid (`cr-…`) or credential id.
+    #[arg(allow_hyphen_values = true)]
     id: String,
     #[command(flatten)]
     signer: SignerArgs,

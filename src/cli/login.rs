@@ -22,7 +22,8 @@ pub struct Args {
     key: Option<String>,
     /// The credential id of that key (else DFNS_CRED_ID, the profile's credential_id, or the
     /// only Key credential the login challenge offers).
-    #[arg(long, value_name = "ID")]
+    // Credential ids are base64url: one may start with `-`.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     cred_id: Option<String>,
     /// The user's username (usually an email address).
     #[arg(long)]

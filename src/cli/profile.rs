@@ -51,7 +51,8 @@ pub struct SignerArgs {
     #[arg(long, value_name = "URI")]
     pub key: Option<String>,
     /// The Dfns credential id registered for this key.
-    #[arg(long, value_name = "ID")]
+    // Credential ids are base64url: one may start with `-`.
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     pub cred_id: Option<String>,
 }
 
@@ -64,7 +65,8 @@ pub struct ExistingSignerArgs {
     #[arg(long = "signer-key", value_name = "URI")]
     pub signer_key: Option<String>,
     /// The existing credential's id (else DFNS_CRED_ID, the profile's credential_id).
-    #[arg(long = "signer-cred-id", value_name = "ID")]
+    // Credential ids are base64url: one may start with `-`.
+    #[arg(long = "signer-cred-id", value_name = "ID", allow_hyphen_values = true)]
     pub signer_cred_id: Option<String>,
 }
 

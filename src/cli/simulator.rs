@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     root_public_key: String,
     /// Credential id of the root credential (default: derived from the key).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
     root_cred_id: Option<String>,
     /// Milliseconds added to every answer.
     #[arg(long, default_value_t = 0)]
