@@ -33,7 +33,11 @@ for _ in range(20):
 walls.sort()
 print(f"one signed call (init, sign, complete, POST /wallets): wall ms min {walls[0]:.1f}, "
       f"median {walls[10]:.1f}, max {walls[-1]:.1f} (20 runs)")
-# The largest peak RSS of the children run so far (Linux: KiB).
-import resource
-print(f"peak RSS of one call: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} KiB")
 PY
+# GNU time reads the call's own peak RSS (Python's rusage of children would count the forked
+# interpreter too).
+if [ -x /usr/bin/time ]; then
+  /usr/bin/time -f "peak RSS of one call: %M KiB" "${CALL[@]}" > /dev/null
+else
+  echo "peak RSS: install GNU time (apt-get install time) to measure it" >&2
+fi
