@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::mock_http::{MockServer, Scripted};
 use serde_json::{json, Value};
@@ -27,21 +26,10 @@ fn vectors() -> Value {
 
 /// Runs `sign-challenge` with `stdin`; returns (status code, stdout, stderr).
 fn sign_challenge(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = bin()
-        .arg("sign-challenge")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::process::output_with_stdin(
+        bin().arg("sign-challenge").args(args),
+        stdin.as_bytes(),
+    );
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -420,7 +408,7 @@ async fn simulator_command_prints_one_line_serves_and_stops_on_sigterm() {
             "--policy-pending",
             "POST /wallets",
         ])
-        .stdout(Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -9,6 +9,9 @@
 #[path = "common/piv/mod.rs"]
 mod piv_support;
 #[cfg(feature = "cli")]
+#[path = "common/process.rs"]
+mod process;
+#[cfg(feature = "cli")]
 #[path = "common/terminal.rs"]
 mod terminal;
 
@@ -1059,9 +1062,9 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
     // A person at the desk: `dfns-signer sign-challenge` with the same slot, in another process.
     #[cfg(feature = "cli")]
     {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
-            .args([
+        let init = r#"{"challenge":"ZGVzay1jaGFsbGVuZ2U","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"desk-cred"}],"webauthn":[]}}"#;
+        let out = process::output_with_stdin(
+            std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer")).args([
                 "sign-challenge",
                 "--key",
                 &uri.to_string(),
@@ -1069,20 +1072,9 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
                 "desk-cred",
                 "--output",
                 "json",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let init = r#"{"challenge":"ZGVzay1jaGFsbGVuZ2U","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"desk-cred"}],"webauthn":[]}}"#;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(init.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            ]),
+            init.as_bytes(),
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -1109,34 +1101,23 @@ fn key_in_9a_completes_the_user_action_flow_against_the_simulator() {
 #[cfg(feature = "cli")]
 #[test]
 fn cli_asks_for_a_touch_when_the_card_waits_for_one() {
-    use std::io::Write;
-
     let Some(env) = pcscd_or_skip("cli_asks_for_a_touch_when_the_card_waits_for_one") else {
         return;
     };
     let card = card_with_key(&env, 39_500_001, "9c", TouchPolicy::Always);
     let sign_with_touch_after = |delay: Duration| {
         card.set_touch_delay(delay);
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
-            .args(["sign-challenge", "--cred-id", "touch-cred"])
-            .args([
-                "--key",
-                "piv:slot=9c?serial=39500001&pin-source=env:DFNS_PIV_TOUCH_PIN&touch-timeout=10",
-            ])
-            .env("DFNS_PIV_TOUCH_PIN", PIN)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         let init = r#"{"challenge":"dG91Y2g","challengeIdentifier":"ci","allowCredentials":{"key":[{"type":"public-key","id":"touch-cred"}],"webauthn":[]}}"#;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(init.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = process::output_with_stdin(
+            std::process::Command::new(env!("CARGO_BIN_EXE_dfns-signer"))
+                .args(["sign-challenge", "--cred-id", "touch-cred"])
+                .args([
+                    "--key",
+                    "piv:slot=9c?serial=39500001&pin-source=env:DFNS_PIV_TOUCH_PIN&touch-timeout=10",
+                ])
+                .env("DFNS_PIV_TOUCH_PIN", PIN),
+            init.as_bytes(),
+        );
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{stderr}");
         assert!(!stderr.contains(PIN) && !String::from_utf8_lossy(&out.stdout).contains(PIN));

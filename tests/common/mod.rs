@@ -4,6 +4,7 @@ pub mod mock_http;
 pub mod modules;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11_shim;
+pub mod process;
 #[cfg(feature = "simulator")]
 pub mod sim;
 pub mod skip;
