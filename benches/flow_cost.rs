@@ -12,12 +12,17 @@
 //! - `--transport simulator`: a simulator in a *child process* (this same binary with
 //!   `--serve`), reached over loopback HTTP, so the count is the client's alone — reqwest, hyper
 //!   and tokio included — and none of the server's. callgrind does not follow the child.
+//!   With `--base-url URL --cred-id ID` (and the token in `DFNS_AUTH_TOKEN`) it uses a
+//!   simulator already running instead (one whose root credential is the fixture key, such as
+//!   `flow_cost --serve --key …`, which prints those three on one line and runs until its stdin
+//!   closes): what `benches/callgrind.sh` does to count this client and the official Rust SDK's
+//!   against the same server, and to count syscalls of this process alone.
 //! - `--transport memory`: the client's in-memory transport (`DfnsClientBuilder::
 //!   in_memory_transport`) answering from a transcript of the real API at once: the library's own
 //!   work per call, without HTTP.
-//! - `--key`: `ed25519`, `p256` (ring), `p256-rustcrypto`, `secp256k1`, `rsa`, or `none` (a key
-//!   that returns a fixed signature without computing anything: the flow without signing; memory
-//!   transport only, nothing verifies it there).
+//! - `--key`: `ed25519` (ring), `ed25519-dalek`, `p256` (ring), `p256-rustcrypto`, `secp256k1`,
+//!   `rsa`, or `none` (a key that returns a fixed signature without computing anything: the flow
+//!   without signing; memory transport only, nothing verifies it there).
 //!
 //! The runtime is tokio's current-thread one, so the count does not depend on how work was
 //! spread over workers.
@@ -41,7 +46,7 @@ fn arg(name: &str) -> Option<String> {
 
 fn fixture_key(kind: &str) -> Arc<dyn KeyBackend> {
     let file = match kind {
-        "ed25519" | "none" => "ed25519",
+        "ed25519" | "ed25519-dalek" | "none" => "ed25519",
         "p256" | "p256-rustcrypto" => "p256",
         "secp256k1" => "secp256k1",
         "rsa" => "rsa2048",
@@ -53,7 +58,7 @@ fn fixture_key(kind: &str) -> Arc<dyn KeyBackend> {
     );
     let key = SoftwareKey::from_pem_file(std::path::Path::new(&path)).unwrap();
     match kind {
-        "p256-rustcrypto" => Arc::new(key.rust_crypto_only()),
+        "p256-rustcrypto" | "ed25519-dalek" => Arc::new(key.rust_crypto_only()),
         "none" => Arc::new(common::NullKey::new(key)),
         _ => Arc::new(key),
     }
@@ -79,24 +84,36 @@ fn main() {
                 kind != "none",
                 "the simulator checks signatures: use a real key"
             );
-            let mut c = Command::new(std::env::current_exe().unwrap())
-                .args(["--serve", "--key", &kind])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut line = String::new();
-            BufReader::new(c.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            child = Some(c);
+            let (base_url, auth_token, cred_id) = match arg("--base-url") {
+                // A simulator started by someone else (benches/callgrind.sh, to count this
+                // client and the official SDK's against the same one, or strace this process
+                // alone): its root credential must be the fixture key.
+                Some(base_url) => (
+                    base_url,
+                    std::env::var("DFNS_AUTH_TOKEN").expect("--base-url needs DFNS_AUTH_TOKEN"),
+                    arg("--cred-id").expect("--base-url needs --cred-id"),
+                ),
+                None => {
+                    let mut c = Command::new(std::env::current_exe().unwrap())
+                        .args(["--serve", "--key", &kind])
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    let mut line = String::new();
+                    BufReader::new(c.stdout.take().unwrap())
+                        .read_line(&mut line)
+                        .unwrap();
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    child = Some(c);
+                    let field = |name: &str| v[name].as_str().unwrap().to_owned();
+                    (field("baseUrl"), field("authToken"), field("credId"))
+                }
+            };
             DfnsClient::builder()
-                .base_url(v["baseUrl"].as_str().unwrap())
-                .auth_token(SecretString::from(
-                    v["authToken"].as_str().unwrap().to_owned(),
-                ))
-                .signer(CredentialSigner::new(v["credId"].as_str().unwrap(), key))
+                .base_url(base_url)
+                .auth_token(SecretString::from(auth_token))
+                .signer(CredentialSigner::new(cred_id, key))
                 .build()
                 .unwrap()
         }

@@ -303,7 +303,7 @@ impl DfnsClientBuilder {
         url.set_path(&trimmed);
         let transport = match (self.in_memory, self.http) {
             (Some(respond), _) => transport::Transport::InMemory(respond),
-            (None, Some(h)) => transport::Transport::Reqwest(h),
+            (None, Some(h)) => transport::Transport::http(h, &url),
             (None, None) => {
                 let builder = reqwest::Client::builder()
                     // No redirects: Dfns never sends one, and following it would replay a
@@ -332,10 +332,11 @@ impl DfnsClientBuilder {
                         ))
                     })?),
                 };
-                transport::Transport::Reqwest(
+                transport::Transport::http(
                     builder
                         .build()
                         .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?,
+                    &url,
                 )
             }
         };

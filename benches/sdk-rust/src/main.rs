@@ -5,7 +5,13 @@
 //!
 //! ```sh
 //! DFNS_AUTH_TOKEN=… dfns-sdk-rust-bench BASE_URL CRED_ID KEY.pem N C W [NETWORK]
+//! DFNS_AUTH_TOKEN=… dfns-sdk-rust-bench --calls N BASE_URL CRED_ID KEY.pem
 //! ```
+//!
+//! `--calls N` is for `benches/callgrind.sh` (instructions and syscalls per signed call, like
+//! `benches/flow_cost.rs` for dfns-signer's client): one call, then N more one after the other
+//! on tokio's current-thread runtime, and nothing else — no JSON, no CPU figures; run it with
+//! two Ns and the difference divided by their difference is one call without the start-up.
 //!
 //! The SDK ships the `UserActionSigner` trait and no implementation; the signer below is the
 //! one its README asks for, written the way the official TypeScript `AsymmetricKeySigner`
@@ -171,9 +177,68 @@ fn usage(why: &str) -> ! {
     std::process::exit(2)
 }
 
-#[tokio::main]
-async fn main() {
+/// `--calls N BASE_URL CRED_ID KEY.pem`: one call, then N, one at a time on a current-thread
+/// runtime (what `benches/flow_cost.rs` does with dfns-signer's client), for callgrind and strace.
+fn count_calls(args: &[String]) {
+    if args.len() < 4 {
+        usage("--calls needs N BASE_URL CRED_ID KEY.pem");
+    }
+    let calls: usize = args[0]
+        .parse()
+        .unwrap_or_else(|_| usage(&format!("`{}` is not a number", args[0])));
+    let (base_url, cred_id, key_path) = (&args[1], &args[2], &args[3]);
+    let auth_token =
+        std::env::var("DFNS_AUTH_TOKEN").unwrap_or_else(|_| usage("DFNS_AUTH_TOKEN is not set"));
+    let pem = std::fs::read_to_string(key_path)
+        .unwrap_or_else(|e| usage(&format!("cannot read {key_path}: {e}")));
+    let key = Key::from_pem(&pem).unwrap_or_else(|e| usage(&format!("{key_path}: {e}")));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let client = DfnsClient::new(Options {
+            base_url: base_url.clone(),
+            auth_token,
+            signer: Some(Arc::new(KeySigner {
+                cred_id: cred_id.clone(),
+                key,
+            })),
+            http: None,
+        })
+        .unwrap_or_else(|e| usage(&format!("the SDK refused its options: {e}")));
+        // One call first: the connection, the runtime's and the allocator's first growth.
+        for _ in 0..=calls {
+            let request = CreateWalletRequest {
+                network: "EthereumSepolia".to_owned(),
+                name: None,
+                signing_key: None,
+                delegate_to: None,
+                delay_delegation: None,
+                external_id: None,
+                tags: None,
+            };
+            if let Err(e) = client.wallets.create_wallet(request).await {
+                eprintln!("error: a signed call failed: {e}");
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--calls") {
+        return count_calls(&args[1..]);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run(args));
+}
+
+async fn run(args: Vec<String>) {
     if args.len() < 6 {
         usage("missing arguments");
     }
