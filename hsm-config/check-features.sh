@@ -12,6 +12,7 @@ combos=(
   "client"          # the narrow test run: cargo test --no-default-features --features client
   "client,pkcs11"   # a custody backend with our client and an HSM
   "simulator"       # a users' CI simulator alone: it needs neither our client nor a backend
+  "serve,pkcs11"    # the signing service in a custody backend's own binary, no CLI
 )
 for features in "${combos[@]}"; do
   echo "feature check: --no-default-features --features '${features}'" >&2

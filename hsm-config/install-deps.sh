@@ -17,6 +17,8 @@ if [ "${1:-all}" != demo ]; then
   want+=(pcscd vsmartcard-vpcd yubico-piv-tool ykcs11 libpcsclite-dev pkg-config libssl-dev)
   # p11-kit-modules: p11-kit's proxy module, the default when a key URI names no module.
   want+=(p11-kit-modules)
+  # curl: the README's signing-service walk-through, run as written by tests/service_cli.rs.
+  command -v curl >/dev/null 2>&1 || want+=(curl)
   command -v node >/dev/null 2>&1 || want+=(nodejs)
   command -v npm >/dev/null 2>&1 || want+=(npm)
   # Debian's python3 lacks ensurepip (so `python3 -m venv` fails) until python3-venv is there.

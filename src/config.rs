@@ -73,13 +73,23 @@ const TOKEN_SOURCE_FIX: &str =
 
 /// The file as written. `deny_unknown_fields` everywhere: a misspelt key must not be ignored
 /// silently (`timeout_secs` would leave the default in force). Later sections (a signing
-/// service's `[[keys]]`, `[[clients]]`, `[listen]`) are added here as fields.
+/// service's `[service]`, `[listen]`, `[[keys]]`, `[[clients]]`) are read by the service.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     default_profile: Option<Spanned<String>>,
     #[serde(default)]
     profiles: BTreeMap<String, RawProfile>,
+    // The signing service's sections, read and checked by `dfns_signer::service` (feature
+    // `serve`): one file configures both, and the profile reader leaves them alone.
+    #[serde(rename = "service")]
+    _service: Option<toml::Value>,
+    #[serde(rename = "listen")]
+    _listen: Option<toml::Value>,
+    #[serde(rename = "keys")]
+    _keys: Option<toml::Value>,
+    #[serde(rename = "clients")]
+    _clients: Option<toml::Value>,
 }
 
 /// One `[profiles.NAME]` table. Values are `Spanned` so a refusal can name its line; numbers
@@ -352,7 +362,11 @@ impl Profile {
     }
 }
 
-fn check_base_url(url: &Spanned<String>, field: &str, at: &Lines<'_>) -> Result<(), ConfigError> {
+pub(crate) fn check_base_url(
+    url: &Spanned<String>,
+    field: &str,
+    at: &Lines<'_>,
+) -> Result<(), ConfigError> {
     // The value is never quoted: a URL can carry `user:password@`.
     let parsed = url::Url::parse(url.get_ref())
         .map_err(|_| at.invalid(url, field, "not a URL (expected https://host)".to_owned()))?;
@@ -376,7 +390,7 @@ fn check_base_url(url: &Spanned<String>, field: &str, at: &Lines<'_>) -> Result<
 
 /// Whether a key URI carries a PIN: a `pin=` or `pin-value=` attribute, or a `pin-source=`
 /// that is not a source (the PIN itself, by mistake).
-fn uri_holds_pin(uri: &str) -> bool {
+pub(crate) fn uri_holds_pin(uri: &str) -> bool {
     let body = uri.split_once(':').map_or(uri, |(_, body)| body);
     body.split(['?', '&', ';']).any(|attr| {
         let (name, value) = attr.split_once('=').unwrap_or((attr, ""));
@@ -386,17 +400,22 @@ fn uri_holds_pin(uri: &str) -> bool {
 }
 
 /// Turns byte offsets into the errors' line numbers.
-struct Lines<'a> {
-    text: &'a str,
-    path: &'a Path,
+pub(crate) struct Lines<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) path: &'a Path,
 }
 
 impl Lines<'_> {
-    fn line<T>(&self, value: &Spanned<T>) -> usize {
+    pub(crate) fn line<T>(&self, value: &Spanned<T>) -> usize {
         line_of(self.text, value.span().start)
     }
 
-    fn invalid<T>(&self, value: &Spanned<T>, field: &str, reason: String) -> ConfigError {
+    pub(crate) fn invalid<T>(
+        &self,
+        value: &Spanned<T>,
+        field: &str,
+        reason: String,
+    ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             line: self.line(value),
@@ -405,7 +424,12 @@ impl Lines<'_> {
         }
     }
 
-    fn inline_secret<T>(&self, value: &Spanned<T>, field: String, fix: &str) -> ConfigError {
+    pub(crate) fn inline_secret<T>(
+        &self,
+        value: &Spanned<T>,
+        field: String,
+        fix: &str,
+    ) -> ConfigError {
         ConfigError::InlineSecret {
             path: self.path.to_owned(),
             line: self.line(value),
@@ -416,12 +440,12 @@ impl Lines<'_> {
 }
 
 /// The 1-based line holding byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let before = &text.as_bytes()[..offset.min(text.len())];
     before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
     // Without a span (rare) the error is reported on line 1 rather than on no line.
     let line = e.span().map_or(1, |s| line_of(text, s.start));
     let path = path.to_owned();
@@ -480,7 +504,7 @@ fn summarize(message: &str) -> String {
 
 /// Refuses a file that group or others may read or write: it holds a secret or says where
 /// secrets are, and ssh refuses keys for the same reason.
-fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), ConfigError> {
+pub(crate) fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), ConfigError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -506,7 +530,7 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
     if items.is_empty() {
         "none".to_owned()
     } else {
@@ -1006,7 +1030,9 @@ impl ConfigError {
             ConfigError::UnknownKey { key, line, .. } => format!(
                 "remove or rename `{key}` (line {line}): the top level takes default_profile \
                  (before the first table) and [profiles.NAME] tables; a profile takes base_url, \
-                 auth_token, credential_id, key, timeout_seconds and retries"
+                 auth_token, credential_id, key, timeout_seconds and retries; the signing \
+                 service's sections are [service], [listen], [[keys]] and [[clients]] (see \
+                 docs/service.md)"
             ),
             ConfigError::InlineSecret { fix, .. } | ConfigError::TokenUnavailable { fix, .. } => {
                 fix.clone()

@@ -187,6 +187,8 @@ pub mod protocol;
 mod signer;
 pub mod webhooks;
 
+#[cfg(feature = "serve")]
+pub mod service;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 

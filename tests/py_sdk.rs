@@ -17,6 +17,12 @@
 //! sha256>` (`CARGO_TARGET_TMPDIR`): created, and filled by `pip install --no-deps
 //! --require-hashes --only-binary=:all:` (PyPI must then be reachable), the first time only, and
 //! again when the lock or the `python3` found on PATH changes.
+//!
+//! The same SDK also runs through `dfns-signer serve` (tests/py-sdk/service_flows.py), with the
+//! repository's adapter (clients/python, `dfns_signer_remote.RemoteSigner`, from its source) as
+//! its signer and a SoftHSM key in the service (that test also needs SoftHSM:
+//! `DFNS_SIGNER_SKIP_HARDWARE=1` skips it outside CI); and the adapter's own `unittest` tests
+//! run in the venv, none skipped.
 
 #![cfg(all(feature = "simulator", feature = "client"))]
 
@@ -511,4 +517,214 @@ async fn official_python_sdk_runs_its_flows_against_the_simulator() {
     // attestation's, the 202's and the 429's included).
     assert!(stats.user_actions_used >= 22, "{stats:?}");
     sim.shutdown().await;
+}
+
+/// `NO_PROXY` with loopback added: httpx (the SDK's transport) honours `HTTP(S)_PROXY` and does
+/// not exempt 127.0.0.1 by itself, and the services these tests talk to listen there.
+fn no_proxy_with_loopback() -> String {
+    let mut hosts: Vec<String> = std::env::var("NO_PROXY")
+        .or_else(|_| std::env::var("no_proxy"))
+        .unwrap_or_default()
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for host in ["127.0.0.1", "localhost", "::1"] {
+        if !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+        }
+    }
+    hosts.join(",")
+}
+
+/// Requests the simulator has received at `route` (`"METHOD /path"`, ids as `{id}`).
+#[cfg(all(feature = "serve", feature = "pkcs11"))]
+fn requests_at(stats: &dfns_signer::simulator::Stats, route: &str) -> u64 {
+    stats.requests.get(route).copied().unwrap_or(0)
+}
+
+/// The official Python SDK (`dfns-sdk` 1.0.4) works through `dfns-signer serve` with the
+/// repository's adapter (clients/python, `dfns_signer_remote.RemoteSigner`, from its source) as
+/// its signer and a SoftHSM key in the service: with its base_url at the service and the client
+/// secret in `headers=`, it creates a Bitcoin wallet and signs a hash with it (one user action
+/// each, the signature verified here). A Tron wallet, outside the `payments` policy, is refused
+/// at init already (the client named itself there), with a 403 naming the policy that the SDK
+/// raises as its `DfnsError`; neither that init nor the Tron request reaches the simulator.
+/// Neither the token nor the client secret is in the script's output.
+#[cfg(all(feature = "serve", feature = "pkcs11"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdk_signs_through_the_service_with_a_softhsm_key() {
+    use common::service::{Fixture, Options};
+    let Some(h) = common::softhsm::hsm() else {
+        return;
+    };
+    let Some(python) = prepare_python() else {
+        return;
+    };
+    let f = Fixture::start(&h, "py-sdk", Options::default()).await;
+    let (service, url) = f.serve_default().await;
+    let before = f.sim.stats();
+
+    let adapter_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python/src");
+    let token = f.token.expose_secret();
+    // -X utf8: the script's output whatever the locale. Not -I, which would ignore PYTHONPATH:
+    // the adapter is imported from its source, not installed. Token and secret go in the
+    // environment, not on the command line.
+    let child = tokio::process::Command::new(&python)
+        .args(["-X", "utf8"])
+        .arg(py_dir().join("service_flows.py"))
+        .env("PYTHONPATH", &adapter_src)
+        .env("NO_PROXY", no_proxy_with_loopback())
+        .env("DFNS_SIGNER_URL", &url)
+        .env("DFNS_AUTH_TOKEN", token)
+        .env("DFNS_SIGNER_CLIENT_SECRET", &f.payments.secret)
+        .current_dir(py_dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("the Python script finishes within 2 minutes")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (what, secret) in [
+        ("token", token),
+        ("client secret", f.payments.secret.as_str()),
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the script's output holds the {what}"
+        );
+    }
+    assert!(
+        output.status.success(),
+        "python failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    // Ids, statuses, signatures and messages only (checked above: no token, no secret).
+    println!("{out:#}");
+    let step = |name: &str| -> &Value {
+        let r = &out["results"][name];
+        assert!(
+            r.is_object(),
+            "step {name} missing from the script output: {out:#}"
+        );
+        r
+    };
+    let ok = |name: &str| -> &Value {
+        let r = step(name);
+        assert_eq!(r["ok"], true, "step {name} failed: {r:#}");
+        r
+    };
+    assert_eq!(out["sdk"], "1.0.4", "the pinned SDK version ran");
+    let adapter = PathBuf::from(out["adapter"].as_str().unwrap_or_default());
+    assert!(
+        adapter.starts_with(adapter_src.canonicalize().unwrap()),
+        "the adapter came from {}, not from clients/python/src",
+        adapter.display()
+    );
+
+    let created = ok("createWallet");
+    let wallet_id = created["walletId"].as_str().unwrap_or_default();
+    assert!(wallet_id.starts_with("wa-"), "{created}");
+    assert_eq!(created["network"], "Bitcoin", "{created}");
+
+    let sig = ok("generateSignature");
+    assert_eq!(sig["status"], "Signed", "{sig}");
+    assert_eq!(sig["walletId"], wallet_id, "{sig}");
+    verify_key_signature(
+        created["signingKey"]["publicKey"].as_str().unwrap(),
+        sig["hash"].as_str().unwrap(),
+        &sig["signature"],
+    );
+
+    // Refused by the service's policy at init, as the SDK raises it.
+    let tron = step("tronWallet");
+    assert_eq!(tron["ok"], false, "the Tron wallet was created: {tron:#}");
+    assert_eq!(
+        (&tron["dfnsError"], &tron["status"]),
+        (&Value::from(true), &Value::from(403)),
+        "{tron:#}"
+    );
+    let message = tron["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the dfns-signer policy of client `payments` refuses this request")
+            && message.contains(r#"allows it only with network in ["Bitcoin", "EthereumSepolia"]; the body has "Tron""#),
+        "{tron:#}"
+    );
+
+    let after = f.sim.stats();
+    assert_eq!(
+        after.user_actions_used - before.user_actions_used,
+        2,
+        "one user action for the wallet, one for the signature: {after:?}"
+    );
+    assert_eq!(
+        requests_at(&after, "POST /auth/action/init")
+            - requests_at(&before, "POST /auth/action/init"),
+        2,
+        "the Tron init never reached the simulator: {after:?}"
+    );
+    assert_eq!(
+        requests_at(&after, "POST /wallets") - requests_at(&before, "POST /wallets"),
+        1,
+        "the Tron wallet never reached the simulator: {after:?}"
+    );
+    assert_eq!(
+        after.user_actions_issued - before.user_actions_issued,
+        2,
+        "{after:?}"
+    );
+    assert_eq!(after.side_effects - before.side_effects, 2, "{after:?}");
+    service.shutdown().await;
+}
+
+/// The adapter's own tests (clients/python/tests, `unittest`, from its source) pass in the venv
+/// that holds `dfns-sdk` 1.0.4, and none is skipped: the two that drive the real SDK through a
+/// fake service run.
+#[test]
+fn remote_signer_unit_tests_pass() {
+    let Some(python) = prepare_python() else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(&python)
+        .args(["-X", "utf8", "-m", "unittest", "discover", "-v", "-s"])
+        .arg(root.join("clients/python/tests"))
+        .env("PYTHONPATH", root.join("clients/python/src"))
+        .env("NO_PROXY", no_proxy_with_loopback())
+        .current_dir(root)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // unittest reports on stderr.
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the adapter's tests failed ({}):\n{report}\nstdout: {stdout}",
+        output.status
+    );
+    let last = report.lines().rev().find(|l| !l.trim().is_empty());
+    assert_eq!(
+        last,
+        Some("OK"),
+        "some tests did not run (skipped, expected failures):\n{report}"
+    );
+    assert!(
+        !report.contains("skipped") && !report.contains("dfns-sdk not installed"),
+        "a test was skipped:\n{report}"
+    );
+    for sdk_test in [
+        "test_create_wallet_through_the_service",
+        "test_refusal_reaches_the_caller",
+    ] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&format!("{sdk_test} (")) && l.ends_with(" ... ok")),
+            "the SDK test {sdk_test} did not pass:\n{report}"
+        );
+    }
 }

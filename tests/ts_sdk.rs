@@ -10,6 +10,11 @@
 //! unless `DFNS_SIGNER_SKIP_NODE=1` is set outside CI (then it prints `SKIPPED <test>: …` on
 //! stderr; in CI the variable fails the test). `npm ci` runs in tests/ts-sdk when its
 //! node_modules is missing (the npm registry must then be reachable).
+//!
+//! The same SDK also runs through `dfns-signer serve` (tests/ts-sdk/service.mjs), with the
+//! repository's adapter (clients/typescript, `RemoteSigner`) as its signer and a SoftHSM key in
+//! the service (that test also needs SoftHSM: `DFNS_SIGNER_SKIP_HARDWARE=1` skips it outside
+//! CI); and the adapter's own `node:test` tests run here, none skipped.
 
 #![cfg(all(feature = "simulator", feature = "client"))]
 
@@ -59,6 +64,13 @@ fn prepare_node() -> bool {
         "Node.js {node} is too old for @dfns/sdk: {install_hint}"
     );
 
+    // Several tests (and perhaps another test process) get here at once: one `npm ci` at a time,
+    // and none sees a half-installed node_modules.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(tmp).unwrap();
+    let guard =
+        std::fs::File::create(tmp.join("ts-sdk-npm-ci.lock")).expect("create the npm ci lock file");
+    guard.lock().expect("lock tests/ts-sdk for npm ci");
     if !ts_dir()
         .join("node_modules/@dfns/sdk/package.json")
         .exists()
@@ -314,4 +326,187 @@ async fn official_typescript_sdk_runs_its_flows_against_the_simulator() {
     );
     assert!(stats.user_actions_used >= 12, "{stats:?}");
     sim.shutdown().await;
+}
+
+/// Requests the simulator has received at `route` (`"METHOD /path"`, ids as `{id}`).
+#[cfg(all(feature = "serve", feature = "pkcs11"))]
+fn requests_at(stats: &dfns_signer::simulator::Stats, route: &str) -> u64 {
+    stats.requests.get(route).copied().unwrap_or(0)
+}
+
+/// The official TypeScript SDK (`@dfns/sdk` 0.8.21) works through `dfns-signer serve` with the
+/// repository's adapter (clients/typescript, `RemoteSigner`) as its signer and a SoftHSM key
+/// in the service: with its baseUrl at the service it creates a Bitcoin wallet and signs a hash
+/// with it (one user action each, the signature verified here). A Tron wallet, outside the
+/// `payments` policy, is refused: the SDK cannot name the client at init, so its init reaches
+/// the simulator, but `/v1/sign` answers 403 naming the policy, that reaches the SDK's caller as
+/// the adapter's `RemoteSignerError`, and the Tron request itself never reaches the simulator.
+/// Neither the token nor the client secret is in the script's output.
+#[cfg(all(feature = "serve", feature = "pkcs11"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_typescript_sdk_signs_through_the_service_with_a_softhsm_key() {
+    use common::service::{Fixture, Options};
+    let Some(h) = common::softhsm::hsm() else {
+        return;
+    };
+    if !prepare_node() {
+        return;
+    }
+    let f = Fixture::start(&h, "ts-sdk", Options::default()).await;
+    let (service, url) = f.serve_default().await;
+    let before = f.sim.stats();
+
+    let token = f.token.expose_secret();
+    let child = tokio::process::Command::new("node")
+        .arg("service.mjs")
+        .arg(&url)
+        .arg(token)
+        .arg(&f.payments.secret)
+        .current_dir(ts_dir())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("the node script finishes within 2 minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (what, secret) in [
+        ("token", token),
+        ("client secret", f.payments.secret.as_str()),
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "the script's output holds the {what}"
+        );
+    }
+    assert!(
+        output.status.success(),
+        "node failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let out: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("script output is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    // Ids, statuses, signatures and messages only (checked above: no token, no secret).
+    println!("{out:#}");
+    assert_eq!(out["sdk"], "0.8.21", "the pinned SDK version ran");
+
+    let created = assert_ok(&out, "createWallet");
+    let wallet_id = created["walletId"].as_str().unwrap_or_default();
+    assert!(wallet_id.starts_with("wa-"), "{created}");
+    assert_eq!(created["network"], "Bitcoin", "{created}");
+
+    let sig = assert_ok(&out, "generateSignature");
+    assert_eq!(sig["status"], "Signed", "{sig}");
+    assert_eq!(sig["walletId"], wallet_id, "{sig}");
+    verify_wallet_signature(
+        created["signingKey"]["publicKey"].as_str().unwrap(),
+        sig["hash"].as_str().unwrap(),
+        sig["signature"]["r"].as_str().unwrap(),
+        sig["signature"]["s"].as_str().unwrap(),
+    );
+
+    // Refused by the service's policy, as the adapter reports it to the SDK's caller.
+    let tron = result(&out, "tronWallet");
+    assert_eq!(tron["ok"], false, "the Tron wallet was created: {tron:#}");
+    assert_eq!(
+        (&tron["remoteSignerError"], &tron["status"]),
+        (&Value::from(true), &Value::from(403)),
+        "{tron:#}"
+    );
+    let message = tron["serviceMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the dfns-signer policy of client `payments` refuses this request")
+            && message.contains(r#"allows it only with network in ["Bitcoin", "EthereumSepolia"]; the body has "Tron""#),
+        "{tron:#}"
+    );
+    assert!(
+        tron["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("dfns-signer service refused to sign (HTTP 403): the dfns-signer policy"),
+        "{tron:#}"
+    );
+
+    let after = f.sim.stats();
+    assert_eq!(
+        after.user_actions_used - before.user_actions_used,
+        2,
+        "one user action for the wallet, one for the signature: {after:?}"
+    );
+    assert_eq!(
+        requests_at(&after, "POST /wallets") - requests_at(&before, "POST /wallets"),
+        1,
+        "the Tron wallet never reached the simulator: {after:?}"
+    );
+    // The Tron init went upstream (the SDK cannot name its client there), but its challenge
+    // was never signed, so never completed.
+    assert_eq!(
+        requests_at(&after, "POST /auth/action/init")
+            - requests_at(&before, "POST /auth/action/init"),
+        3,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.user_actions_issued - before.user_actions_issued,
+        2,
+        "{after:?}"
+    );
+    assert_eq!(after.side_effects - before.side_effects, 2, "{after:?}");
+    service.shutdown().await;
+}
+
+/// The adapter's own tests (clients/typescript/test, `node:test`, as its `npm test` runs them)
+/// pass, and none is skipped: the two that drive the real `@dfns/sdk` through a fake service
+/// find it in tests/ts-sdk/node_modules.
+#[test]
+fn remote_signer_unit_tests_pass() {
+    if !prepare_node() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/typescript");
+    // Every test file, named: a directory argument to `node --test` is searched in Node 18 and
+    // 20 but taken as a file by later versions.
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("test"))
+        .expect("read clients/typescript/test")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".test.js") || name.ends_with(".test.mjs"))
+        .map(|name| format!("test/{name}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no test files in {}", dir.display());
+    let output = Command::new("node")
+        .args(["--test", "--test-reporter=tap"])
+        .args(&files)
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the adapter's tests failed ({}): {files:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let summary = |name: &str| -> Option<u64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {name} "))?.trim().parse().ok())
+    };
+    assert_eq!(
+        (summary("fail"), summary("skipped"), summary("cancelled")),
+        (Some(0), Some(0), Some(0)),
+        "failed, skipped, cancelled:\n{stdout}\nstderr: {stderr}"
+    );
+    for sdk_test in [
+        "DfnsApiClient with baseUrl at the service creates a wallet through RemoteSigner",
+        "DfnsApiClient: a refusal from the service reaches the caller as RemoteSignerError",
+    ] {
+        assert!(
+            stdout.lines().any(
+                |l| l.trim_start().starts_with("ok ") && l.ends_with(&format!(" - {sdk_test}"))
+            ),
+            "the SDK test `{sdk_test}` did not pass:\n{stdout}"
+        );
+    }
 }

@@ -16,6 +16,8 @@ mod login;
 #[cfg(feature = "piv")]
 mod piv;
 mod profile;
+#[cfg(feature = "serve")]
+mod serve;
 mod service_account;
 mod sign_challenge;
 #[cfg(feature = "simulator")]
@@ -104,6 +106,17 @@ enum Command {
     #[command(verbatim_doc_comment)]
     #[cfg(feature = "simulator")]
     Demo(demo::Args),
+    /// The signing service: approves Dfns requests for other processes (any language, the
+    /// official SDKs through a remote signer) with this machine's keys, under a local policy.
+    ///
+    /// Reads [service], [listen], [[keys]] and [[clients]] from the configuration file
+    /// (docs/service.md); serves until SIGTERM or Ctrl-C.
+    ///
+    /// Example:
+    ///   dfns-signer serve --config /etc/dfns-signer/signer.toml
+    #[command(verbatim_doc_comment)]
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
     /// Check webhook deliveries from Dfns (signature and freshness).
     #[command(subcommand)]
     Webhook(webhook::Command),
@@ -196,6 +209,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         #[cfg(feature = "simulator")]
         Command::Demo(args) => Ok(demo::run(args).await?),
         Command::Webhook(command) => webhook::run(command).await,
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(args, global).await,
         #[cfg(feature = "piv")]
         Command::Attestation(command) => attestation::run(command),
         #[cfg(feature = "piv")]
