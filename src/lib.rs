@@ -131,6 +131,8 @@
 //! | [`webhooks`] | checking the webhook deliveries Dfns signs: [`webhooks::verify`] |
 //! | [`config`] | the configuration file's profiles, and settings from flags, environment and profile: [`DfnsClient::from_profile`] (feature `client`) |
 //! | [`simulator`] | the local Dfns API (feature `simulator`) |
+//! | [`audit`] | the hash-chained audit log: one line per approval, written before it leaves; [`audit::verify`] (feature `client`) |
+//! | `service` | the signing service behind `dfns-signer serve`: configuration, policy, approvals, listeners (feature `serve`) |
 //! | [`bench`](mod@bench) | load generation: signed `POST /wallets` at a chosen concurrency, with requests/s, p50/p99 latency and CPU per request (feature `client`) |
 //! | `dfns_sdk` | the adapter for the official `dfns-sdk-rust` (feature `dfns-sdk`) |
 //!
@@ -143,6 +145,7 @@
 //! | `piv` | yes | [`piv`]: YubiKey PIV over PC/SC (`yubikey`) |
 //! | `simulator` | yes | [`simulator`] (`tokio`, `hyper`; neither our client nor a backend) |
 //! | `cli` | yes | the `dfns-signer` binary; implies `client` |
+//! | `serve` | yes | `service`: the signing service (`hyper` server, `tokio-rustls`, `prometheus-client`); implies `client` |
 //! | `dfns-sdk` | no | `dfns_sdk::SdkSigner` for `dfns-sdk-rust`; implies `client` |
 //!
 //! # Errors
@@ -175,6 +178,8 @@
 // Layer modules are private: every public type has one path, chosen here (the crate root for what
 // crosses layers, `protocol` for wire types, one module per key backend). `tests/public_api.rs`
 // fails when this surface changes without its snapshot.
+#[cfg(feature = "client")]
+pub mod audit;
 mod backend;
 #[cfg(feature = "client")]
 pub mod bench;

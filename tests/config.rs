@@ -281,12 +281,15 @@ fn unknown_keys_are_refused_at_their_line_and_secret_ones_as_secrets() {
     }
     assert!(err.fix().contains("timeout_seconds"), "{}", err.fix());
 
-    // Top level: a table the format does not have (yet).
-    let err = parse("[listen]\naddress = \"127.0.0.1:1\"\n").unwrap_err();
+    // Top level: a table the format does not have (the service's is `[listen]`).
+    let err = parse("[listner]\naddress = \"127.0.0.1:1\"\n").unwrap_err();
     assert!(
-        matches!(&err, ConfigError::UnknownKey { line: 1, key, .. } if key == "listen"),
+        matches!(&err, ConfigError::UnknownKey { line: 1, key, .. } if key == "listner"),
         "{err}"
     );
+    assert!(err.fix().contains("[listen]"), "{}", err.fix());
+    // The service's sections are the service's to check: the profile reader accepts them.
+    assert!(parse("[listen]\naddress = \"127.0.0.1:1\"\n").is_ok());
 
     for key in ["pin", "pin_value", "token", "password"] {
         let err = parse(&format!(

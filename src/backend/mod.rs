@@ -109,6 +109,14 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     fn signs_without_blocking(&self) -> bool {
         false
     }
+
+    /// Whether the key's device is there and still holds this key, found without a PIN, a
+    /// touch or a signature: never spends a PIN try, so a service may ask it as often as its
+    /// readiness probe runs. Default `Ok(())` (a key in memory is always there); the PKCS#11
+    /// backend looks for its token and its public key object.
+    fn check_ready(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
@@ -127,6 +135,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
     fn signs_without_blocking(&self) -> bool {
         (**self).signs_without_blocking()
     }
+    fn check_ready(&self) -> Result<(), BackendError> {
+        (**self).check_ready()
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
@@ -144,6 +155,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
     }
     fn signs_without_blocking(&self) -> bool {
         (**self).signs_without_blocking()
+    }
+    fn check_ready(&self) -> Result<(), BackendError> {
+        (**self).check_ready()
     }
 }
 

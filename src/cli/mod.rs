@@ -2,6 +2,7 @@
 
 #[cfg(feature = "piv")]
 mod attestation;
+mod audit;
 mod bench;
 mod call;
 mod completions;
@@ -120,6 +121,13 @@ enum Command {
     /// Check webhook deliveries from Dfns (signature and freshness).
     #[command(subcommand)]
     Webhook(webhook::Command),
+    /// The signing service's audit log: check its hash chain, print its entries.
+    ///
+    /// Example:
+    ///   dfns-signer audit verify /var/log/dfns-signer/audit.log
+    #[command(verbatim_doc_comment)]
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// The keys on this machine's YubiKeys: list, show, attest, generate.
     #[cfg(feature = "piv")]
     #[command(subcommand)]
@@ -209,6 +217,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         #[cfg(feature = "simulator")]
         Command::Demo(args) => Ok(demo::run(args).await?),
         Command::Webhook(command) => webhook::run(command).await,
+        Command::Audit(command) => audit::run(command),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args, global).await,
         #[cfg(feature = "piv")]

@@ -20,6 +20,10 @@ use super::{print_json, Output};
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Check every key once, as `/readyz` does (device there, same public key, no PIN spent),
+    /// and exit: 0 when all are ready, 4 when one is not.
+    #[arg(long)]
+    check: bool,
     /// Output format (`json`: one line once listening).
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -75,6 +79,7 @@ pub async fn run(args: Args, global: &ProfileArgs) -> Result<ExitCode, Failure> 
     match args.command {
         Some(Command::AddClient(a)) => Ok(add_client(a)),
         Some(Command::CheckPolicy(a)) => check_policy(a, global),
+        None if args.check => check(args.output, global).await,
         None => serve(args.output, global).await,
     }
 }
@@ -104,12 +109,48 @@ fn failure(e: ServiceError) -> Failure {
     Failure::new(code, e.to_string(), e.fix())
 }
 
+/// `serve --check`: opens the keys as `serve` would, checks each once, and exits.
+async fn check(output: Output, global: &ProfileArgs) -> Result<ExitCode, Failure> {
+    let config = load(global)?;
+    let service = Service::open(config).map_err(failure)?;
+    let checks = service.check().await;
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    match output {
+        Output::Json => print_json(
+            &json!({
+                "ready": ready,
+                "keys": checks.iter().map(|(name, r)| json!({
+                    "key": name,
+                    "ready": r.is_ok(),
+                    "detail": r.as_ref().err(),
+                })).collect::<Vec<_>>(),
+            }),
+            Output::Json,
+        ),
+        Output::Text => {
+            for (name, r) in &checks {
+                match r {
+                    Ok(()) => println!("✓ key {name}: ready"),
+                    Err(why) => println!("✗ key {name}: {why}"),
+                }
+            }
+        }
+    }
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEVICE)
+    })
+}
+
 async fn serve(output: Output, global: &ProfileArgs) -> Result<ExitCode, Failure> {
+    let path = config_path(global)?;
     let config = load(global)?;
     let keys: Vec<String> = config.keys.iter().map(|k| k.name.clone()).collect();
     let clients: Vec<String> = config.clients.iter().map(|c| c.name.clone()).collect();
     let service = Service::open(config).map_err(failure)?;
     let ephemeral = service.approval_key_is_ephemeral();
+    let audited = service.has_audit_log();
     let running = service.bind().await.map_err(failure)?;
     let tcp = running.tcp_url();
     let unix = running.unix_path().map(|p| p.display().to_string());
@@ -148,17 +189,39 @@ async fn serve(output: Output, global: &ProfileArgs) -> Result<ExitCode, Failure
              instances behind a load balancer need the same key)"
         );
     }
-    wait_for_signal().await;
-    running.shutdown().await;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    if !audited {
+        eprintln!(
+            "note: no [service] audit_log: decisions are not recorded (set audit_log to a path \
+             for one hash-chained line per decision)"
+        );
+    }
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler installs");
+    let mut hangup = signal(SignalKind::hangup()).expect("a SIGHUP handler installs");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => {
+                // A reload that fails keeps the clients in force: the service never runs
+                // without a policy because of a typo.
+                match ServiceConfig::load(&path).map_err(ServiceError::from).and_then(|c| running.reload(&c)) {
+                    Ok(clients) => eprintln!("reloaded {}: clients {}", path.display(), clients.join(", ")),
+                    Err(e) => eprintln!("error: reload of {} refused: {e}\n  what to do: {}", path.display(), e.fix()),
+                }
+            }
+        }
+    }
+    eprintln!("stopping: no new connections; finishing the requests in flight");
+    if running.shutdown().await {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::new(
+            EXIT_OTHER,
+            "some requests were still running when the drain time ran out",
+            "raise [service] drain_seconds, or look at the audit log for approvals without a \
+             completion",
+        ))
     }
 }
 

@@ -7,6 +7,10 @@
 //! approval_key = "file:/etc/dfns-signer/approval.key"  # shared by every instance; env:NAME too
 //! approval_ttl_seconds = 300                       # how long an init's approval holds
 //! timeout_seconds = 30                             # each upstream exchange
+//! instance = "signer-a"                            # names this instance in the audit log
+//! audit_log = "/var/lib/dfns-signer/audit/audit.log"  # one hash-chained line per decision
+//! audit_rotate_bytes = 67108864                    # rotate by size; the chain continues
+//! drain_seconds = 30                               # SIGTERM waits this long for approvals
 //!
 //! [listen]
 //! unix = "/run/dfns-signer/signer.sock"            # created 0600 (0660 with unix_group)
@@ -15,11 +19,17 @@
 //! tls_cert = "/etc/dfns-signer/cert.pem"
 //! tls_key = "/etc/dfns-signer/key.pem"
 //! tls_client_ca = "/etc/dfns-signer/clients.pem"   # optional: require client certificates
+//! metrics = "127.0.0.1:9470"                       # /metrics, /healthz, /readyz (plain HTTP)
 //!
 //! [[keys]]
 //! name = "treasury"
 //! key = "pkcs11:token=custody;object=dfns?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:HSM_PIN"
 //! credential_id = "Y2ktMXNk..."
+//!
+//! [[keys]]                                         # failover: several devices, each its own
+//! name = "vault"                                   # credential of the same Dfns user; a device
+//! key = ["pkcs11:token=hsm-a;object=k?…", "pkcs11:token=hsm-b;object=k?…"]   # error moves to
+//! credential_id = ["Y2ktYQ...", "Y2ktYg..."]       # the next, a PIN error never does
 //!
 //! [[clients]]
 //! name = "payments"
@@ -51,6 +61,19 @@ use crate::{KeyUri, DEFAULT_BASE_URL};
 
 const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 64 << 20;
+const AUDIT_ROTATE_BYTES: std::ops::RangeInclusive<i64> = 4096..=(1 << 40);
+
+/// This machine's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`), for the audit log.
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "dfns-signer".to_owned())
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +98,10 @@ struct RawService {
     approval_key: Option<Spanned<String>>,
     approval_ttl_seconds: Option<Spanned<i64>>,
     timeout_seconds: Option<Spanned<i64>>,
+    instance: Option<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
+    audit_rotate_bytes: Option<Spanned<i64>>,
+    drain_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -86,14 +113,32 @@ struct RawListen {
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     tls_client_ca: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKey {
     name: Spanned<String>,
-    key: Spanned<String>,
-    credential_id: Spanned<String>,
+    key: Spanned<OneOrMany>,
+    credential_id: Spanned<OneOrMany>,
+}
+
+/// A string, or a list of strings (a key's failover devices).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -129,6 +174,14 @@ pub struct ServiceConfig {
     pub approval_ttl: Duration,
     /// Time allowed for each upstream exchange.
     pub timeout: Duration,
+    /// This instance's name in the audit log (default: the host name).
+    pub instance: String,
+    /// The audit log's file (`None`: no audit log, which `serve` warns about).
+    pub audit_log: Option<PathBuf>,
+    /// The audit log's size at which it rotates.
+    pub audit_rotate_bytes: u64,
+    /// How long SIGTERM waits for requests in flight.
+    pub drain: Duration,
     /// Where the service listens.
     pub listen: Listen,
     /// The credential keys.
@@ -149,6 +202,8 @@ pub struct Listen {
     pub tcp: Option<SocketAddr>,
     /// TLS for the TCP listener (required unless it is a loopback address).
     pub tls: Option<TlsFiles>,
+    /// The operators' listener: `/metrics`, `/healthz`, `/readyz`, plain HTTP.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// PEM files of the TCP listener's TLS.
@@ -163,12 +218,21 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// `[[keys]]`: a credential key the service signs with.
+/// `[[keys]]`: a credential key the service signs with, on one device or several.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyConfig {
     /// The name clients and rules use.
     pub name: String,
+    /// The devices, in the order they are tried: a device error moves to the next, a PIN error
+    /// never does. Each is a credential of the same Dfns user.
+    pub devices: Vec<KeyDevice>,
+}
+
+/// One device of a key: its URI and the credential registered for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyDevice {
     /// The key URI (no PIN inside: `pin-source` names where it is).
     pub key: String,
     /// The Dfns credential id registered for it.
@@ -212,6 +276,10 @@ impl ServiceConfig {
             approval_key: None,
             approval_ttl_seconds: None,
             timeout_seconds: None,
+            instance: None,
+            audit_log: None,
+            audit_rotate_bytes: None,
+            drain_seconds: None,
         });
         if let Some(url) = &service.upstream {
             check_base_url(url, "service.upstream", &at)?;
@@ -254,6 +322,38 @@ impl ServiceConfig {
         .unwrap_or(DEFAULT_APPROVAL_TTL);
         let timeout = seconds(&service.timeout_seconds, "service.timeout_seconds", 600)?
             .unwrap_or(DEFAULT_TIMEOUT);
+        let drain =
+            seconds(&service.drain_seconds, "service.drain_seconds", 600)?.unwrap_or(DEFAULT_DRAIN);
+        let audit_rotate_bytes = match &service.audit_rotate_bytes {
+            Some(b) if !AUDIT_ROTATE_BYTES.contains(b.get_ref()) => {
+                return Err(at.invalid(
+                    b,
+                    "service.audit_rotate_bytes",
+                    format!(
+                        "{} is out of range ({}..={})",
+                        b.get_ref(),
+                        AUDIT_ROTATE_BYTES.start(),
+                        AUDIT_ROTATE_BYTES.end()
+                    ),
+                ))
+            }
+            Some(b) => *b.get_ref() as u64,
+            None => DEFAULT_AUDIT_ROTATE_BYTES,
+        };
+        let audit_log = match &service.audit_log {
+            Some(p) if !Path::new(p.get_ref()).is_absolute() => {
+                return Err(at.invalid(p, "service.audit_log", "the path must be absolute".into()))
+            }
+            Some(p) => Some(PathBuf::from(p.get_ref())),
+            None => None,
+        };
+        let instance = match &service.instance {
+            Some(name) if name.get_ref().trim().is_empty() => {
+                return Err(at.invalid(name, "service.instance", "it is empty".into()))
+            }
+            Some(name) => name.get_ref().trim().to_owned(),
+            None => host_name(),
+        };
         let listen = match raw.listen {
             Some(l) => check_listen(l, &at)?,
             None => Listen::default(),
@@ -281,6 +381,10 @@ impl ServiceConfig {
             approval_key,
             approval_ttl,
             timeout,
+            instance,
+            audit_log,
+            audit_rotate_bytes,
+            drain,
             listen,
             keys,
             clients,
@@ -362,11 +466,22 @@ fn check_listen(raw: RawListen, at: &Lines<'_>) -> Result<Listen, ConfigError> {
         let cert = raw.tls_cert.as_ref().expect("tls implies tls_cert");
         return Err(at.invalid(cert, "listen.tls_cert", "there is no listen.tcp".into()));
     }
+    let metrics = match &raw.metrics {
+        Some(addr) => Some(addr.get_ref().parse::<SocketAddr>().map_err(|_| {
+            at.invalid(
+                addr,
+                "listen.metrics",
+                "expected an IP address and port, e.g. 127.0.0.1:9470".into(),
+            )
+        })?),
+        None => None,
+    };
     Ok(Listen {
         unix,
         unix_group: raw.unix_group.map(Spanned::into_inner),
         tcp,
         tls,
+        metrics,
     })
 }
 
@@ -381,27 +496,48 @@ fn check_keys(raw: Vec<RawKey>, at: &Lines<'_>) -> Result<Vec<KeyConfig>, Config
         if keys.iter().any(|existing| existing.name == name) {
             return Err(at.invalid(&k.name, &field("name"), "two keys have this name".into()));
         }
-        if uri_holds_pin(k.key.get_ref()) {
-            return Err(at.inline_secret(
-                &k.key,
-                field("key"),
-                "take the PIN out of the key URI and name its source instead: \
-                 pin-source=env:NAME or pin-source=file:PATH",
-            ));
+        let uris = k.key.get_ref().items();
+        let credentials = k.credential_id.get_ref().items();
+        if uris.is_empty() {
+            return Err(at.invalid(&k.key, &field("key"), "no key URI".into()));
         }
-        KeyUri::parse(k.key.get_ref())
-            .map_err(|e| at.invalid(&k.key, &field("key"), e.to_string()))?;
-        if k.credential_id.get_ref().trim().is_empty() {
+        if uris.len() != credentials.len() {
             return Err(at.invalid(
                 &k.credential_id,
                 &field("credential_id"),
-                "it is empty".into(),
+                format!(
+                    "{} key URIs but {} credential ids: each device is its own credential",
+                    uris.len(),
+                    credentials.len()
+                ),
             ));
+        }
+        let mut devices = Vec::new();
+        for (uri, credential_id) in uris.into_iter().zip(credentials) {
+            if uri_holds_pin(uri) {
+                return Err(at.inline_secret(
+                    &k.key,
+                    field("key"),
+                    "take the PIN out of the key URI and name its source instead: \
+                     pin-source=env:NAME or pin-source=file:PATH",
+                ));
+            }
+            KeyUri::parse(uri).map_err(|e| at.invalid(&k.key, &field("key"), e.to_string()))?;
+            if credential_id.trim().is_empty() {
+                return Err(at.invalid(
+                    &k.credential_id,
+                    &field("credential_id"),
+                    "it is empty".into(),
+                ));
+            }
+            devices.push(KeyDevice {
+                key: uri.to_owned(),
+                credential_id: credential_id.to_owned(),
+            });
         }
         keys.push(KeyConfig {
             name: name.to_owned(),
-            key: k.key.into_inner(),
-            credential_id: k.credential_id.into_inner(),
+            devices,
         });
     }
     Ok(keys)
@@ -594,7 +730,7 @@ body.requestBody.kind = "Hash"
             Some(Path::new("/run/signer.sock"))
         );
         assert_eq!(c.listen.tcp, Some("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(c.keys[0].credential_id, "cred-1");
+        assert_eq!(c.keys[0].devices[0].credential_id, "cred-1");
         let client = c.client("payments").unwrap();
         assert_eq!(hex::encode(client.secret_sha256), HASH);
         assert_eq!(client.policy.rules.len(), 2);

@@ -3,6 +3,7 @@
 //!
 //! Nothing is retried: a request that may have reached Dfns is answered with what Dfns said.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,11 +15,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::approval::{unix_seconds, Record, Refusal};
+use super::metrics::{ApprovalResult, Stage};
 use super::policy::Decision;
 use super::secret::find_by_secret;
-use super::{ClientState, Shared, APPROVAL_FIELD, CLIENT_HEADER, KEY_HEADER};
+use super::server::Role;
+use super::{metrics, ClientState, Shared, APPROVAL_FIELD, CLIENT_HEADER, KEY_HEADER};
+use crate::audit::AuditRecord;
 use crate::protocol::{lookup, strip_query, Method, Payload, UserActionChallenge};
-use crate::{CredentialSigner, Error};
+use crate::{BackendError, CredentialSigner, Error};
 
 /// Largest request body accepted (Dfns bodies are small; multipart uploads are the largest).
 const MAX_REQUEST_BODY: usize = 8 << 20;
@@ -31,7 +35,82 @@ type Answer = Response<Full<Bytes>>;
 type Refused = Box<Answer>;
 
 /// Handles one request; never fails (a refusal is an answer).
-pub(super) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Answer {
+pub(super) async fn handle(
+    shared: &Shared,
+    req: Request<hyper::body::Incoming>,
+    role: Role,
+) -> Answer {
+    match (req.method().as_str(), req.uri().path(), role) {
+        ("GET", "/healthz", _) => return json_answer(StatusCode::OK, &json!({ "status": "ok" })),
+        ("GET", "/readyz", _) => return readyz(shared).await,
+        ("GET", "/metrics", Role::Operators) => {
+            let mut answer = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
+            answer.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            return answer;
+        }
+        (_, _, Role::Operators) => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "dfns-signer.not-found",
+                "this listener serves GET /metrics, /healthz and /readyz only".to_owned(),
+                "send Dfns requests to the service's API listener".to_owned(),
+            )
+        }
+        _ => {}
+    }
+    let _in_flight = shared.metrics.in_flight();
+    let answer = api(shared, req).await;
+    if let Some(id) = refusal_id(&answer) {
+        shared.metrics.refusal(&id);
+    }
+    answer
+}
+
+/// `GET /readyz`: 200 when every key's device is there and holds its key (no PIN spent), 503
+/// with the key that is not, or while the service drains.
+async fn readyz(shared: &Shared) -> Answer {
+    if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return json_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "draining": true }),
+        );
+    }
+    let checks = shared.readiness().await;
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    let keys: serde_json::Map<String, Value> = checks
+        .into_iter()
+        .map(|(name, r)| {
+            (
+                name,
+                Value::String(r.err().unwrap_or_else(|| "ok".to_owned())),
+            )
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_answer(status, &json!({ "ready": ready, "keys": keys }))
+}
+
+/// The `error.id` of a refusal the service made itself (set as a response extension).
+fn refusal_id(answer: &Answer) -> Option<String> {
+    answer
+        .extensions()
+        .get::<RefusalId>()
+        .map(|r| r.0.to_owned())
+}
+
+/// Marks a service-made refusal, for the refusal counter.
+#[derive(Clone, Copy)]
+struct RefusalId(&'static str);
+
+/// The Dfns API side: `/v1/sign`, the init to seal, a request to approve, or a pass-through.
+async fn api(shared: &Shared, req: Request<hyper::body::Incoming>) -> Answer {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -76,6 +155,7 @@ pub(super) async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>)
         headers: parts.headers,
         body,
     };
+    let client = client.as_deref();
     match (request.method.as_str(), strip_query(&request.path)) {
         ("POST", "/v1/sign") => sign(shared, client, &request).await,
         ("POST", "/auth/action/init") => init(shared, client, &request).await,
@@ -102,12 +182,12 @@ struct Received {
     body: Bytes,
 }
 
-fn find_client<'a>(shared: &'a Shared, secret: &str) -> Option<&'a ClientState> {
-    find_by_secret(
-        shared.clients.iter().map(|c| &c.config.secret_sha256),
-        secret,
-    )
-    .map(|i| &shared.clients[i])
+/// The client whose secret this is, from the clients in force now (a reload mid-request
+/// does not change the client a request runs as).
+fn find_client(shared: &Shared, secret: &str) -> Option<Arc<ClientState>> {
+    let clients = shared.clients();
+    find_by_secret(clients.iter().map(|c| &c.config.secret_sha256), secret)
+        .map(|i| clients[i].clone())
 }
 
 /// `POST /auth/action/init`: checks the policy when the client named itself, forwards the
@@ -146,6 +226,13 @@ async fn init(shared: &Shared, client: Option<&ClientState>, request: &Received)
             &init.user_action_payload,
         );
         if let Decision::Denied { reason } = decision {
+            let decided = Decided::refused(
+                client,
+                method,
+                &init.user_action_http_path,
+                init.user_action_payload.as_bytes(),
+            );
+            refused_on_record(shared, &decided, &reason, ApprovalResult::PolicyDenied);
             return denied(
                 &client.config.name,
                 method,
@@ -280,30 +367,55 @@ async fn sign(shared: &Shared, client: Option<&ClientState>, request: &Received)
     let Ok(method) = record.method.parse::<Method>() else {
         return bad_upstream("a sealed record holds no method");
     };
-    if let Decision::Denied { reason } =
-        client
-            .config
-            .policy
-            .check(method, &record.path, &record.payload)
+    let rule = match client
+        .config
+        .policy
+        .check(method, &record.path, &record.payload)
     {
-        return denied(&client.config.name, method, &record.path, reason);
-    }
-    let signer = match choose_key(shared, client, key.as_deref()) {
-        Ok(signer) => signer.clone(),
+        Decision::Allowed { index, rule } => format!("rule {index} ({rule})"),
+        Decision::Denied { reason } => {
+            let mut decided =
+                Decided::refused(client, method, &record.path, record.payload.as_bytes());
+            decided.challenge_identifier = Some(&challenge.challenge_identifier);
+            refused_on_record(shared, &decided, &reason, ApprovalResult::PolicyDenied);
+            return denied(&client.config.name, method, &record.path, reason);
+        }
+    };
+    let (key_name, devices) = match choose_key(shared, client, key.as_deref()) {
+        Ok(chosen) => chosen,
         Err(refused) => return *refused,
     };
+    let identifier = challenge.challenge_identifier.clone();
+    let mut decided = Decided {
+        event: "approved",
+        client: &client.config.name,
+        key: Some(&key_name),
+        credential_id: None,
+        method,
+        path: &record.path,
+        body: record.payload.as_bytes(),
+        challenge_identifier: Some(&identifier),
+        decision: "allowed",
+        rule: Some(rule),
+        upstream_status: None,
+    };
     if let Err(limited) = take_rate(client) {
+        refused_on_record(
+            shared,
+            &decided,
+            "rate-limited",
+            ApprovalResult::RateLimited,
+        );
         return *limited;
     }
     let started = Instant::now();
-    let signed = {
-        let signer = signer.clone();
-        // Hardware signing blocks: off the runtime's workers.
-        tokio::task::spawn_blocking(move || signer.assert(&challenge)).await
-    };
+    let signed = sign_on_a_device(devices.clone(), challenge).await;
     let first_factor = match signed {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return signing_failed(&e),
+        Ok(Ok((device, f))) => {
+            decided.credential_id = Some(devices[device].credential_id());
+            f
+        }
+        Ok(Err(e)) => return sign_failure(shared, &decided, &e),
         Err(_) => {
             return refusal(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -313,19 +425,28 @@ async fn sign(shared: &Shared, client: Option<&ClientState>, request: &Received)
             )
         }
     };
+    shared.metrics.observe(
+        Stage::Sign,
+        backend_kind(shared, &key_name),
+        started.elapsed().as_secs_f64(),
+    );
+    // The signature leaves only once the approval is on disk.
+    if let Err(refused) = approve_on_record(shared, &decided) {
+        return *refused;
+    }
     tracing::info!(
         client = %client.config.name,
         method = %method,
         path = %strip_query(&record.path),
-        credential = %signer.credential_id(),
+        key = %key_name,
         sign_ms = started.elapsed().as_millis() as u64,
         "signed"
     );
     json_answer(StatusCode::OK, &json!({ "firstFactor": first_factor }))
 }
 
-/// Proxy mode: checks the policy, runs the user action upstream with the client's key, sends
-/// the request with it, and relays the answer.
+/// Proxy mode: checks the policy, then init → sign → (approval logged) → complete upstream
+/// with the client's key, sends the request with the token, and relays the answer.
 async fn approve_and_send(
     shared: &Shared,
     client: &ClientState,
@@ -340,15 +461,20 @@ async fn approve_and_send(
             "send a JSON body".to_owned(),
         );
     };
-    if let Decision::Denied { reason } = client.config.policy.check(method, &request.path, text) {
-        return denied(&client.config.name, method, &request.path, reason);
-    }
+    let rule = match client.config.policy.check(method, &request.path, text) {
+        Decision::Allowed { index, rule } => format!("rule {index} ({rule})"),
+        Decision::Denied { reason } => {
+            let decided = Decided::refused(client, method, &request.path, &request.body);
+            refused_on_record(shared, &decided, &reason, ApprovalResult::PolicyDenied);
+            return denied(&client.config.name, method, &request.path, reason);
+        }
+    };
     let key = request
         .headers
         .get(KEY_HEADER)
         .and_then(|v| v.to_str().ok());
-    let signer = match choose_key(shared, client, key) {
-        Ok(signer) => signer.clone(),
+    let (key_name, devices) = match choose_key(shared, client, key) {
+        Ok(chosen) => chosen,
         Err(refused) => return *refused,
     };
     let Some(token) = bearer(&request.headers) else {
@@ -374,30 +500,279 @@ async fn approve_and_send(
             }
         }
     };
+    let mut decided = Decided {
+        event: "approved",
+        client: &client.config.name,
+        key: Some(&key_name),
+        credential_id: None,
+        method,
+        path: &request.path,
+        body: &request.body,
+        challenge_identifier: None,
+        decision: "allowed",
+        rule: Some(rule),
+        upstream_status: None,
+    };
     if let Err(limited) = take_rate(client) {
+        refused_on_record(
+            shared,
+            &decided,
+            "rate-limited",
+            ApprovalResult::RateLimited,
+        );
         return *limited;
     }
-    let dfns = shared.dfns.with_auth_token(token).with_signer(signer);
+    let dfns = shared.dfns.with_auth_token(token);
     let started = Instant::now();
-    let user_action = match dfns.user_action(method, &request.path, &payload).await {
+    let challenge = match dfns.user_action_init(method, &request.path, &payload).await {
+        Ok(challenge) => challenge,
+        Err(e) => return signing_failed(&e),
+    };
+    shared
+        .metrics
+        .observe(Stage::Init, "", started.elapsed().as_secs_f64());
+    let identifier = challenge.challenge_identifier.clone();
+    let signing = Instant::now();
+    let signed = sign_on_a_device(devices.clone(), challenge).await;
+    decided.challenge_identifier = Some(&identifier);
+    let first_factor = match signed {
+        Ok(Ok((device, f))) => {
+            decided.credential_id = Some(devices[device].credential_id());
+            f
+        }
+        Ok(Err(e)) => return sign_failure(shared, &decided, &e),
+        Err(_) => {
+            return refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dfns-signer.signing-panicked",
+                "signing stopped unexpectedly".to_owned(),
+                "see the service's log".to_owned(),
+            )
+        }
+    };
+    shared.metrics.observe(
+        Stage::Sign,
+        backend_kind(shared, &key_name),
+        signing.elapsed().as_secs_f64(),
+    );
+    // The signature leaves (to `/auth/action`) only once the approval is on disk.
+    if let Err(refused) = approve_on_record(shared, &decided) {
+        return *refused;
+    }
+    let completing = Instant::now();
+    let user_action = match dfns.user_action_complete(&identifier, first_factor).await {
         Ok(token) => token,
         Err(e) => return signing_failed(&e),
     };
+    shared
+        .metrics
+        .observe(Stage::Complete, "", completing.elapsed().as_secs_f64());
+    let sending = Instant::now();
+    let answer = relay(shared, request, Some(&user_action)).await;
+    shared
+        .metrics
+        .observe(Stage::Upstream, "", sending.elapsed().as_secs_f64());
+    let status = answer.status().as_u16();
+    shared.metrics.upstream_status(status);
+    // What the approved request did. It has run: a failure to log this is reported, not
+    // turned into a refusal the caller could take for "not done".
+    let completed = Decided {
+        event: "completed",
+        upstream_status: Some(status),
+        ..decided
+    };
+    if let Err(e) = audit(shared, &completed) {
+        tracing::error!(error = %e, "the audit log refused a completion line");
+    }
     tracing::info!(
         client = %client.config.name,
         method = %method,
         path = %strip_query(&request.path),
+        key = %key_name,
+        status,
         user_action_ms = started.elapsed().as_millis() as u64,
-        "approved and signed"
+        "approved, signed and sent"
     );
-    relay(shared, request, Some(&user_action)).await
+    answer
 }
 
-fn choose_key<'a>(
-    shared: &'a Shared,
+/// Signs on the first device that can, on a blocking thread (hardware blocks): a device error
+/// (or a credential the challenge does not allow) moves to the next device, a PIN error never
+/// does — another device's PIN try is not spent because this one's was refused. The index of
+/// the device that signed.
+async fn sign_on_a_device(
+    devices: Vec<CredentialSigner>,
+    challenge: UserActionChallenge,
+) -> Result<Result<(usize, crate::protocol::FirstFactor), Error>, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let mut last = None;
+        for (i, signer) in devices.iter().enumerate() {
+            match signer.assert(&challenge) {
+                Ok(f) => return Ok((i, f)),
+                Err(e) if moves_on(&e) && i + 1 < devices.len() => {
+                    tracing::warn!(device = i + 1, key = %signer.backend().describe(), error = %e, "device failed; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("a key has at least one device"))
+    })
+    .await
+}
+
+/// Whether a signing error is the device's (the next device may sign) rather than the PIN's or
+/// the request's.
+fn moves_on(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Backend(
+            BackendError::Device { .. }
+                | BackendError::DeviceNotFound { .. }
+                | BackendError::KeyNotFound { .. }
+                | BackendError::TouchTimeout { .. }
+                | BackendError::Crypto(_)
+        ) | Error::Protocol(crate::ProtocolError::CredentialNotAllowed { .. })
+    )
+}
+
+/// One decision, as the audit log and the metrics see it. Never a token or a secret.
+struct Decided<'a> {
+    event: &'static str,
+    client: &'a str,
+    key: Option<&'a str>,
+    credential_id: Option<&'a str>,
+    method: Method,
+    path: &'a str,
+    body: &'a [u8],
+    challenge_identifier: Option<&'a str>,
+    decision: &'static str,
+    rule: Option<String>,
+    upstream_status: Option<u16>,
+}
+
+impl<'a> Decided<'a> {
+    /// A refusal before any key was chosen.
+    fn refused(client: &'a ClientState, method: Method, path: &'a str, body: &'a [u8]) -> Self {
+        Decided {
+            event: "refused",
+            client: &client.config.name,
+            key: None,
+            credential_id: None,
+            method,
+            path,
+            body,
+            challenge_identifier: None,
+            decision: "denied",
+            rule: None,
+            upstream_status: None,
+        }
+    }
+}
+
+/// Writes one decision to the audit log, if there is one.
+fn audit(shared: &Shared, d: &Decided<'_>) -> Result<(), crate::audit::AuditError> {
+    let Some(log) = &shared.audit else {
+        return Ok(());
+    };
+    let mut record = AuditRecord::new(d.event)
+        .client(d.client)
+        .method(d.method.as_str())
+        .path(strip_query(d.path))
+        .body(d.body)
+        .decision(d.decision);
+    if let Some(key) = d.key {
+        record = record.key(key);
+    }
+    if let Some(cred) = d.credential_id {
+        record = record.credential_id(cred);
+    }
+    if let Some(id) = d.challenge_identifier {
+        record = record.challenge_identifier(id);
+    }
+    if let Some(rule) = &d.rule {
+        record = record.rule(rule);
+    }
+    if let Some(status) = d.upstream_status {
+        record = record.upstream_status(status);
+    }
+    log.append(&record).map(|_| ())
+}
+
+/// Records an approval before it leaves: an approval that cannot be logged is not given.
+fn approve_on_record(shared: &Shared, d: &Decided<'_>) -> Result<(), Refused> {
+    let key = d.key.unwrap_or("");
+    if let Err(e) = audit(shared, d) {
+        tracing::error!(error = %e, "the audit log refused an approval; the signature is dropped");
+        shared
+            .metrics
+            .approval(key, d.client, ApprovalResult::AuditFailed);
+        return Err(Box::new(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dfns-signer.audit-failed",
+            "the approval could not be written to the audit log, so it was not given".to_owned(),
+            "the service's operator should check the audit log's disk and permissions".to_owned(),
+        )));
+    }
+    shared
+        .metrics
+        .approval(key, d.client, ApprovalResult::Signed);
+    Ok(())
+}
+
+/// Records a refusal (best effort: a refusal stands even when it cannot be logged).
+fn refused_on_record(shared: &Shared, d: &Decided<'_>, why: &str, result: ApprovalResult) {
+    let refused = Decided {
+        event: "refused",
+        decision: "denied",
+        rule: Some(why.to_owned()),
+        ..*d
+    };
+    if let Err(e) = audit(shared, &refused) {
+        tracing::error!(error = %e, "the audit log refused a refusal line");
+    }
+    shared
+        .metrics
+        .approval(d.key.unwrap_or(""), d.client, result);
+}
+
+/// A signature the key or its device refused: counted, logged, answered 503.
+fn sign_failure(shared: &Shared, d: &Decided<'_>, e: &Error) -> Answer {
+    let key = d.key.unwrap_or("");
+    match e {
+        Error::Backend(
+            BackendError::PinIncorrect { .. }
+            | BackendError::PinBlocked { .. }
+            | BackendError::LastPinTry { .. },
+        ) => shared.metrics.pin_refused(key),
+        Error::Backend(_) => shared.metrics.device_error(key),
+        _ => {}
+    }
+    refused_on_record(shared, d, "signing failed", ApprovalResult::SigningFailed);
+    signing_failed(e)
+}
+
+/// `pkcs11`, `piv` or `software`: the sign latency's label.
+fn backend_kind<'a>(shared: &'a Shared, key: &str) -> &'a str {
+    let scheme = shared
+        .config
+        .key(key)
+        .and_then(|k| k.devices.first())
+        .map(|d| d.key.split(':').next().unwrap_or(""));
+    match scheme {
+        Some("pkcs11") => "pkcs11",
+        Some("piv") => "piv",
+        _ => "software",
+    }
+}
+
+/// The key a request signs with: the one asked for (`X-Dfns-Signer-Key`, `key`) when the
+/// client may use it, else the client's first; its name and its devices' signers.
+fn choose_key(
+    shared: &Shared,
     client: &ClientState,
     asked: Option<&str>,
-) -> Result<&'a CredentialSigner, Refused> {
+) -> Result<(String, Vec<CredentialSigner>), Refused> {
     let name = match asked {
         Some(name) if client.config.keys.iter().any(|k| k == name) => name,
         Some(name) => {
@@ -414,10 +789,12 @@ fn choose_key<'a>(
         }
         None => &client.config.keys[0],
     };
-    Ok(shared
+    // A reload may name keys only among those opened at start (`reload` checks).
+    let signer = shared
         .signers
         .get(name)
-        .expect("the configuration checked every client key exists"))
+        .expect("every client key was opened at start");
+    Ok((name.to_owned(), signer.clone()))
 }
 
 fn take_rate(client: &ClientState) -> Result<(), Refused> {
@@ -598,6 +975,9 @@ fn denied(client: &str, method: Method, path: &str, reason: String) -> Answer {
         HeaderValue::from_static("policy"),
     );
     answer
+        .extensions_mut()
+        .insert(RefusalId("dfns-signer.policy-denied"));
+    answer
 }
 
 /// A failure in the user action flow or the signing: Dfns' refusal keeps its status.
@@ -640,8 +1020,10 @@ fn bad_upstream(what: &str) -> Answer {
 }
 
 /// A Dfns-shaped refusal: `{"error": {"id", "code", "status", "message", "fix", "details"}}`.
-fn refusal(status: StatusCode, id: &str, message: String, fix: String) -> Answer {
-    json_answer(status, &refusal_body(status, id, &message, &fix, json!({})))
+fn refusal(status: StatusCode, id: &'static str, message: String, fix: String) -> Answer {
+    let mut answer = json_answer(status, &refusal_body(status, id, &message, &fix, json!({})));
+    answer.extensions_mut().insert(RefusalId(id));
+    answer
 }
 
 /// The body of a refusal. `code` repeats `id` and `details` carries `fix` (and `extra`) because

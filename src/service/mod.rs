@@ -23,23 +23,26 @@
 mod approval;
 mod config;
 mod handler;
+mod metrics;
 mod policy;
 mod secret;
 mod server;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use approval::MIN_APPROVAL_KEY_LEN;
-pub use config::{ClientConfig, KeyConfig, Listen, ServiceConfig, TlsFiles};
+pub use config::{ClientConfig, KeyConfig, KeyDevice, Listen, ServiceConfig, TlsFiles};
 pub use policy::{BodyConstraint, Decision, Policy, RateLimit, Rule};
 pub use secret::{new_client_secret, NewClientSecret, SECRET_PREFIX};
 pub use server::RunningService;
 
+use crate::audit::{AuditLog, AuditOptions};
 use crate::config::ConfigError;
 use crate::{CredentialSigner, DfnsClient, Error, KeyUri};
 use approval::ApprovalKey;
+use metrics::ServiceMetrics;
 use policy::RateLimiter;
 
 /// The header that carries a client's secret.
@@ -84,6 +87,17 @@ pub enum ServiceError {
         /// What the system said.
         reason: String,
     },
+    /// The audit log could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    /// A reloaded configuration names a key the running service did not open.
+    #[error("the new configuration's client `{client}` uses key `{key}`, which this service did not open at start")]
+    ReloadNeedsRestart {
+        /// The client.
+        client: String,
+        /// The key.
+        key: String,
+    },
 }
 
 impl ServiceError {
@@ -109,6 +123,12 @@ impl ServiceError {
                  TLS files exist and are PEM"
                     .to_owned()
             }
+            ServiceError::Audit(e) => e.fix(),
+            ServiceError::ReloadNeedsRestart { .. } => {
+                "keys open at start: restart the service to add a key (a reload changes \
+                 clients and policies only)"
+                    .to_owned()
+            }
         }
     }
 }
@@ -119,16 +139,95 @@ struct ClientState {
     limiter: Option<Mutex<RateLimiter>>,
 }
 
+/// The clients in force: replaced as a whole by a reload (SIGHUP), so a request sees either the
+/// old set or the new one.
+type Clients = Arc<Vec<Arc<ClientState>>>;
+
 /// Everything a request handler needs. Not `Debug`: it holds keys.
 pub(crate) struct Shared {
+    /// The configuration as started (keys, listeners, upstream); clients come from `clients`.
     config: ServiceConfig,
     approval: ApprovalKey,
-    clients: Vec<ClientState>,
-    signers: HashMap<String, CredentialSigner>,
+    clients: RwLock<Clients>,
+    /// Each key's devices, in failover order.
+    signers: HashMap<String, Vec<CredentialSigner>>,
     /// Sends passed-through and final requests (no redirects followed).
     http: reqwest::Client,
     /// Runs init → sign → complete; a per-request copy carries the caller's token.
     dfns: DfnsClient,
+    /// One line per decision, written before an approval leaves (none: not configured).
+    audit: Option<AuditLog>,
+    metrics: ServiceMetrics,
+    /// Set once SIGTERM is received: `/readyz` answers 503 so load balancers move on.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn clients(&self) -> Clients {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Each key's readiness (device there, same public key; no PIN spent), updating the
+    /// `dfns_signer_key_ready` gauge: a key with several devices is ready while one of them
+    /// is. Runs the checks on blocking threads.
+    async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+        let mut checks = Vec::new();
+        for (name, devices) in &self.signers {
+            let mut problems = Vec::new();
+            for (i, signer) in devices.iter().enumerate() {
+                let backend = signer.backend().clone();
+                let result = tokio::task::spawn_blocking(move || backend.check_ready())
+                    .await
+                    .map_err(|_| "the check stopped unexpectedly".to_owned())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                if let Err(why) = result {
+                    problems.push(if devices.len() > 1 {
+                        format!("device {}: {why}", i + 1)
+                    } else {
+                        why
+                    });
+                }
+            }
+            let ready = problems.len() < devices.len();
+            self.metrics.key_ready(name, ready);
+            checks.push((
+                name.clone(),
+                if ready {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                },
+            ));
+        }
+        checks.sort_by(|a, b| a.0.cmp(&b.0));
+        checks
+    }
+}
+
+fn client_states(config: &ServiceConfig, old: Option<&Clients>) -> Vec<Arc<ClientState>> {
+    config
+        .clients
+        .iter()
+        .map(|c| {
+            // A client whose limit did not change keeps its bucket across a reload.
+            let kept = old.and_then(|old| {
+                old.iter()
+                    .find(|o| {
+                        o.config.name == c.name && o.config.policy.rate_limit == c.policy.rate_limit
+                    })
+                    .and_then(|o| o.limiter.as_ref())
+                    .map(|l| Mutex::new(l.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+            });
+            Arc::new(ClientState {
+                limiter: kept
+                    .or_else(|| c.policy.rate_limit.map(|l| Mutex::new(RateLimiter::new(l)))),
+                config: c.clone(),
+            })
+        })
+        .collect()
 }
 
 /// A configured service, its keys open, ready to [`bind`](Service::bind).
@@ -150,28 +249,33 @@ impl Service {
     pub fn open(config: ServiceConfig) -> Result<Service, ServiceError> {
         let mut signers = HashMap::new();
         for key in &config.keys {
-            let opened = KeyUri::parse(&key.key)
-                .and_then(|uri| crate::open(&uri))
-                .map_err(|e| ServiceError::Key {
-                    name: key.name.clone(),
-                    source: e.into(),
-                })?;
-            signers.insert(
-                key.name.clone(),
-                CredentialSigner::new(key.credential_id.clone(), opened),
-            );
+            let mut devices = Vec::new();
+            for (i, device) in key.devices.iter().enumerate() {
+                let opened = KeyUri::parse(&device.key)
+                    .and_then(|uri| crate::open(&uri))
+                    .map_err(|e| ServiceError::Key {
+                        name: if key.devices.len() > 1 {
+                            format!("{} (device {})", key.name, i + 1)
+                        } else {
+                            key.name.clone()
+                        },
+                        source: e.into(),
+                    })?;
+                devices.push(CredentialSigner::new(device.credential_id.clone(), opened));
+            }
+            signers.insert(key.name.clone(), devices);
         }
         Service::with_signers(config, signers)
     }
 
     /// A service whose keys the caller opened (tests, or a custody backend embedding the
-    /// service): one signer per `[[keys]]` name.
+    /// service): per `[[keys]]` name, its devices' signers in failover order.
     pub fn with_signers(
         config: ServiceConfig,
-        signers: HashMap<String, CredentialSigner>,
+        signers: HashMap<String, Vec<CredentialSigner>>,
     ) -> Result<Service, ServiceError> {
         for key in &config.keys {
-            if !signers.contains_key(&key.name) {
+            if signers.get(&key.name).is_none_or(Vec::is_empty) {
                 return Err(ServiceError::Key {
                     name: key.name.clone(),
                     source: crate::ClientError::Config(format!(
@@ -214,22 +318,26 @@ impl Service {
                 what: "the upstream client".to_owned(),
                 reason: e.to_string(),
             })?;
-        let clients = config
-            .clients
-            .iter()
-            .map(|c| ClientState {
-                limiter: c.policy.rate_limit.map(|l| Mutex::new(RateLimiter::new(l))),
-                config: c.clone(),
-            })
-            .collect();
+        let clients = Arc::new(client_states(&config, None));
+        let audit = match &config.audit_log {
+            Some(path) => Some(AuditLog::open(
+                path,
+                AuditOptions::new(config.instance.clone()).rotate_bytes(config.audit_rotate_bytes),
+            )?),
+            None => None,
+        };
+        let metrics = ServiceMetrics::new(&config.instance);
         Ok(Service {
             shared: Arc::new(Shared {
                 config,
                 approval,
-                clients,
+                clients: RwLock::new(clients),
                 signers,
                 http,
                 dfns,
+                audit,
+                metrics,
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -239,8 +347,39 @@ impl Service {
         self.shared.approval.ephemeral
     }
 
+    /// Whether decisions are written to an audit log.
+    pub fn has_audit_log(&self) -> bool {
+        self.shared.audit.is_some()
+    }
+
+    /// Checks every key once, as `/readyz` does (device there, same public key, no PIN
+    /// spent): each key's name and what is wrong with it, if anything.
+    pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
+        self.shared.readiness().await
+    }
+
     /// Binds the configured listeners and starts serving on the current tokio runtime.
     pub async fn bind(self) -> Result<RunningService, ServiceError> {
         server::bind(self.shared).await
     }
+}
+
+/// Replaces the clients and their policies with those of `config` (SIGHUP). Keys, listeners
+/// and the upstream stay as started; a client that names a key not open is refused, and the
+/// clients in force stay.
+pub(crate) fn reload(shared: &Shared, config: &ServiceConfig) -> Result<Vec<String>, ServiceError> {
+    for client in &config.clients {
+        for key in &client.keys {
+            if !shared.signers.contains_key(key) {
+                return Err(ServiceError::ReloadNeedsRestart {
+                    client: client.name.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+    }
+    let mut clients = shared.clients.write().unwrap_or_else(|p| p.into_inner());
+    let next = Arc::new(client_states(config, Some(&clients)));
+    *clients = next;
+    Ok(config.clients.iter().map(|c| c.name.clone()).collect())
 }

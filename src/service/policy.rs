@@ -285,7 +285,7 @@ impl Policy {
 
 /// A token bucket per client, in this process (instances behind a load balancer each count
 /// their own).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RateLimiter {
     limit: RateLimit,
     tokens: f64,

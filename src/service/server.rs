@@ -3,30 +3,83 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-use super::{handler, ServiceError, Shared, TlsFiles};
+use super::{handler, ServiceConfig, ServiceError, Shared, TlsFiles};
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A service that is serving. Dropping it stops the listeners.
-#[derive(Debug)]
 pub struct RunningService {
     tcp: Option<SocketAddr>,
     tls: bool,
     unix: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    connections: Arc<Connections>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("tcp", &self.tcp)
+            .field("unix", &self.unix)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connections being served, so a shutdown can wait for them.
+#[derive(Default)]
+struct Connections {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts one connection while it lives.
+struct Served(Arc<Connections>);
+
+impl Connections {
+    fn enter(self: &Arc<Self>) -> Served {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Served(self.clone())
+    }
+
+    /// Waits until no connection is left, or `limit` passes; whether none is left.
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle.notify_waiters();
+    }
 }
 
 impl RunningService {
@@ -46,13 +99,35 @@ impl RunningService {
         self.unix.as_deref()
     }
 
-    /// Stops accepting connections, and removes the socket file.
-    pub async fn shutdown(mut self) {
+    /// The operators' listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// Replaces the clients and their policies with those of `config` (what SIGHUP does);
+    /// returns the clients now in force. Keys, listeners and the upstream stay as started.
+    pub fn reload(&self, config: &ServiceConfig) -> Result<Vec<String>, ServiceError> {
+        super::reload(&self.shared, config)
+    }
+
+    /// Stops accepting connections, lets the requests in flight finish (approvals included,
+    /// each logged) for up to `[service] drain_seconds`, then removes the socket file. Whether
+    /// every connection ended in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.shared.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let drained = self.connections.wait_idle(self.shared.config.drain).await;
+        if !drained {
+            tracing::warn!(
+                left = self.connections.active.load(Ordering::SeqCst),
+                "connections still open after the drain time; exiting anyway"
+            );
+        }
         if let Some(path) = &self.unix {
             let _ = std::fs::remove_file(path);
         }
+        drained
     }
 
     /// Serves until the listeners fail (they do not, short of the runtime ending).
@@ -68,6 +143,7 @@ pub(super) async fn bind(shared: Arc<Shared>) -> Result<RunningService, ServiceE
     }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let connections = Arc::new(Connections::default());
     let mut tcp = None;
     if let Some(addr) = listen.tcp {
         let listener = TcpListener::bind(addr)
@@ -85,22 +161,43 @@ pub(super) async fn bind(shared: Arc<Shared>) -> Result<RunningService, ServiceE
         tasks.spawn(accept_tcp(
             listener,
             acceptor,
-            shared.clone(),
-            stopped.clone(),
+            Accepted::new(&shared, &stopped, &connections, Role::Api),
         ));
     }
     let mut unix = None;
     if let Some(path) = &listen.unix {
         let listener = bind_unix(path, listen.unix_group.as_deref())?;
         unix = Some(path.clone());
-        tasks.spawn(accept_unix(listener, shared.clone(), stopped.clone()));
+        tasks.spawn(accept_unix(
+            listener,
+            Accepted::new(&shared, &stopped, &connections, Role::Api),
+        ));
+    }
+    let mut metrics = None;
+    if let Some(addr) = listen.metrics {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| listen_error(format!("listen.metrics {addr}"), e))?;
+        metrics = Some(
+            listener
+                .local_addr()
+                .map_err(|e| listen_error("listen.metrics", e))?,
+        );
+        tasks.spawn(accept_tcp(
+            listener,
+            None,
+            Accepted::new(&shared, &stopped, &connections, Role::Operators),
+        ));
     }
     Ok(RunningService {
         tcp,
         tls: listen.tls.is_some(),
         unix,
+        metrics,
         stop,
         tasks,
+        connections,
+        shared,
     })
 }
 
@@ -197,15 +294,45 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServiceError> {
     Ok(config)
 }
 
-async fn accept_tcp(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+/// Which requests a listener takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// The Dfns API, `/v1/sign`, `/healthz`, `/readyz`.
+    Api,
+    /// `/metrics`, `/healthz`, `/readyz` only.
+    Operators,
+}
+
+/// What every accepted connection of one listener needs.
+#[derive(Clone)]
+struct Accepted {
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    stopped: watch::Receiver<bool>,
+    connections: Arc<Connections>,
+    role: Role,
+}
+
+impl Accepted {
+    fn new(
+        shared: &Arc<Shared>,
+        stopped: &watch::Receiver<bool>,
+        connections: &Arc<Connections>,
+        role: Role,
+    ) -> Accepted {
+        Accepted {
+            shared: shared.clone(),
+            stopped: stopped.clone(),
+            connections: connections.clone(),
+            role,
+        }
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, tls: Option<TlsAcceptor>, accepted: Accepted) {
+    let mut stopped = accepted.stopped.clone();
     loop {
         let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            result = listener.accept() => match result {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -216,34 +343,32 @@ async fn accept_tcp(
             _ = stopped.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let accepted = accepted.clone();
+        let served = accepted.connections.enter();
         match &tls {
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // A handshake that stalls must not hold a task forever.
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve(stream, shared).await,
+                        Ok(Ok(stream)) => serve(stream, accepted, served).await,
                         Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake refused"),
                         Err(_) => tracing::info!("TLS handshake timed out"),
                     }
                 });
             }
             None => {
-                tokio::spawn(serve(stream, shared));
+                tokio::spawn(serve(stream, accepted, served));
             }
         }
     }
 }
 
-async fn accept_unix(
-    listener: UnixListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn accept_unix(listener: UnixListener, accepted: Accepted) {
+    let mut stopped = accepted.stopped.clone();
     loop {
         let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            result = listener.accept() => match result {
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -253,21 +378,42 @@ async fn accept_unix(
             },
             _ = stopped.changed() => return,
         };
-        tokio::spawn(serve(stream, shared.clone()));
+        let served = accepted.connections.enter();
+        tokio::spawn(serve(stream, accepted.clone(), served));
     }
 }
 
-async fn serve<S>(stream: S, shared: Arc<Shared>)
+/// Serves one connection; on shutdown, lets the request in flight finish (hyper's graceful
+/// shutdown) and closes.
+async fn serve<S>(stream: S, accepted: Accepted, served: Served)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted {
+        shared,
+        mut stopped,
+        role,
+        ..
+    } = accepted;
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler::handle(&shared, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(handler::handle(&shared, req, role).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    if !*stopped.borrow() {
+        tokio::select! {
+            _ = connection.as_mut() => {
+                drop(served);
+                return;
+            }
+            _ = stopped.changed() => {}
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+    drop(served);
 }

@@ -37,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "sign_delay_ms",
     "sign_error",
     "sign_corrupt",
+    "token_absent",
 ];
 
 /// The shim module, built once per process (`cargo build --release` of `tests/pkcs11-shim` into

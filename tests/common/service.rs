@@ -27,6 +27,10 @@ pub struct Fixture {
     pub credential_id: String,
     /// The SoftHSM key's URI (PIN from the environment).
     pub key_uri: String,
+    /// The key's devices (URI, credential id) in failover order: the first is `key_uri`.
+    pub devices: Vec<(String, String)>,
+    /// Lines added to `[service]` by [`Fixture::write_config`] (an audit log, say).
+    pub extra_service: String,
     /// `payments`: may create Bitcoin and EthereumSepolia wallets and sign with any wallet.
     pub payments: Client,
     /// `audit`: may only tag wallets (`PUT /wallets/{walletId}/tags`).
@@ -46,6 +50,10 @@ pub struct Options {
     pub load_clients: usize,
     /// `rate_limit` of `payments`.
     pub payments_rate: Option<&'static str>,
+    /// The key's URI instead of SoftHSM's `algs`/`p256` (a fault-injecting module's, say).
+    pub key_uri: Option<String>,
+    /// A second device of the key, registered as a second credential of the same user.
+    pub second_device: Option<String>,
 }
 
 impl Fixture {
@@ -59,10 +67,12 @@ impl Fixture {
             .await
             .unwrap();
         let admin = DfnsClient::simulator_root(&sim, root).unwrap();
-        let key_uri = format!(
-            "pkcs11:token=algs;object=p256?module-path={}&pin-source=env:{PIN_ENV}",
-            h.module.display()
-        );
+        let key_uri = options.key_uri.clone().unwrap_or_else(|| {
+            format!(
+                "pkcs11:token=algs;object=p256?module-path={}&pin-source=env:{PIN_ENV}",
+                h.module.display()
+            )
+        });
         let key = dfns_signer::open(&KeyUri::parse(&key_uri).unwrap()).unwrap();
         let created = admin
             .create_service_account(&CreateServiceAccount {
@@ -86,11 +96,30 @@ impl Fixture {
             name: name.to_owned(),
             secret: new_client_secret().secret.expose_secret().to_owned(),
         };
+        let credential_id = created.credential_id.expect("the credential id");
+        let mut devices = vec![(key_uri.clone(), credential_id.clone())];
+        if let Some(second) = &options.second_device {
+            let account = admin
+                .with_auth_token(created.access_token.clone())
+                .with_signer(dfns_signer::CredentialSigner::new(
+                    credential_id.clone(),
+                    key,
+                ));
+            let second_key = dfns_signer::open(&KeyUri::parse(second).unwrap()).unwrap();
+            let registered = account
+                .register_key_credential(second_key, "second device", None)
+                .await
+                .unwrap();
+            let id = registered["credentialId"].as_str().unwrap().to_owned();
+            devices.push((second.clone(), id));
+        }
         let mut fixture = Fixture {
             sim,
             token: created.access_token,
-            credential_id: created.credential_id.expect("the credential id"),
+            credential_id,
             key_uri,
+            devices,
+            extra_service: String::new(),
             payments: new_client("payments"),
             audit: new_client("audit"),
             load: (0..options.load_clients)
@@ -119,10 +148,23 @@ body.network = ["Bitcoin", "EthereumSepolia"]
 [[clients.rules]]
 allow = "POST /wallets/{walletId}/signatures"
 "#;
+        let list = |items: Vec<&str>| match items.as_slice() {
+            [one] => format!("\"{one}\""),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(|i| format!("\"{i}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let key = list(self.devices.iter().map(|(k, _)| k.as_str()).collect());
+        let cred = list(self.devices.iter().map(|(_, c)| c.as_str()).collect());
         let mut text = format!(
             r#"[service]
 upstream = "{upstream}"
 approval_key = "file:{approval}"
+{extra_service}
 
 [listen]
 tcp = "127.0.0.1:0"
@@ -130,8 +172,8 @@ tcp = "127.0.0.1:0"
 
 [[keys]]
 name = "hsm"
-key = "{key}"
-credential_id = "{cred}"
+key = {key}
+credential_id = {cred}
 
 [[clients]]
 name = "payments"
@@ -149,8 +191,7 @@ allow = "PUT /wallets/{{walletId}}/tags"
             upstream = self.sim.base_url(),
             approval = self.approval_key.display(),
             extra_listen = extra_listen.unwrap_or(""),
-            key = self.key_uri,
-            cred = self.credential_id,
+            extra_service = self.extra_service,
             payments = hash(&self.payments),
             audit = hash(&self.audit),
             rate = payments_rate.map_or(String::new(), |r| format!("rate_limit = \"{r}\"")),

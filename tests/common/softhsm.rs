@@ -42,6 +42,8 @@ pub const TOKENS: &[(&str, &str)] = &[
     ("foreign", "p256"),
     ("removed", "p256"),
     ("always", ""),
+    // tests/service_ops.rs: the second device of a key that fails over.
+    ("backup", "p256"),
 ];
 
 /// The SoftHSM set up for this process.

@@ -375,6 +375,41 @@ fn ec_public_key(
     certificate_public_key(session, id, alg, token)
 }
 
+/// The public key object `sel` names, read without a login (public objects are readable in any
+/// session): `Ok(None)` when the token shows none (the pair's public half may live only on the
+/// private key or in a certificate). Used by the readiness check, which must not log in.
+pub(crate) fn public_key_object(
+    session: &Session,
+    sel: &KeySelector,
+    alg: Algorithm,
+    token: &str,
+) -> Result<Option<PublicKey>, BackendError> {
+    let handles = session
+        .find_objects(&sel.template(ObjectClass::PUBLIC_KEY))
+        .map_err(|e| fault::device(token, "finding the public key", e))?;
+    let Some(&handle) = handles.first() else {
+        return Ok(None);
+    };
+    if alg == Algorithm::RsaPkcs1Sha256 {
+        let Some((n, e)) = rsa_components(session, handle)
+            .map_err(|e| fault::device(token, "reading the RSA modulus", e))?
+        else {
+            return Ok(None);
+        };
+        return PublicKey::from_rsa_components(&n, &e).map(Some);
+    }
+    let Some(point) = single_bytes(session, handle, AttributeType::EcPoint)
+        .map_err(|e| fault::device(token, "reading CKA_EC_POINT", e))?
+    else {
+        return Ok(None);
+    };
+    let point = unwrap_octet_string(&point);
+    match alg {
+        Algorithm::Ed25519 => PublicKey::from_ed25519_bytes(point).map(Some),
+        _ => PublicKey::from_ec_point(alg, point).map(Some),
+    }
+}
+
 /// The public key of the certificate with this id, when there is one for `alg`.
 fn certificate_public_key(
     session: &Session,

@@ -695,6 +695,35 @@ impl KeyBackend for Pkcs11Key {
     fn describe(&self) -> String {
         self.key_name.clone()
     }
+
+    /// The token is found again from the module's slot list, and a new read-only session
+    /// without login finds the key's public key object and reads the same public key. A token
+    /// whose public key shows only through the private key or a certificate (some PIV modules)
+    /// counts as ready once the token is found.
+    fn check_ready(&self) -> Result<(), BackendError> {
+        let token = token::find(&self.module, &self.config.token)?;
+        let name = token.name();
+        let session = self
+            .module
+            .ctx()
+            .open_ro_session(token.slot)
+            .map_err(|e| fault::device(&name, "opening a session", e))?;
+        match key::public_key_object(
+            &session,
+            &self.config.key,
+            self.public_key.algorithm(),
+            &name,
+        )? {
+            Some(found) if found != self.public_key => Err(BackendError::KeyLoad {
+                what: self.key_name.clone(),
+                reason: "the token's public key object for this key is no longer the key this \
+                         process opened (the key was replaced): restart to use the new key, and \
+                         register it first"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Pkcs11Key {

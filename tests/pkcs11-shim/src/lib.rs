@@ -18,6 +18,7 @@
 //! | `login_error=0xNN` | `C_Login` returns that `CK_RV` without forwarding (the real token sees no PIN) |
 //! | `sign_delay_ms=N` | (decimal) every `C_Sign` call (a length query too) sleeps N ms, then goes on |
 //! | `sign_error=0xNN` | `C_Sign` returns that `CK_RV`; the caller gets no signature |
+//! | `token_absent=1` | `C_GetTokenInfo` returns `CKR_TOKEN_NOT_PRESENT`, as for a token pulled out |
 //! | `sign_corrupt=1` | a successful `C_Sign` that wrote a signature has one bit flipped in its middle byte |
 //!
 //! `CK_RV` values are decimal or `0x` hex; a `CK_RV` of 0 means "no fault". Unknown keys and
@@ -57,8 +58,9 @@ use std::time::Duration;
 use cryptoki_sys::{
     CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKR_ARGUMENTS_BAD,
     CKR_BUFFER_TOO_SMALL, CKR_CRYPTOKI_ALREADY_INITIALIZED, CKR_CRYPTOKI_NOT_INITIALIZED,
-    CKR_FUNCTION_NOT_SUPPORTED, CKR_GENERAL_ERROR, CKR_OK, CK_BYTE, CK_FLAGS, CK_FUNCTION_LIST,
-    CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_TOKEN_INFO, CK_ULONG, CK_USER_TYPE, CK_UTF8CHAR,
+    CKR_FUNCTION_NOT_SUPPORTED, CKR_GENERAL_ERROR, CKR_OK, CKR_TOKEN_NOT_PRESENT, CK_BYTE,
+    CK_FLAGS, CK_FUNCTION_LIST, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_TOKEN_INFO, CK_ULONG,
+    CK_USER_TYPE, CK_UTF8CHAR,
 };
 
 /// The real module when the configuration names none.
@@ -230,6 +232,8 @@ struct Faults {
     sign_delay: Option<Duration>,
     sign_error: Option<CK_RV>,
     sign_corrupt: bool,
+    /// `C_GetTokenInfo` answers `CKR_TOKEN_NOT_PRESENT`.
+    token_absent: bool,
 }
 
 impl Conf {
@@ -277,6 +281,7 @@ impl Conf {
                 "count_low" => flag(CKF_USER_PIN_COUNT_LOW).map(|b| faults.token_flags |= b),
                 "pin_locked" => flag(CKF_USER_PIN_LOCKED).map(|b| faults.token_flags |= b),
                 "sign_corrupt" => flag(1).map(|b| faults.sign_corrupt = b != 0),
+                "token_absent" => flag(1).map(|b| faults.token_absent = b != 0),
                 "login_error" => number_of(value).map(|rv| faults.login_error = nonzero(rv)),
                 "sign_error" => number_of(value).map(|rv| faults.sign_error = nonzero(rv)),
                 "sign_delay_ms" => value
@@ -380,6 +385,9 @@ unsafe extern "C" fn get_token_info(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) 
     let Some(forward) = shim.target.C_GetTokenInfo else {
         return shim.log("C_GetTokenInfo", CKR_FUNCTION_NOT_SUPPORTED);
     };
+    if faults.token_absent {
+        return shim.log("C_GetTokenInfo", CKR_TOKEN_NOT_PRESENT);
+    }
     // SAFETY: the caller's arguments, passed on unchanged, under the same contract.
     let rv = unsafe { forward(slot, info) };
     if rv == CKR_OK && !info.is_null() {
