@@ -335,6 +335,13 @@ pub enum ClientError {
         /// The deadline.
         seconds: u64,
     },
+    /// The audit log could not record an approval, so it was not given: the signature was
+    /// never sent.
+    #[error("the approval could not be written to the audit log ({reason}), so it was not given and nothing was sent: check the audit log's disk and permissions")]
+    AuditRefused {
+        /// What the log said.
+        reason: String,
+    },
     /// The answer's body was larger than the client accepts.
     #[error("the answer to {method} {path} is larger than {limit} bytes and was not read: a Dfns answer is far smaller; check the base URL (a proxy or another server?), or raise max_response_bytes")]
     ResponseTooLarge {
@@ -524,6 +531,10 @@ mod tests {
                 limit: 8,
             }
             .into(),
+            ClientError::AuditRefused {
+                reason: "disk full".into(),
+            }
+            .into(),
             BackendError::SlotOccupied {
                 device: "YubiKey serial 1".into(),
                 slot: "9a".into(),
@@ -709,6 +720,7 @@ mod tests {
                 ClientError::SignTask(_) => "REMEDY",
                 ClientError::SignTimeout { .. } => "raise the sign timeout",
                 ClientError::ResponseTooLarge { .. } => "raise max_response_bytes",
+                ClientError::AuditRefused { .. } => "check the audit log",
             },
             #[cfg(feature = "client")]
             Error::Config(c) => {
@@ -857,6 +869,7 @@ mod tests {
                 limit: 8,
             }
             .into(),
+            ClientError::AuditRefused { reason: r() }.into(),
         ]
         .into_iter()
         .chain(config_errors(r))

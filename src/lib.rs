@@ -209,7 +209,8 @@ pub use backend::piv;
 pub use backend::pkcs11;
 pub use backend::software;
 pub use backend::{
-    open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey, SignatureVerifier, UriAttributes,
+    open, Algorithm, KeyBackend, KeyUri, PinSource, PublicKey, SessionPool, SignatureVerifier,
+    UriAttributes,
 };
 #[cfg(feature = "client")]
 pub use client::{

@@ -599,3 +599,66 @@ mod audit_cli {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(feature = "simulator")]
+#[path = "common/sim.rs"]
+mod sim;
+
+/// A custody backend that links the client writes the same log: `DfnsClientBuilder::audit_log`.
+#[cfg(feature = "simulator")]
+mod audit_in_the_client {
+    use super::*;
+    use dfns_signer::{ClientError, Error};
+
+    use super::sim;
+
+    #[tokio::test]
+    async fn each_approval_is_logged_before_it_leaves_and_one_that_cannot_be_is_not_given() {
+        let dir = test_dir("client");
+        let path = dir.join("audit.log");
+        // Every line after the first rotates the file first.
+        let log = Arc::new(AuditLog::open(&path, options(1)).unwrap());
+        let (sim, root) = sim::start().await;
+        let client = sim::client_like(&sim, &root)
+            .audit_log(log.clone())
+            .build()
+            .unwrap();
+        let body = serde_json::json!({"network": "Bitcoin"});
+        client.create_wallet(&body).await.unwrap().done().unwrap();
+        let entries = dfns_signer::audit::read(&chain_files(&path)).unwrap();
+        let events: Vec<&str> = entries.iter().map(|e| e.record.event.as_str()).collect();
+        assert_eq!(events, ["approved", "completed"]);
+        let approved = &entries[0].record;
+        assert_eq!(approved.method.as_deref(), Some("POST"));
+        assert_eq!(approved.path.as_deref(), Some("/wallets"));
+        assert_eq!(
+            approved.credential_id.as_deref(),
+            Some(root.signer().unwrap().credential_id())
+        );
+        assert!(approved.challenge_identifier.is_some());
+        assert_eq!(
+            approved.body_sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(body.to_string().as_bytes())).as_str())
+        );
+        assert_eq!(entries[1].record.upstream_status, Some(200));
+
+        // The next rotation's name is taken by a directory: the approval cannot be written,
+        // so the signature never reaches /auth/action and nothing is created.
+        let blocker = dir.join(format!("audit.log.{:012}", entries[1].seq));
+        fs::create_dir(&blocker).unwrap();
+        fs::write(blocker.join("x"), "x").unwrap();
+        let before = sim.stats();
+        let err = client.create_wallet(&body).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Client(ClientError::AuditRefused { .. })),
+            "{err}"
+        );
+        let after = sim.stats();
+        assert_eq!(after.user_actions_issued, before.user_actions_issued);
+        assert_eq!(after.side_effects, before.side_effects);
+        fs::remove_dir_all(&blocker).unwrap();
+        client.create_wallet(&body).await.unwrap().done().unwrap();
+        assert!(verify(&chain_files(&path)).unwrap().ok());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -489,8 +489,16 @@ async fn a_thousand_requests_from_sixteen_clients_use_each_user_action_once() {
         load_clients: 16,
         ..Options::default()
     };
-    let f = Fixture::start(&h, "load", options).await;
-    let (_service, url) = f.serve_default().await;
+    let mut f = Fixture::start(&h, "load", options).await;
+    // Every approval on the audit chain, across rotations.
+    let audit = f.dir.join("audit.log");
+    f.extra_service = format!(
+        "audit_log = \"{}\"\naudit_rotate_bytes = 65536",
+        audit.display()
+    );
+    let config = f.write_config("load.toml", None, None);
+    let service = f.serve(&config).await;
+    let url = service.tcp_url().unwrap();
     let before = f.sim.stats();
     let bearer = Arc::new(f.bearer());
     let http = reqwest::Client::new();
@@ -540,6 +548,12 @@ async fn a_thousand_requests_from_sixteen_clients_use_each_user_action_once() {
         "{:?}",
         after.rejections
     );
+    let files = dfns_signer::audit::chain_files(&audit);
+    assert!(files.len() > 1, "the log rotated: {files:?}");
+    let report = dfns_signer::audit::verify(&files).unwrap();
+    assert!(report.ok(), "{:?}", report.broken);
+    // An approved and a completed line for each of the 1,000.
+    assert_eq!(report.lines, 2000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,23 @@ async fn every_decision_is_on_the_audit_chain_and_metrics_count_the_run() {
     ] {
         assert!(scraped.contains(expected), "no `{expected}` in:\n{scraped}");
     }
+    // The key's PKCS#11 session pool: open sessions (at least the one that signed), capacity.
+    let gauge = |name: &str| -> i64 {
+        let prefix = format!("{name}{{key=\"hsm\"}} ");
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{scraped}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(gauge("dfns_signer_session_pool_open") >= 1);
+    assert!(gauge("dfns_signer_session_pool_capacity") >= gauge("dfns_signer_session_pool_open"));
+    assert_eq!(
+        gauge("dfns_signer_session_pool_waits"),
+        0,
+        "one caller never waits"
+    );
     let health = reqwest::get(format!("{metrics}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     let ready: Value = reqwest::get(format!("{url}/readyz"))

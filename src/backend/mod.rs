@@ -117,6 +117,35 @@ pub trait KeyBackend: Send + Sync + fmt::Debug {
     fn check_ready(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// The key's pool of device sessions, for metrics: `None` for a key without one (software
+    /// keys, a YubiKey's single card connection).
+    fn session_pool(&self) -> Option<SessionPool> {
+        None
+    }
+}
+
+/// A key's pool of device sessions (PKCS#11), as [`KeyBackend::session_pool`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionPool {
+    /// Sessions open now, idle or in use.
+    pub open: usize,
+    /// The most sessions the pool opens.
+    pub capacity: usize,
+    /// Signatures that had to wait for a session, since the key was opened.
+    pub waits: u64,
+}
+
+impl SessionPool {
+    /// A pool's figures.
+    pub fn new(open: usize, capacity: usize, waits: u64) -> SessionPool {
+        SessionPool {
+            open,
+            capacity,
+            waits,
+        }
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
@@ -138,6 +167,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Arc<T> {
     fn check_ready(&self) -> Result<(), BackendError> {
         (**self).check_ready()
     }
+    fn session_pool(&self) -> Option<SessionPool> {
+        (**self).session_pool()
+    }
 }
 
 impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
@@ -158,6 +190,9 @@ impl<T: KeyBackend + ?Sized> KeyBackend for Box<T> {
     }
     fn check_ready(&self) -> Result<(), BackendError> {
         (**self).check_ready()
+    }
+    fn session_pool(&self) -> Option<SessionPool> {
+        (**self).session_pool()
     }
 }
 

@@ -168,6 +168,7 @@ pub struct DfnsClientBuilder {
     http: Option<reqwest::Client>,
     in_memory: Option<Arc<transport::Responder>>,
     retry: Arc<dyn RetryPolicy>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Default for DfnsClientBuilder {
@@ -183,6 +184,7 @@ impl Default for DfnsClientBuilder {
             http: None,
             in_memory: None,
             retry: Arc::new(NoRetry),
+            audit: None,
         }
     }
 }
@@ -270,6 +272,17 @@ impl DfnsClientBuilder {
         self
     }
 
+    /// Writes every approval to `log` before it leaves: once the challenge is signed, an
+    /// `approved` line (key, credential, method, path, body hash, challenge identifier) is
+    /// appended and fsynced, and only then is the signature sent to `/auth/action`; a line that
+    /// cannot be written stops the call with [`ClientError::AuditRefused`] and nothing is
+    /// approved. After the request, a `completed` line carries the API's status. The same log
+    /// as `dfns-signer serve`'s (`dfns_signer::audit`).
+    pub fn audit_log(mut self, log: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
     /// Checks the configuration and builds the client.
     pub fn build(self) -> Result<DfnsClient, Error> {
         let config = |m: String| Error::from(ClientError::Config(m));
@@ -350,6 +363,7 @@ impl DfnsClientBuilder {
                 sign_timeout: self.sign_timeout,
                 max_response_bytes: self.max_response_bytes,
                 retry: self.retry,
+                audit: self.audit,
             }),
         })
     }
@@ -388,6 +402,7 @@ struct Inner {
     sign_timeout: Option<Duration>,
     max_response_bytes: usize,
     retry: Arc<dyn RetryPolicy>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// A Dfns API client. Cheap to clone; clones share the connection pool and configuration.
@@ -576,6 +591,29 @@ impl DfnsClient {
         let result = self
             .send(method, path, payload.as_str().to_owned(), token.as_ref())
             .await;
+        if token.is_some() {
+            // What the approved request did. It has run (or may have): a line that cannot be
+            // written is reported in the log, not turned into an error the caller would take
+            // for "not done".
+            let status = match &result {
+                Ok(Outcome::Done(raw)) => Some(raw.status),
+                Ok(Outcome::PolicyPending(_)) => Some(202),
+                Err(e) => e.api().map(|a| a.status),
+            };
+            if let (Some(signer), Some(_)) = (self.inner.signer.as_ref(), &self.inner.audit) {
+                let written = self.audit(|| {
+                    let record = audit_record("completed", signer, method, path, payload)
+                        .decision("allowed");
+                    match status {
+                        Some(status) => record.upstream_status(status),
+                        None => record.detail("no answer from the API"),
+                    }
+                });
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "the audit log refused a completion line");
+                }
+            }
+        }
         tracing::debug!(
             step = "send",
             elapsed_us = started.elapsed().as_micros() as u64,
@@ -619,6 +657,12 @@ impl DfnsClient {
         let t = Instant::now();
         let first_factor = self.assert_off_runtime(signer, &challenge).await?;
         tracing::debug!(step = "sign", cred_id = %signer.credential_id(), elapsed_us = t.elapsed().as_micros() as u64);
+        // The signature leaves (to `/auth/action`) only once the approval is on the log.
+        self.audit(|| {
+            audit_record("approved", signer, method, path, payload)
+                .challenge_identifier(challenge.challenge_identifier.as_str())
+                .decision("allowed")
+        })?;
         let t = Instant::now();
         let token = self
             .user_action_complete(&challenge.challenge_identifier, first_factor)
@@ -628,6 +672,19 @@ impl DfnsClient {
             elapsed_us = t.elapsed().as_micros() as u64
         );
         Ok(token)
+    }
+
+    /// Appends a line to the audit log, when there is one.
+    fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) -> Result<(), Error> {
+        let Some(log) = &self.inner.audit else {
+            return Ok(());
+        };
+        log.append(&record()).map(|_| ()).map_err(|e| {
+            ClientError::AuditRefused {
+                reason: e.to_string(),
+            }
+            .into()
+        })
     }
 
     /// `POST /auth/action/init`: asks for a challenge for one request (public for delegated
@@ -815,4 +872,20 @@ pub(crate) fn expect_done<T>(outcome: Outcome<T>, method: Method, path: &str) ->
         }
         .into()
     })
+}
+
+/// The audit line of one signed request (never a token or a secret).
+fn audit_record(
+    event: &str,
+    signer: &CredentialSigner,
+    method: Method,
+    path: &str,
+    payload: &Payload,
+) -> crate::audit::AuditRecord {
+    crate::audit::AuditRecord::new(event)
+        .key(signer.backend().describe())
+        .credential_id(signer.credential_id())
+        .method(method.as_str())
+        .path(crate::protocol::strip_query(path))
+        .body(payload.as_str().as_bytes())
 }

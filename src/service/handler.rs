@@ -44,6 +44,7 @@ pub(super) async fn handle(
         ("GET", "/healthz", _) => return json_answer(StatusCode::OK, &json!({ "status": "ok" })),
         ("GET", "/readyz", _) => return readyz(shared).await,
         ("GET", "/metrics", Role::Operators) => {
+            shared.update_pool_metrics();
             let mut answer = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             answer.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -346,6 +347,9 @@ async fn sign(shared: &Shared, client: Option<&ClientState>, request: &Received)
                 ),
             };
             tracing::warn!(client = %client.config.name, ?refused, "refused to sign");
+            shared
+                .metrics
+                .approval("", &client.config.name, ApprovalResult::NotApproved);
             return refusal(
                 StatusCode::FORBIDDEN,
                 "dfns-signer.not-approved",

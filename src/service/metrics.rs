@@ -13,6 +13,7 @@
 //! | `dfns_signer_device_errors_total` | counter | `key` | a key's device failed (HSM, card, session) |
 //! | `dfns_signer_pin_refusals_total` | counter | `key` | a key's device refused its PIN |
 //! | `dfns_signer_key_ready` | gauge | `key` | 1 when the key's device opens and its public key matches, else 0 |
+//! | `dfns_signer_session_pool_open`, `_capacity`, `_waits` | gauge | `key` | a PKCS#11 key's device sessions: open now, the most it opens, signatures that waited for one since start (read at each scrape) |
 //! | `dfns_signer_requests_in_flight` | gauge | | requests being handled now |
 //!
 //! Labels carry names from the configuration file only (`[[keys]]` and `[[clients]]` names),
@@ -23,10 +24,6 @@
 //! [`ServiceMetrics`] is shared by every request (`&self` everywhere; the families lock
 //! internally) and encoded on each scrape with [`ServiceMetrics::encode`], served with
 //! [`CONTENT_TYPE`].
-
-// Nothing outside this module uses it until the handler and the metrics listener are wired in;
-// remove this then (clippy names whatever is still unused).
-#![allow(dead_code)]
 
 use std::fmt::Write as _;
 
@@ -167,6 +164,9 @@ pub(crate) struct ServiceMetrics {
     device_errors: Family<KeyLabels, Counter>,
     pin_refusals: Family<KeyLabels, Counter>,
     key_ready: Family<KeyLabels, Gauge>,
+    pool_open: Family<KeyLabels, Gauge>,
+    pool_capacity: Family<KeyLabels, Gauge>,
+    pool_waits: Family<KeyLabels, Gauge>,
     in_flight: Gauge,
 }
 
@@ -227,6 +227,24 @@ impl ServiceMetrics {
             "1 when the key's device opens and its public key matches, else 0",
             key_ready.clone(),
         );
+        let pool_open = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "dfns_signer_session_pool_open",
+            "Device sessions open for a key (PKCS#11), idle or in use",
+            pool_open.clone(),
+        );
+        let pool_capacity = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "dfns_signer_session_pool_capacity",
+            "The most device sessions a key's pool opens",
+            pool_capacity.clone(),
+        );
+        let pool_waits = Family::<KeyLabels, Gauge>::default();
+        registry.register(
+            "dfns_signer_session_pool_waits",
+            "Signatures that waited for a free session, since start (only ever grows)",
+            pool_waits.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "dfns_signer_requests_in_flight",
@@ -242,8 +260,26 @@ impl ServiceMetrics {
             device_errors,
             pin_refusals,
             key_ready,
+            pool_open,
+            pool_capacity,
+            pool_waits,
             in_flight,
         }
+    }
+
+    /// Sets a key's session pool figures (summed over its devices), read at each scrape.
+    pub(crate) fn session_pool(&self, key: &str, open: usize, capacity: usize, waits: u64) {
+        let labels = KeyLabels {
+            key: key.to_owned(),
+        };
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.pool_open
+            .get_or_create(&labels)
+            .set(as_gauge(open as u64));
+        self.pool_capacity
+            .get_or_create(&labels)
+            .set(as_gauge(capacity as u64));
+        self.pool_waits.get_or_create(&labels).set(as_gauge(waits));
     }
 
     /// Counts one approval decision. `key` is `""` when none was chosen yet.

@@ -170,6 +170,26 @@ impl Shared {
             .clone()
     }
 
+    /// Reads each key's session pool into the metrics (at scrape time: the pools keep their own
+    /// counts).
+    fn update_pool_metrics(&self) {
+        for (name, devices) in &self.signers {
+            let pools: Vec<crate::SessionPool> = devices
+                .iter()
+                .filter_map(|d| d.backend().session_pool())
+                .collect();
+            if pools.is_empty() {
+                continue;
+            }
+            self.metrics.session_pool(
+                name,
+                pools.iter().map(|p| p.open).sum(),
+                pools.iter().map(|p| p.capacity).sum(),
+                pools.iter().map(|p| p.waits).sum(),
+            );
+        }
+    }
+
     /// Each key's readiness (device there, same public key; no PIN spent), updating the
     /// `dfns_signer_key_ready` gauge: a key with several devices is ready while one of them
     /// is. Runs the checks on blocking threads.

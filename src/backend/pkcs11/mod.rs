@@ -696,6 +696,14 @@ impl KeyBackend for Pkcs11Key {
         self.key_name.clone()
     }
 
+    fn session_pool(&self) -> Option<crate::backend::SessionPool> {
+        Some(crate::backend::SessionPool::new(
+            self.pool.open_sessions(),
+            self.pool.capacity(),
+            self.pool.waits(),
+        ))
+    }
+
     /// The token is found again from the module's slot list, and a new read-only session
     /// without login finds the key's public key object and reads the same public key. A token
     /// whose public key shows only through the private key or a certificate (some PIV modules)

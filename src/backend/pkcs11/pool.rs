@@ -103,6 +103,8 @@ struct State<T> {
     /// Threads waiting for a session; returns wake the condvar only when there are some (a wake
     /// is a system call, which the common uncontended case need not pay).
     waiting: usize,
+    /// Checkouts that had to wait for a session to come back, since the pool was made.
+    waits: u64,
     /// The newest generation for which stale idle items were swept out.
     swept: u64,
 }
@@ -121,6 +123,7 @@ impl<T: Generational> Pool<T> {
                 idle: Vec::new(),
                 open: 0,
                 waiting: 0,
+                waits: 0,
                 swept: 0,
             }),
             returned: Condvar::new(),
@@ -163,6 +166,7 @@ impl<T: Generational> Pool<T> {
     ) -> Result<Lease<'_, T>, E> {
         let deadline = Instant::now() + wait;
         let mut stale = Vec::new();
+        let mut counted = false;
         let mut st = self.lock();
         if current > st.swept {
             // First checkout since a reopen: close every older idle session at once, so stale
@@ -213,6 +217,10 @@ impl<T: Generational> Pool<T> {
                 return Err(busy());
             };
             st.waiting += 1;
+            if !counted {
+                st.waits += 1;
+                counted = true;
+            }
             st = self
                 .returned
                 .wait_timeout(st, left)
@@ -230,6 +238,11 @@ impl<T: Generational> Pool<T> {
     /// Sessions open now (idle and checked out).
     pub(crate) fn open_sessions(&self) -> usize {
         self.lock().open
+    }
+
+    /// Checkouts that had to wait for a session, since the pool was made.
+    pub(crate) fn waits(&self) -> u64 {
+        self.lock().waits
     }
 }
 
