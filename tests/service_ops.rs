@@ -266,6 +266,7 @@ async fn readyz_follows_the_token_and_a_device_error_fails_over_to_the_second_de
 
     // The first device's token goes away: the key stays ready through its second device.
     shim.set(&[("token_absent", "1")]);
+    settle().await;
     let (status, body) = readyz().await;
     assert_eq!(status, 200, "{body}");
     // Its module now fails every signature: the second device signs, under its credential.
@@ -337,13 +338,20 @@ async fn readyz_follows_the_token_and_a_device_error_fails_over_to_the_second_de
         )
     };
     let logins = shim.calls("C_Login");
+    settle().await;
     assert_eq!(ready_one().await.0, 200);
+    // Probes within a second share one round of checks: no more calls to the token.
+    let looked = shim.calls("C_GetTokenInfo");
+    assert_eq!(ready_one().await.0, 200);
+    assert_eq!(shim.calls("C_GetTokenInfo"), looked);
     shim.set(&[("token_absent", "1")]);
+    settle().await;
     let (status, body) = ready_one().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ready"], false);
     assert!(body["keys"]["hsm"].as_str().unwrap() != "ok", "{body}");
     shim.clear();
+    settle().await;
     assert_eq!(
         ready_one().await.0,
         200,
@@ -355,6 +363,11 @@ async fn readyz_follows_the_token_and_a_device_error_fails_over_to_the_second_de
         "readiness never logs in: {:?}",
         shim.calls_log()
     );
+}
+
+/// Waits out the second for which `/readyz` reuses its last checks.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 }
 
 fn dfns_signer() -> Command {

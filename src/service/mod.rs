@@ -160,7 +160,17 @@ pub(crate) struct Shared {
     metrics: ServiceMetrics,
     /// Set once SIGTERM is received: `/readyz` answers 503 so load balancers move on.
     draining: std::sync::atomic::AtomicBool,
+    /// The last readiness checks and when they ran: probes from several load balancers reuse
+    /// them for [`READINESS_REUSE`], so the listener cannot be used to open sessions on the HSM
+    /// at the rate requests arrive.
+    last_readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
 }
+
+/// Each key's readiness: its name, and what is wrong with it, if anything.
+type Readiness = Vec<(String, Result<(), String>)>;
+
+/// How long one round of readiness checks answers `/readyz`.
+const READINESS_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Shared {
     fn clients(&self) -> Clients {
@@ -193,7 +203,20 @@ impl Shared {
     /// Each key's readiness (device there, same public key; no PIN spent), updating the
     /// `dfns_signer_key_ready` gauge: a key with several devices is ready while one of them
     /// is. Runs the checks on blocking threads.
-    async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+    async fn readiness(&self) -> Readiness {
+        // One round at a time; a probe that waited for a round in progress takes its answer.
+        let mut last = self.last_readiness.lock().await;
+        if let Some((at, checks)) = last.as_ref() {
+            if at.elapsed() < READINESS_REUSE {
+                return checks.clone();
+            }
+        }
+        let checks = self.check_keys().await;
+        *last = Some((std::time::Instant::now(), checks.clone()));
+        checks
+    }
+
+    async fn check_keys(&self) -> Readiness {
         let mut checks = Vec::new();
         for (name, devices) in &self.signers {
             let mut problems = Vec::new();
@@ -358,6 +381,7 @@ impl Service {
                 audit,
                 metrics,
                 draining: std::sync::atomic::AtomicBool::new(false),
+                last_readiness: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -375,7 +399,7 @@ impl Service {
     /// Checks every key once, as `/readyz` does (device there, same public key, no PIN
     /// spent): each key's name and what is wrong with it, if anything.
     pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
-        self.shared.readiness().await
+        self.shared.check_keys().await
     }
 
     /// Binds the configured listeners and starts serving on the current tokio runtime.
