@@ -267,3 +267,48 @@ fn the_readme_service_walkthrough_runs_as_written() {
         "the PIN leaked"
     );
 }
+
+/// `serve --check` opens the keys as `serve` would, checks each once as `/readyz` does, and
+/// exits: 0 with every key ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_check_reports_each_key_and_exits_by_readiness() {
+    let Some(h) = hsm() else { return };
+    let f = Fixture::start(&h, "check-keys", Options::default()).await;
+    let config = f.dir.join("service.toml");
+    let out = dfns_signer()
+        .args(["serve", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "✓ key hsm: ready\n");
+    let out = dfns_signer()
+        .args(["serve", "--check", "--output", "json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        json!({"ready": true, "keys": [{"key": "hsm", "ready": true, "detail": null}]})
+    );
+    // A key that does not open stops the check as it stops the service: exit 4.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("object=p256", "object=no-such-key");
+    let broken = f.dir.join("broken.toml");
+    write_private(&broken, &text);
+    let out = dfns_signer()
+        .args(["serve", "--check", "--config"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("error: key `hsm`:"), "{err}");
+}
