@@ -207,15 +207,7 @@ impl Config {
     /// Reads and checks a configuration file. Refused when group or others may read or write it
     /// (on Unix; a symbolic link is judged by its target).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let unreadable = |e: std::io::Error| ConfigError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let meta = fs::metadata(path).map_err(unreadable)?;
-        check_private(path, &meta)?;
-        // Zeroized: a refused file may hold a secret written inline.
-        let text = Zeroizing::new(fs::read_to_string(path).map_err(unreadable)?);
-        Config::from_toml(&text, path)
+        Config::from_toml(&read_private(path)?, path)
     }
 
     /// Parses and checks configuration text; `path` is only named in errors. The file's
@@ -500,6 +492,20 @@ fn summarize(message: &str) -> String {
         _ => message.to_owned(),
     };
     sanitize_text(&text, 200)
+}
+
+/// Reads a configuration file only its owner may read or write ([`check_private`]); the text is
+/// zeroized when dropped, for a refused file may hold a secret written inline.
+pub(crate) fn read_private(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
+    let unreadable = |e: std::io::Error| ConfigError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let meta = fs::metadata(path).map_err(unreadable)?;
+    check_private(path, &meta)?;
+    Ok(Zeroizing::new(
+        fs::read_to_string(path).map_err(unreadable)?,
+    ))
 }
 
 /// Refuses a file that group or others may read or write: it holds a secret or says where

@@ -50,11 +50,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
-use zeroize::Zeroizing;
 
 use super::policy::{BodyConstraint, Policy, RateLimit, Rule};
 use crate::config::{
-    check_base_url, check_private, list_or_none, toml_error, uri_holds_pin, ConfigError, Lines,
+    check_base_url, list_or_none, read_private, toml_error, uri_holds_pin, ConfigError, Lines,
     TokenSource,
 };
 use crate::{KeyUri, DEFAULT_BASE_URL};
@@ -257,14 +256,7 @@ impl ServiceConfig {
     /// Reads and checks the service's sections of a configuration file; refused when group or
     /// others may read or write it.
     pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
-        let unreadable = |e: std::io::Error| ConfigError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        };
-        let meta = fs::metadata(path).map_err(unreadable)?;
-        check_private(path, &meta)?;
-        let text = Zeroizing::new(fs::read_to_string(path).map_err(unreadable)?);
-        ServiceConfig::from_toml(&text, path)
+        ServiceConfig::from_toml(&read_private(path)?, path)
     }
 
     /// Parses and checks configuration text; `path` is only named in errors.

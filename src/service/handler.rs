@@ -413,31 +413,10 @@ async fn sign(shared: &Shared, client: Option<&ClientState>, request: &Received)
         return *limited;
     }
     let started = Instant::now();
-    let signed = sign_on_a_device(devices.clone(), challenge).await;
-    let first_factor = match signed {
-        Ok(Ok((device, f))) => {
-            decided.credential_id = Some(devices[device].credential_id());
-            f
-        }
-        Ok(Err(e)) => return sign_failure(shared, &decided, &e),
-        Err(_) => {
-            return refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dfns-signer.signing-panicked",
-                "signing stopped unexpectedly".to_owned(),
-                "see the service's log".to_owned(),
-            )
-        }
+    let first_factor = match sign_on_record(shared, &mut decided, &devices, challenge).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
     };
-    shared.metrics.observe(
-        Stage::Sign,
-        backend_kind(shared, &key_name),
-        started.elapsed().as_secs_f64(),
-    );
-    // The signature leaves only once the approval is on disk.
-    if let Err(refused) = approve_on_record(shared, &decided) {
-        return *refused;
-    }
     tracing::info!(
         client = %client.config.name,
         method = %method,
@@ -536,33 +515,12 @@ async fn approve_and_send(
         .metrics
         .observe(Stage::Init, "", started.elapsed().as_secs_f64());
     let identifier = challenge.challenge_identifier.clone();
-    let signing = Instant::now();
-    let signed = sign_on_a_device(devices.clone(), challenge).await;
     decided.challenge_identifier = Some(&identifier);
-    let first_factor = match signed {
-        Ok(Ok((device, f))) => {
-            decided.credential_id = Some(devices[device].credential_id());
-            f
-        }
-        Ok(Err(e)) => return sign_failure(shared, &decided, &e),
-        Err(_) => {
-            return refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "dfns-signer.signing-panicked",
-                "signing stopped unexpectedly".to_owned(),
-                "see the service's log".to_owned(),
-            )
-        }
-    };
-    shared.metrics.observe(
-        Stage::Sign,
-        backend_kind(shared, &key_name),
-        signing.elapsed().as_secs_f64(),
-    );
     // The signature leaves (to `/auth/action`) only once the approval is on disk.
-    if let Err(refused) = approve_on_record(shared, &decided) {
-        return *refused;
-    }
+    let first_factor = match sign_on_record(shared, &mut decided, &devices, challenge).await {
+        Ok(f) => f,
+        Err(refused) => return *refused,
+    };
     let completing = Instant::now();
     let user_action = match dfns.user_action_complete(&identifier, first_factor).await {
         Ok(token) => token,
@@ -598,6 +556,39 @@ async fn approve_and_send(
         "approved, signed and sent"
     );
     answer
+}
+
+/// Signs on the key's devices, times the signature, and records the approval before it may
+/// leave: the first factor, or the answer that refuses (the failure is counted and logged).
+async fn sign_on_record<'a>(
+    shared: &Shared,
+    decided: &mut Decided<'a>,
+    devices: &'a [CredentialSigner],
+    challenge: UserActionChallenge,
+) -> Result<crate::protocol::FirstFactor, Refused> {
+    let started = Instant::now();
+    let first_factor = match sign_on_a_device(devices.to_vec(), challenge).await {
+        Ok(Ok((device, f))) => {
+            decided.credential_id = Some(devices[device].credential_id());
+            f
+        }
+        Ok(Err(e)) => return Err(Box::new(sign_failure(shared, decided, &e))),
+        Err(_) => {
+            return Err(Box::new(refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "dfns-signer.signing-panicked",
+                "signing stopped unexpectedly".to_owned(),
+                "see the service's log".to_owned(),
+            )))
+        }
+    };
+    shared.metrics.observe(
+        Stage::Sign,
+        backend_kind(shared, decided.key.unwrap_or("")),
+        started.elapsed().as_secs_f64(),
+    );
+    approve_on_record(shared, decided)?;
+    Ok(first_factor)
 }
 
 /// Signs on the first device that can, on a blocking thread (hardware blocks): a device error
