@@ -140,7 +140,7 @@
 //!
 //! | feature | default | brings |
 //! |---|---|---|
-//! | `client` | via `cli` | [`DfnsClient`]: `reqwest` (rustls) and `tokio` |
+//! | `client` | via `cli` | [`DfnsClient`]: its own HTTP/1.1 client on `tokio` and rustls; `reqwest` with a proxy |
 //! | `pkcs11` | yes | [`pkcs11`]: HSMs, network HSMs, SoftHSM, YubiKey through ykcs11 (`cryptoki`) |
 //! | `piv` | yes | [`piv`]: YubiKey PIV over PC/SC (`yubikey`) |
 //! | `simulator` | yes | [`simulator`] (`tokio`, `hyper`; neither our client nor a backend) |

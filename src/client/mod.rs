@@ -21,6 +21,7 @@
 //! [`DfnsClientBuilder::proxy`].
 
 mod api;
+mod http1;
 mod retry;
 mod transport;
 
@@ -232,7 +233,8 @@ impl DfnsClientBuilder {
     }
 
     /// Sends every request through this proxy (`http://host:port`, `https://…`, `socks5://…`
-    /// when reqwest supports it). Environment proxies (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// when reqwest supports it): requests then go through reqwest instead of this crate's own
+    /// HTTP/1.1 client. Environment proxies (`HTTP_PROXY`, `HTTPS_PROXY`,
     /// `ALL_PROXY`) are never used. A proxy with an `http` base URL is refused: the proxy would
     /// read the bearer token and the user action in clear. With `https`, the proxy only sees
     /// the host name (a `CONNECT` tunnel).
@@ -241,7 +243,8 @@ impl DfnsClientBuilder {
         self
     }
 
-    /// Shares an existing `reqwest` client (and its connection pool) instead of building one.
+    /// Sends requests through an existing `reqwest` client (and its connection pool) instead of
+    /// this crate's own HTTP/1.1 client.
     /// Build it with `redirect(Policy::none())`, `no_proxy()` and a timeout: this client's own
     /// defaults (no redirects, no environment proxies, [`DfnsClientBuilder::timeout`]) apply
     /// only to the client it builds.
@@ -317,6 +320,11 @@ impl DfnsClientBuilder {
         let transport = match (self.in_memory, self.http) {
             (Some(respond), _) => transport::Transport::InMemory(respond),
             (None, Some(h)) => transport::Transport::http(h, &url),
+            // This crate's HTTP/1.1 client: what every call without a proxy goes through.
+            (None, None) if self.proxy.is_none() => transport::Transport::Direct(Arc::new(
+                http1::Http1::new(&url, None)
+                    .map_err(|e| config(format!("base URL `{shown}`: {e}")))?,
+            )),
             (None, None) => {
                 let builder = reqwest::Client::builder()
                     // No redirects: Dfns never sends one, and following it would replay a
@@ -357,7 +365,7 @@ impl DfnsClientBuilder {
             inner: Arc::new(Inner {
                 transport,
                 base: url.as_str().trim_end_matches('/').to_owned(),
-                auth_token: self.auth_token,
+                authorization: self.auth_token.as_ref().map(bearer),
                 signer: self.signer,
                 timeout: self.timeout,
                 sign_timeout: self.sign_timeout,
@@ -367,6 +375,18 @@ impl DfnsClientBuilder {
             }),
         })
     }
+}
+
+/// `Bearer <token>`, the `Authorization` value for `token`.
+fn bearer(token: &SecretString) -> SecretString {
+    use secrecy::ExposeSecret;
+    let token = token.expose_secret();
+    // Exactly the capacity it fills: the move into a `Box<str>` then keeps this allocation
+    // rather than copying the token into a smaller one and freeing this one unzeroized.
+    let mut value = String::with_capacity(7 + token.len());
+    value.push_str("Bearer ");
+    value.push_str(token);
+    SecretString::from(value)
 }
 
 /// `scheme://user:pass@host/…` without `user:pass@`, for error messages.
@@ -396,7 +416,8 @@ fn is_loopback(url: &url::Url) -> bool {
 struct Inner {
     transport: transport::Transport,
     base: String,
-    auth_token: Option<SecretString>,
+    /// `Bearer <auth token>`: the `Authorization` header's value, made once.
+    authorization: Option<SecretString>,
     signer: Option<CredentialSigner>,
     timeout: Duration,
     sign_timeout: Option<Duration>,
@@ -417,7 +438,7 @@ impl fmt::Debug for DfnsClient {
             .field("base_url", &self.inner.base)
             .field(
                 "auth_token",
-                &self.inner.auth_token.as_ref().map(|_| "[REDACTED]"),
+                &self.inner.authorization.as_ref().map(|_| "[REDACTED]"),
             )
             .field("signer", &self.inner.signer)
             .field("timeout", &self.inner.timeout)
@@ -443,7 +464,7 @@ impl DfnsClient {
 
     /// A client identical to this one (same pool) but with another auth token.
     pub fn with_auth_token(&self, token: SecretString) -> DfnsClient {
-        self.with(|i| i.auth_token = Some(token))
+        self.with(|i| i.authorization = Some(bearer(&token)))
     }
 
     /// A client identical to this one (same pool) but with another signer.

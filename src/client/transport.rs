@@ -1,5 +1,8 @@
 //! One HTTP exchange: headers, body bytes, status handling, error mapping.
 //!
+//! Requests go over this crate's own HTTP/1.1 client ([`super::http1`]), or over reqwest when a
+//! proxy or the caller's reqwest client is configured, or to an in-memory responder.
+//!
 //! The auth token goes only into the `Authorization` header, never into a URL, a log line or an
 //! error; the header is built in a buffer that is zeroized after use. Error bodies are read in
 //! both Dfns shapes; a 202 is a pending policy, not a success. Bodies are read in chunks up to
@@ -10,8 +13,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
-use zeroize::Zeroizing;
 
+use super::http1::{self, Http1};
 use super::{DfnsClient, Outcome, PolicyPending, RawResponse};
 use crate::error::{ClientError, Error};
 use crate::protocol::parse_error_body;
@@ -29,6 +32,9 @@ pub(super) type Responder = dyn Fn(Method, &str, &[u8]) -> (u16, Vec<u8>) + Send
 /// headers, body cap, status sorting, errors — is the same code for both.
 #[derive(Clone)]
 pub(super) enum Transport {
+    /// The lean HTTP/1.1 client: the default.
+    Direct(Arc<Http1>),
+    /// reqwest: with a proxy, or the caller's own client.
     Reqwest(Http),
     InMemory(Arc<Responder>),
 }
@@ -101,19 +107,11 @@ impl DfnsClient {
         body: String,
         user_action: Option<&SecretString>,
     ) -> Result<Outcome<RawResponse>, Error> {
-        let authorization = match &self.inner.auth_token {
-            Some(token) => {
-                let secret = token.expose_secret();
-                let mut value = Zeroizing::new(String::with_capacity(7 + secret.len()));
-                value.push_str("Bearer ");
-                value.push_str(secret);
-                Some(secret_header(&value)?)
-            }
-            None => None,
-        };
-        let user_action = user_action
-            .map(|token| secret_header(token.expose_secret()))
-            .transpose()?;
+        let authorization = self.inner.authorization.as_ref().map(|v| v.expose_secret());
+        let user_action = user_action.map(|t| t.expose_secret());
+        for value in authorization.iter().chain(&user_action) {
+            check_header_value(value)?;
+        }
         let limit = self.inner.max_response_bytes;
         let too_large = || {
             Error::from(ClientError::ResponseTooLarge {
@@ -123,13 +121,34 @@ impl DfnsClient {
             })
         };
         let answer = match &self.inner.transport {
+            Transport::Direct(http) => {
+                let request = http1::Request {
+                    method,
+                    path,
+                    authorization,
+                    user_action,
+                    body: body.as_bytes(),
+                };
+                match tokio::time::timeout(self.inner.timeout, http.exchange(&request, limit)).await
+                {
+                    Err(_elapsed) => return Err(self.timeout_error(method, path)),
+                    Ok(Err(http1::Failure::TooLarge)) => return Err(too_large()),
+                    Ok(Err(failure)) => return Err(self.direct_error(path, failure)),
+                    Ok(Ok(response)) => Answer {
+                        status: response.status,
+                        retry_after: response.retry_after,
+                        server_date: response.date,
+                        body: response.body,
+                    },
+                }
+            }
             Transport::Reqwest(http) => {
                 let exchange = Exchange {
                     method,
                     path,
                     body,
-                    authorization,
-                    user_action,
+                    authorization: authorization.map(secret_header),
+                    user_action: user_action.map(secret_header),
                 };
                 self.over_http(http, exchange, limit, too_large).await?
             }
@@ -257,14 +276,33 @@ impl DfnsClient {
         })
     }
 
+    fn timeout_error(&self, method: Method, path: &str) -> Error {
+        ClientError::Timeout {
+            method: method.to_string(),
+            path: path.to_owned(),
+            seconds: self.inner.timeout.as_secs(),
+        }
+        .into()
+    }
+
+    /// A failure of the HTTP/1.1 client, with the URL it was for.
+    fn direct_error(&self, path: &str, failure: http1::Failure) -> Error {
+        let (reason, never_sent) = match failure {
+            http1::Failure::Connect(reason) => (reason, true),
+            http1::Failure::Exchange(reason) => (reason, false),
+            http1::Failure::TooLarge => unreachable!("answered as ResponseTooLarge"),
+        };
+        ClientError::Transport {
+            url: format!("{}{}", self.inner.base, path),
+            reason,
+            never_sent,
+        }
+        .into()
+    }
+
     fn transport_error(&self, method: Method, path: &str, e: reqwest::Error) -> Error {
         if e.is_timeout() {
-            return ClientError::Timeout {
-                method: method.to_string(),
-                path: path.to_owned(),
-                seconds: self.inner.timeout.as_secs(),
-            }
-            .into();
+            return self.timeout_error(method, path);
         }
         // A refused connection provably never delivered the request: safe to send again.
         let never_sent = e.is_connect();
@@ -295,15 +333,29 @@ struct Exchange<'a> {
     user_action: Option<HeaderValue>,
 }
 
-/// A header value marked sensitive, so `reqwest`/`http` never print it in `Debug`.
-fn secret_header(value: &str) -> Result<HeaderValue, Error> {
-    let mut header = HeaderValue::from_str(value).map_err(|_| {
-        Error::from(ClientError::Config(
+/// Refuses a token that could not go in an HTTP header as it is: only visible ASCII, spaces and
+/// tabs (what `HeaderValue::from_str` accepts), so no CR or LF can end the header early.
+fn check_header_value(value: &str) -> Result<(), Error> {
+    // A fold, not `all`: no early exit, so it runs as a vector loop over the ~1 KB tokens.
+    let allowed = value.bytes().fold(true, |ok, b| {
+        ok & ((b == b'\t') | (0x20..0x7f).contains(&b))
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(ClientError::Config(
             "a token contains characters not allowed in an HTTP header".to_owned(),
-        ))
-    })?;
+        )
+        .into())
+    }
+}
+
+/// A header value (checked by [`check_header_value`]) marked sensitive, so `reqwest`/`http`
+/// never print it in `Debug`.
+fn secret_header(value: &str) -> HeaderValue {
+    let mut header = HeaderValue::from_str(value).expect("checked by check_header_value");
     header.set_sensitive(true);
-    Ok(header)
+    header
 }
 
 #[cfg(test)]
@@ -320,6 +372,24 @@ mod tests {
             unreachable!()
         };
         (http, joined_base)
+    }
+
+    /// A token that could end its header early (CR, LF) or carry other control bytes is
+    /// refused before anything is sent, and the refusal does not repeat it.
+    #[test]
+    fn tokens_that_cannot_be_header_values_are_refused_without_being_shown() {
+        check_header_value("Bearer eyJ.abc-_~+/= \t!").unwrap();
+        for bad in [
+            "s3cr3t\r\nx-evil: 1",
+            "s3cr3t\n",
+            "s3cr3t\0",
+            "s3cr3t\x7f",
+            "s3cr3t\u{e9}",
+        ] {
+            let err = check_header_value(bad).unwrap_err().to_string();
+            assert!(err.contains("not allowed in an HTTP header"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
     }
 
     /// The URL built from the parsed base is the one `Url::parse` makes of base + path, byte for
