@@ -68,13 +68,61 @@ pub(crate) fn init_body(
     path: &str,
     payload: &str,
 ) -> Result<String, ProtocolError> {
-    serde_json::to_string(&InitJson {
-        user_action_payload: payload,
-        user_action_http_method: method.as_str(),
-        user_action_http_path: super::endpoints::strip_query(path),
-        user_action_server_kind: "Api",
-    })
-    .map_err(|e| ProtocolError::Body(e.to_string()))
+    let path = super::endpoints::strip_query(path);
+    let mut out = String::with_capacity(128 + payload.len() * 5 / 4 + path.len());
+    out.push_str(r#"{"userActionPayload":"#);
+    push_json_string(&mut out, payload);
+    out.push_str(r#","userActionHttpMethod":""#);
+    out.push_str(method.as_str());
+    out.push_str(r#"","userActionHttpPath":"#);
+    push_json_string(&mut out, path);
+    out.push_str(r#","userActionServerKind":"Api"}"#);
+    Ok(out)
+}
+
+/// Appends `value` as a JSON string, escaped as serde_json and `JSON.stringify` escape it: `"`
+/// and `\`, the control characters (`\b \f \n \r \t`, the others `\u00xx`), nothing else.
+/// The client's bodies are written with it rather than through serde, which escapes byte by
+/// byte the base64 strings that have nothing to escape: 298k instructions per signed call
+/// instead of 309k (`benches/callgrind.sh`). Tests hold the bytes equal to the structs' serde
+/// JSON.
+#[cfg(feature = "client")]
+fn push_json_string(out: &mut String, value: &str) {
+    out.push('"');
+    // One pass without an early exit (a vector loop); most strings here need no escape.
+    let plain = value.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.push_str(value);
+    } else {
+        let mut from = 0;
+        for (i, b) in value.bytes().enumerate() {
+            let escaped = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            out.push_str(&value[from..i]);
+            if escaped.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            } else {
+                out.push_str(escaped);
+            }
+            from = i + 1;
+        }
+        out.push_str(&value[from..]);
+    }
+    out.push('"');
 }
 
 /// The challenge returned by `/auth/action/init` (and `/auth/login/init`). Unknown fields are
@@ -309,12 +357,28 @@ pub(crate) fn complete_body(
     challenge_identifier: &str,
     first_factor: &FirstFactor,
 ) -> Result<String, ProtocolError> {
-    serde_json::to_string(&CompleteJson {
-        challenge_identifier,
-        first_factor,
-        second_factor: None,
-    })
-    .map_err(|e| ProtocolError::Body(e.to_string()))
+    let FirstFactor {
+        kind,
+        credential_assertion: assertion,
+    } = first_factor;
+    let mut out = String::with_capacity(
+        128 + challenge_identifier.len()
+            + assertion.cred_id.len()
+            + assertion.client_data.len()
+            + assertion.signature.len(),
+    );
+    out.push_str(r#"{"challengeIdentifier":"#);
+    push_json_string(&mut out, challenge_identifier);
+    out.push_str(r#","firstFactor":{"kind":"#);
+    push_json_string(&mut out, kind);
+    out.push_str(r#","credentialAssertion":{"credId":"#);
+    push_json_string(&mut out, &assertion.cred_id);
+    out.push_str(r#","clientData":"#);
+    push_json_string(&mut out, &assertion.client_data);
+    out.push_str(r#","signature":"#);
+    push_json_string(&mut out, &assertion.signature);
+    out.push_str("}}}");
+    Ok(out)
 }
 
 /// Response of `POST /auth/action`, decoded straight into a secret.
@@ -396,10 +460,13 @@ mod tests {
     #[cfg(feature = "client")]
     #[test]
     fn bodies_written_from_borrowed_fields_are_the_structs_json() {
+        let every_ascii: String = (0u8..0x80).map(char::from).collect();
         for payload in [
             "",
             r#"{"network":"EthereumSepolia","name":"Trésorerie ✓ \"q\" / <tag> & \u2028"}"#,
             "{\"a\":\"\u{7f}\t\"}",
+            &every_ascii,
+            "\\\"\u{0}\u{1f}é𝄞\u{2029}\"\\",
         ] {
             for method in [Method::Post, Method::Put, Method::Delete] {
                 let init = UserActionInit::new(method, "/wallets/wa-1/tags?x=%2F", payload);
@@ -421,6 +488,24 @@ mod tests {
         };
         let json = complete_body("ci.\"x\"", &ff).unwrap();
         assert_eq!(json, serde_json::to_string(&complete).unwrap());
+        // Every field escaped as serde escapes it.
+        let odd = FirstFactor {
+            kind: every_ascii.clone(),
+            credential_assertion: CredentialAssertion {
+                cred_id: "c\u{8}\u{c}é".into(),
+                client_data: every_ascii.clone(),
+                signature: "\\".into(),
+            },
+        };
+        let odd_complete = UserActionComplete {
+            challenge_identifier: every_ascii.clone(),
+            first_factor: odd.clone(),
+            second_factor: None,
+        };
+        assert_eq!(
+            complete_body(&every_ascii, &odd).unwrap(),
+            serde_json::to_string(&odd_complete).unwrap()
+        );
         assert_eq!(
             json,
             format!(
