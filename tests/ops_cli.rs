@@ -896,40 +896,17 @@ fn the_readme_walkthrough_runs_as_written() {
     ) {
         return;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme
-        .find("### Operator's walk-through")
-        .expect("the README has the walk-through")..];
-    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
-    let block = &section[start..start + section[start..].find("```\n").unwrap()];
-
-    let work = std::env::temp_dir().join(format!("dfns-ops-walkthrough-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_dfns-signer"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
+    // The block starts a simulator in the background, stopped however the block ends.
+    let common::readme::BlockRun {
+        stdout,
+        stderr,
+        success,
+    } = common::readme::run_block(
+        "### Operator's walk-through",
+        "dfns-ops-walkthrough",
+        |_| {},
     );
-    // The block starts a simulator in the background; stop it however the block ends.
-    let script = format!("trap 'kill $(jobs -p) 2>/dev/null' EXIT\n{block}");
-    let mut command = std::process::Command::new("bash");
-    command
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", path)
-        .env("WORK", &work)
-        .env("DFNS_SIGNER_PKCS11_MODULE", common::modules::softhsm());
-    common::without_local_settings(&mut command, &work.join("xdg"));
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = std::fs::remove_dir_all(&work);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(success, "{stdout}\n{stderr}");
     // Both doctors passed every check, and the call created a wallet.
     assert_eq!(stdout.matches('✓').count(), 14, "{stdout}");
     assert!(

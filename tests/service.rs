@@ -14,7 +14,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::service::{Fixture, Options};
+use common::service::{send, Fixture, Options};
 use common::softhsm::hsm;
 use dfns_signer::simulator::Faults;
 use serde_json::{json, Value};
@@ -22,36 +22,6 @@ use serde_json::{json, Value};
 /// Requests the simulator has received, all endpoints together.
 fn upstream_requests(f: &Fixture) -> u64 {
     f.sim.stats().requests.values().sum()
-}
-
-/// Sends a request to the service; `(status, JSON body)`.
-async fn send(
-    url: &str,
-    method: &str,
-    path: &str,
-    secret: Option<&str>,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let client = reqwest::Client::new();
-    let mut req = client.request(method.parse().unwrap(), format!("{url}{path}"));
-    if let Some(secret) = secret {
-        req = req.header("X-Dfns-Signer-Client", secret);
-    }
-    if let Some(bearer) = bearer {
-        req = req.header("Authorization", bearer);
-    }
-    if let Some(body) = body {
-        req = req
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-    }
-    let response = req.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, headers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

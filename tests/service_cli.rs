@@ -214,42 +214,21 @@ fn the_readme_service_walkthrough_runs_as_written() {
     ) {
         return;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = &readme[readme
-        .find("## Use a hardware key from the TypeScript or Python SDK")
-        .expect("the README has the section")..];
-    let start = section.find("```sh\n").unwrap() + "```sh\n".len();
-    let block = &section[start..start + section[start..].find("```\n").unwrap()];
-
-    let work = std::env::temp_dir().join(format!("dfns-serve-walkthrough-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_dfns-signer"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
+    // The block starts a simulator and the service in the background, stopped however it ends.
+    let common::readme::BlockRun {
+        stdout,
+        stderr,
+        success,
+    } = common::readme::run_block(
+        "## Use a hardware key from the TypeScript or Python SDK",
+        "dfns-serve-walkthrough",
+        |command| {
+            command
+                .env("NO_PROXY", "127.0.0.1,localhost")
+                .env_remove("SOFTHSM2_CONF");
+        },
     );
-    // The block starts a simulator and the service in the background; stop them however it ends.
-    let script = format!("trap 'kill $(jobs -p) 2>/dev/null' EXIT\n{block}");
-    let mut command = Command::new("bash");
-    command
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PATH", path)
-        .env("WORK", &work)
-        .env("DFNS_SIGNER_PKCS11_MODULE", common::modules::softhsm())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env_remove("SOFTHSM2_CONF");
-    common::without_local_settings(&mut command, &work.join("xdg"));
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let _ = std::fs::remove_dir_all(&work);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(success, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("✓ my-app: allowed by rule 1 (POST /wallets)"),
         "{stdout}"

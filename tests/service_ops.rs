@@ -19,28 +19,23 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::pkcs11_shim::Shim;
-use common::service::{write_private, Fixture, Options};
+use common::service::{send, write_private, Fixture, Options};
 use common::softhsm::{hsm, PIN_ENV};
 use dfns_signer::audit::{chain_files, verify};
 use serde_json::{json, Value};
 use sha2::Digest;
 
 async fn post(url: &str, secret: &str, bearer: &str, body: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{url}/wallets"))
-        .header("X-Dfns-Signer-Client", secret)
-        .header("Authorization", bearer)
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    let (status, answer, _) = send(
+        url,
+        "POST",
+        "/wallets",
+        Some(secret),
+        Some(bearer),
+        Some(body),
     )
+    .await;
+    (status, answer)
 }
 
 fn audit_lines(path: &std::path::Path) -> Vec<Value> {

@@ -5,6 +5,8 @@ pub mod modules;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11_shim;
 pub mod process;
+#[cfg(all(feature = "cli", feature = "pkcs11"))]
+pub mod readme;
 #[cfg(all(feature = "serve", feature = "pkcs11", feature = "simulator"))]
 pub mod service;
 #[cfg(feature = "simulator")]

@@ -10,6 +10,7 @@ use dfns_signer::simulator::{Faults, Simulator};
 use dfns_signer::software::SoftwareKey;
 use dfns_signer::{Algorithm, CreateServiceAccount, DfnsClient, KeyUri};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 
 use super::softhsm::{Shared, PIN_ENV};
 
@@ -241,4 +242,35 @@ pub fn write_private(path: &Path, text: &str) {
         .open(path)
         .unwrap();
     file.write_all(text.as_bytes()).unwrap();
+}
+
+/// Sends a request to the service, with the client secret, the Dfns bearer and a JSON body when
+/// given: `(status, JSON body (or its text), headers)`.
+pub async fn send(
+    url: &str,
+    method: &str,
+    path: &str,
+    secret: Option<&str>,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.parse().unwrap(), format!("{url}{path}"));
+    if let Some(secret) = secret {
+        req = req.header("X-Dfns-Signer-Client", secret);
+    }
+    if let Some(bearer) = bearer {
+        req = req.header("Authorization", bearer);
+    }
+    if let Some(body) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, headers)
 }
