@@ -256,8 +256,9 @@ impl Http1 {
                     out.extend_from_slice(query.as_bytes());
                 }
             }
-            // The builder checked the base and `validate_path` the path; send what was asked
-            // rather than something else, and let the server refuse it.
+            // Not reached: the builder checked the base and `validate_path` the path (it
+            // starts with `/`). Were it reached, the path goes without its unprintable bytes,
+            // so no space, CR or LF can break the request line; the server refuses the rest.
             Err(_) => {
                 out.extend_from_slice(self.prefix.as_bytes());
                 out.extend(path.bytes().filter(|b| b.is_ascii_graphic()));

@@ -290,7 +290,10 @@ impl DfnsClient {
         let (reason, never_sent) = match failure {
             http1::Failure::Connect(reason) => (reason, true),
             http1::Failure::Exchange(reason) => (reason, false),
-            http1::Failure::TooLarge => unreachable!("answered as ResponseTooLarge"),
+            // `send` answers it as `ResponseTooLarge` before coming here.
+            http1::Failure::TooLarge => {
+                ("the answer is larger than the body cap".to_owned(), false)
+            }
         };
         ClientError::Transport {
             url: format!("{}{}", self.inner.base, path),
@@ -334,7 +337,8 @@ struct Exchange<'a> {
 }
 
 /// Refuses a token that could not go in an HTTP header as it is: only visible ASCII, spaces and
-/// tabs (what `HeaderValue::from_str` accepts), so no CR or LF can end the header early.
+/// tabs pass (stricter than `HeaderValue::from_str`, which also takes bytes from 0x80), so no CR
+/// or LF can end the header early.
 fn check_header_value(value: &str) -> Result<(), Error> {
     // A fold, not `all`: no early exit, so it runs as a vector loop over the ~1 KB tokens.
     let allowed = value.bytes().fold(true, |ok, b| {
