@@ -221,14 +221,10 @@ impl Http1 {
 
     /// The request target for `path` (an API path with its query): the bytes reqwest sent for
     /// it, which are those `Url::parse` makes of the base and the path joined. Paths made only
-    /// of the characters `validate_path` admits go as they are, with `'` in the query encoded
+    /// that `validate_path` accepts go as they are, with `'` in the query encoded
     /// as `%27` (as `Url` does for http(s) queries); anything else takes `Url::parse`.
     fn request_target(&self, path: &str, out: &mut Vec<u8>) {
-        let plain = path.starts_with('/')
-            && path
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b))
-            && percent_signs_are_escapes(path);
+        let plain = crate::protocol::validate_path(path).is_ok();
         if plain {
             out.extend_from_slice(self.prefix.as_bytes());
             let (path, query) = match path.split_once('?') {
@@ -322,16 +318,6 @@ fn default_tls_config() -> rustls::ClientConfig {
         .expect("ring supports the default TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
-}
-
-/// Every `%` starts `%XX`: what `validate_path` requires; otherwise `Url` would encode the `%`.
-fn percent_signs_are_escapes(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    bytes.iter().enumerate().all(|(i, &b)| {
-        b != b'%'
-            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
 }
 
 /// A connection: plain TCP or TLS over it.
