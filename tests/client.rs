@@ -417,3 +417,43 @@ async fn only_keys_that_sign_without_blocking_sign_on_the_calling_task() {
         assert_eq!(on == here, quick, "sign_blocking, quick: {quick}");
     }
 }
+
+/// `bench` reads each created wallet's id: an answer without one (here an empty id, then no id
+/// at all) counts as an error, named, and a run in which every request failed is an error.
+#[tokio::test]
+async fn bench_counts_a_wallet_answer_without_an_id_as_an_error() {
+    use dfns_signer::bench::{run, BenchOptions};
+    let flow = |n: u32, wallet: serde_json::Value| {
+        vec![
+            challenge(n),
+            json_response(200, json!({"userAction": format!("ua-{n}")})),
+            json_response(200, wallet),
+        ]
+    };
+    let mut script = flow(1, json!({"id": "wa-1", "status": "Creating"}));
+    script.extend(flow(2, json!({"id": "", "status": "Creating"})));
+    script.extend(flow(3, json!({"status": "Creating"})));
+    let server = MockServer::start(script).await;
+    let client = DfnsClient::builder()
+        .base_url(&server.base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
+        .build()
+        .unwrap();
+
+    let report = run(&client, &BenchOptions::new(2, 1).warmup(0))
+        .await
+        .unwrap();
+    assert_eq!(report.errors, 1, "{report:?}");
+    let first = report.first_error.as_deref().unwrap();
+    assert!(
+        first.contains("created wallet") && first.contains("`id` is empty"),
+        "{first}"
+    );
+
+    let err = run(&client, &BenchOptions::new(1, 1).warmup(0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing field `id`"), "{err}");
+    assert_eq!(server.recorded().len(), 9);
+}

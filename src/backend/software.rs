@@ -5,19 +5,22 @@
 //! SEC1 `EC PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY`) or are generated here. `Debug` shows only
 //! the algorithm and where the key came from.
 //!
-//! Keys are read and kept by the RustCrypto crates; P-256, Ed25519 and RSA keys also get a
-//! [ring](https://docs.rs/ring) signer at load, which signs them faster (several times for P-256
-//! and RSA, about twice for Ed25519; ring is already in the build, for rustls). P-256
-//! signatures are then randomised, as the official SDKs', HSMs' and YubiKeys' are; secp256k1
-//! (RFC 6979), Ed25519 and RSA PKCS#1 v1.5 signatures are deterministic (ring's and
-//! ed25519-dalek's Ed25519 signatures are the same bytes). Either way the wire encoding is the same: DER ECDSA over SHA-256 with
+//! Keys are read and kept by the RustCrypto crates; P-256 and RSA keys also get a
+//! [ring](https://docs.rs/ring) signer at load, which signs them several times faster (ring is
+//! already in the build, for rustls). P-256 signatures are then randomised, as the official
+//! SDKs', HSMs' and YubiKeys' are; secp256k1 (RFC 6979), Ed25519 and RSA PKCS#1 v1.5 signatures
+//! are deterministic. Either way the wire encoding is the same: DER ECDSA over SHA-256 with
 //! minimal integers, raw Ed25519, PKCS#1 v1.5 exactly as long as the modulus.
 //!
-//! The RustCrypto keys zeroize their secret on drop, and the PKCS#8 DER (or the Ed25519 seed)
-//! ring reads its copy from is held in a zeroizing buffer; ring's own copy of a P-256, Ed25519
-//! or RSA key is not zeroized when dropped (ring does not zeroize its key pairs). That is the price of the faster
-//! signatures, paid by a backend for development only: a key whose memory must be wiped
-//! belongs in an HSM or a YubiKey.
+//! Ed25519 stays with ed25519-dalek: ring executes fewer instructions per signature (~219k
+//! against ~245k under callgrind) but takes longer to run them (37–43 µs against 27–30 µs,
+//! `perf stat` on the 2-core AMD EPYC the benchmarks run on), and the two give the same bytes.
+//!
+//! The RustCrypto keys zeroize their secret on drop, and the PKCS#8 DER ring reads its copy from
+//! is held in a zeroizing buffer; ring's own copy of a P-256 or RSA key is not zeroized when
+//! dropped (ring does not zeroize its key pairs). That is the price of the faster signatures,
+//! paid by a backend for development only: a key whose memory must be wiped belongs in an HSM
+//! or a YubiKey.
 
 use std::fmt;
 use std::path::Path;
@@ -35,8 +38,8 @@ const RSA_BITS: usize = 2048;
 /// A private key in memory (ECDSA P-256 or secp256k1, Ed25519, RSA 2048+).
 pub struct SoftwareKey {
     key: Inner,
-    /// The same key in ring, which signs it instead when present (P-256, Ed25519 and RSA; see
-    /// the module docs). `None` for the other algorithms, for an RSA key ring does not take (over
+    /// The same key in ring, which signs it instead when present (P-256 and RSA; see the module
+    /// docs). `None` for the other algorithms, for an RSA key ring does not take (over
     /// 4096 bits), and after [`SoftwareKey::rust_crypto_only`].
     ring: Option<RingKey>,
     public: PublicKey,
@@ -46,18 +49,15 @@ pub struct SoftwareKey {
 /// ring's copy of a key. Not zeroized on drop: ring does not (see the module docs).
 enum RingKey {
     P256(ring::signature::EcdsaKeyPair),
-    Ed25519(ring::signature::Ed25519KeyPair),
     Rsa(ring::signature::RsaKeyPair),
 }
 
 impl RingKey {
-    /// ring's signer for `key`, read from its PKCS#8 DER or, for Ed25519, its seed and public
-    /// key (either held in a zeroizing buffer); `None` where ring has no such algorithm or
+    /// ring's signer for `key`, read from its PKCS#8 DER (held in a zeroizing buffer); `None`
+    /// where ring has no such algorithm, where dalek signs faster (Ed25519), or where ring
     /// refuses the key (it then stays with RustCrypto).
     fn from(key: &Inner) -> Option<RingKey> {
-        use ring::signature::{
-            EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING,
-        };
+        use ring::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
         match key {
             Inner::P256(k) => {
                 let der = k.to_pkcs8_der().ok()?;
@@ -72,17 +72,7 @@ impl RingKey {
                     .ok()
                     .map(RingKey::Rsa)
             }
-            // ring checks that the public key is the seed's, so a mismatch cannot sign wrongly.
-            Inner::Ed25519(k) => {
-                let seed = Zeroizing::new(k.to_bytes());
-                Ed25519KeyPair::from_seed_and_public_key(
-                    seed.as_slice(),
-                    k.verifying_key().as_bytes(),
-                )
-                .ok()
-                .map(RingKey::Ed25519)
-            }
-            Inner::K256(_) => None,
+            Inner::Ed25519(_) | Inner::K256(_) => None,
         }
     }
 
@@ -96,8 +86,6 @@ impl RingKey {
                 .sign(&rng, message)
                 .map(|sig| sig.as_ref().to_vec())
                 .map_err(|_| fail("P-256")),
-            // Raw 64 bytes, R then S; deterministic (RFC 8032), as dalek's.
-            RingKey::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
             // Exactly as long as the modulus, as PKCS#1 wants.
             RingKey::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
@@ -252,8 +240,7 @@ impl SoftwareKey {
     }
 
     /// Not API: for tests and benches. The same key without its ring signer, signing with the
-    /// RustCrypto crates only (P-256 then deterministic, RFC 6979; Ed25519 with
-    /// ed25519-dalek), so both can be compared.
+    /// RustCrypto crates only (P-256 then deterministic, RFC 6979), so both can be compared.
     #[doc(hidden)]
     pub fn rust_crypto_only(mut self) -> Self {
         self.ring = None;
@@ -305,7 +292,7 @@ impl KeyBackend for SoftwareKey {
         format!("{} software key ({})", self.public.algorithm(), self.origin)
     }
 
-    /// In memory and quick: P-256, Ed25519 (ring) and secp256k1 sign in tens of microseconds.
+    /// In memory and quick: P-256, Ed25519 and secp256k1 sign in tens of microseconds.
     /// Not RSA: a 2048-bit signature is a millisecond or more of CPU, which would hold up every
     /// other task of the async runtime's worker for as long; it goes to a blocking thread.
     fn signs_without_blocking(&self) -> bool {
@@ -439,12 +426,13 @@ mod tests {
             .is_none());
     }
 
-    /// Ed25519 keys sign through ring, and ring's signatures are ed25519-dalek's byte for byte
-    /// (RFC 8032 signatures are deterministic): on several messages, for the fixture key and a
-    /// fresh one, and both verify under our `PublicKey` and under dalek directly.
+    /// Ed25519 keys sign with ed25519-dalek (no ring copy of the key is made), and the signatures
+    /// are ring's byte for byte (RFC 8032 signatures are deterministic; ring is an independent
+    /// implementation): on several messages, for the fixture key and a fresh one, and both
+    /// verify under our `PublicKey` and under ring's verifier.
     #[test]
-    fn ring_and_dalek_ed25519_signatures_are_identical() {
-        use ed25519_dalek::Verifier as _;
+    fn ed25519_signs_with_dalek_as_ring_would() {
+        use ring::signature::{Ed25519KeyPair, UnparsedPublicKey, ED25519};
         let fixture = std::fs::read_to_string(format!(
             "{}/tests/fixtures/keys/ed25519.pem",
             env!("CARGO_MANIFEST_DIR")
@@ -463,25 +451,29 @@ mod tests {
             &long,
         ];
         for pem in [fixture.as_str(), fresh.as_str()] {
-            let ring = SoftwareKey::from_pem(pem, "ed25519").unwrap();
-            assert!(matches!(ring.ring, Some(RingKey::Ed25519(_))));
-            let dalek = SoftwareKey::from_pem(pem, "ed25519")
-                .unwrap()
-                .rust_crypto_only();
-            assert!(dalek.ring.is_none());
-            let Inner::Ed25519(dalek_key) = &dalek.key else {
+            let key = SoftwareKey::from_pem(pem, "ed25519").unwrap();
+            assert!(key.ring.is_none(), "Ed25519 keys get no ring copy");
+            let Inner::Ed25519(dalek_key) = &key.key else {
                 panic!("not an Ed25519 key")
             };
-            let verifying = dalek_key.verifying_key();
+            let ring_key = Ed25519KeyPair::from_seed_and_public_key(
+                dalek_key.to_bytes().as_slice(),
+                dalek_key.verifying_key().as_bytes(),
+            )
+            .unwrap();
+            let ring_public =
+                UnparsedPublicKey::new(&ED25519, dalek_key.verifying_key().to_bytes());
             for message in messages {
-                let by_ring = KeyBackend::sign(&ring, message).unwrap();
-                let by_dalek = KeyBackend::sign(&dalek, message).unwrap();
-                assert_eq!(by_ring.len(), 64);
-                assert_eq!(by_ring, by_dalek, "ring and dalek differ on {message:?}");
-                ring.public_key().verify(message, &by_ring).unwrap();
-                let parsed = ed25519_dalek::Signature::from_slice(&by_ring).unwrap();
-                verifying.verify(message, &parsed).unwrap();
-                assert!(ring.public_key().verify(b"other", &by_ring).is_err());
+                let ours = KeyBackend::sign(&key, message).unwrap();
+                assert_eq!(ours.len(), 64);
+                assert_eq!(
+                    ours,
+                    ring_key.sign(message).as_ref(),
+                    "dalek and ring differ on {message:?}"
+                );
+                key.public_key().verify(message, &ours).unwrap();
+                ring_public.verify(message, &ours).unwrap();
+                assert!(key.public_key().verify(b"other", &ours).is_err());
             }
         }
     }

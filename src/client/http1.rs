@@ -212,7 +212,8 @@ impl Http1 {
             header(b"content-type", b"application/json");
         }
         if !request.body.is_empty() || !matches!(request.method, Method::Get | Method::Delete) {
-            header(b"content-length", request.body.len().to_string().as_bytes());
+            let mut digits = [0; 20];
+            header(b"content-length", decimal(request.body.len(), &mut digits));
         }
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(request.body);
@@ -492,6 +493,20 @@ async fn read_more<S: AsyncRead + Unpin>(
     io.read_buf(buf)
         .await
         .map_err(|e| exchange_error(format!("reading the answer: {e}")))
+}
+
+/// `n` in decimal, written at the end of `buf` (20 digits hold any `u64`), without the heap
+/// allocation of `to_string`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
 }
 
 /// The head at the start of `buf`, or `None` when more bytes are needed.
@@ -908,6 +923,16 @@ mod tests {
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
         Http1::new(&url, None).unwrap()
+    }
+
+    /// `Content-Length` digits, written without `to_string`, are the same text.
+    #[test]
+    fn decimal_is_the_same_text_as_to_string() {
+        let mut buf = [0; 20];
+        for n in [0, 1, 9, 10, 99, 100, 228, 65_536, 1 << 40, usize::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes(), "{n}");
+        }
+        assert_eq!(decimal(4_096, &mut buf), b"4096");
     }
 
     /// The request target is what `Url::parse` makes of base + path (what reqwest sent), for

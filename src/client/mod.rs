@@ -673,7 +673,8 @@ impl DfnsClient {
         payload: &Payload,
     ) -> Result<SecretString, Error> {
         let t = Instant::now();
-        let challenge = self.user_action_init(method, path, payload).await?;
+        let raw = self.user_action_init_raw(method, path, payload).await?;
+        let challenge = UserActionChallenge::from_json_for_signing(&raw.body)?;
         tracing::debug!(step = "init", elapsed_us = t.elapsed().as_micros() as u64);
         let t = Instant::now();
         let first_factor = self.assert_off_runtime(signer, &challenge).await?;
@@ -716,14 +717,24 @@ impl DfnsClient {
         path: &str,
         payload: &Payload,
     ) -> Result<UserActionChallenge, Error> {
+        let raw = self.user_action_init_raw(method, path, payload).await?;
+        Ok(UserActionChallenge::from_json(&raw.body)?)
+    }
+
+    /// `POST /auth/action/init`'s answer, not yet parsed.
+    async fn user_action_init_raw(
+        &self,
+        method: Method,
+        path: &str,
+        payload: &Payload,
+    ) -> Result<RawResponse, Error> {
         // Written from the borrowed payload: the bytes of `UserActionInit::new`'s JSON, without
         // copying the payload into a struct first.
         let body = crate::protocol::init_body(method, path, payload.as_str())?;
         let raw = self
             .send(Method::Post, "/auth/action/init", body, None)
             .await?;
-        let raw = expect_done(raw, Method::Post, "/auth/action/init")?;
-        Ok(UserActionChallenge::from_json(&raw.body)?)
+        expect_done(raw, Method::Post, "/auth/action/init")
     }
 
     /// `POST /auth/action`: trades a signed challenge for the single-use user action token.
