@@ -20,7 +20,8 @@
 //! - `--transport memory`: the client's in-memory transport (`DfnsClientBuilder::
 //!   in_memory_transport`) answering from a transcript of the real API at once: the library's own
 //!   work per call, without HTTP.
-//! - `--key`: `ed25519` (ring), `ed25519-dalek`, `p256` (ring), `p256-rustcrypto`, `secp256k1`,
+//! - `--key`: `ed25519` (ed25519-dalek; `ed25519-dalek` is the same key, a name kept from when
+//!   ring signed Ed25519), `p256` (ring), `p256-rustcrypto`, `secp256k1`,
 //!   `rsa`, or `none` (a key that returns a fixed signature without computing anything: the flow
 //!   without signing; memory transport only, nothing verifies it there).
 //!
