@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::mock_http::{MockServer, Scripted};
 use dfns_signer::protocol::{Method, Payload};
 use dfns_signer::software::SoftwareKey;
-use dfns_signer::{Algorithm, ClientError, CredentialSigner, DfnsClient, Error};
+use dfns_signer::{Algorithm, ClientError, CredentialSigner, DfnsClient, DfnsClientBuilder, Error};
 use dfns_signer::{Backoff, NoRetry};
 use secrecy::SecretString;
 use serde_json::json;
@@ -22,6 +22,14 @@ fn signer() -> CredentialSigner {
         "cred-1",
         Arc::new(SoftwareKey::generate(Algorithm::EcdsaP256).unwrap()),
     )
+}
+
+/// A client of `base_url` with the test token and a fresh P-256 signer under `cred-1`.
+fn signing_client(base_url: &str) -> DfnsClientBuilder {
+    DfnsClient::builder()
+        .base_url(base_url)
+        .auth_token(SecretString::from(TOKEN.to_owned()))
+        .signer(signer())
 }
 
 fn json_response(status: u16, body: serde_json::Value) -> Scripted {
@@ -62,12 +70,7 @@ fn base_url_rules() {
 
 #[test]
 fn debug_output_never_shows_the_token() {
-    let client = DfnsClient::builder()
-        .base_url("https://api.dfns.io")
-        .auth_token(SecretString::from(TOKEN.to_owned()))
-        .signer(signer())
-        .build()
-        .unwrap();
+    let client = signing_client("https://api.dfns.io").build().unwrap();
     let dbg = format!("{client:?}");
     assert!(!dbg.contains("c2VjcmV0LXRva2Vu"), "{dbg}");
     assert!(dbg.contains("REDACTED") && dbg.contains("cred-1"), "{dbg}");
@@ -88,10 +91,7 @@ async fn a_retry_runs_the_whole_flow_again_with_a_fresh_challenge() {
         json_response(200, json!({"id": "wa-1"})),
     ])
     .await;
-    let client = DfnsClient::builder()
-        .base_url(&server.base_url)
-        .auth_token(SecretString::from(TOKEN.to_owned()))
-        .signer(signer())
+    let client = signing_client(&server.base_url)
         .retry_policy(Arc::new(Backoff {
             max_attempts: 3,
             base_delay: Duration::ZERO,
@@ -142,10 +142,7 @@ async fn no_retry_by_default_and_errors_keep_the_server_words() {
         ),
     ])
     .await;
-    let client = DfnsClient::builder()
-        .base_url(&server.base_url)
-        .auth_token(SecretString::from(TOKEN.to_owned()))
-        .signer(signer())
+    let client = signing_client(&server.base_url)
         .retry_policy(Arc::new(NoRetry))
         .build()
         .unwrap();
@@ -168,12 +165,7 @@ async fn malformed_challenge_is_a_typed_error_and_nothing_is_signed() {
         json!({"challenge": "has \"quotes\"", "challengeIdentifier": "x"}),
     )])
     .await;
-    let client = DfnsClient::builder()
-        .base_url(&server.base_url)
-        .auth_token(SecretString::from(TOKEN.to_owned()))
-        .signer(signer())
-        .build()
-        .unwrap();
+    let client = signing_client(&server.base_url).build().unwrap();
     let err = client
         .request(Method::Post, "/wallets", Payload::json(&json!({})).unwrap())
         .await
@@ -434,12 +426,7 @@ async fn bench_counts_a_wallet_answer_without_an_id_as_an_error() {
     script.extend(flow(2, json!({"id": "", "status": "Creating"})));
     script.extend(flow(3, json!({"status": "Creating"})));
     let server = MockServer::start(script).await;
-    let client = DfnsClient::builder()
-        .base_url(&server.base_url)
-        .auth_token(SecretString::from(TOKEN.to_owned()))
-        .signer(signer())
-        .build()
-        .unwrap();
+    let client = signing_client(&server.base_url).build().unwrap();
 
     let report = run(&client, &BenchOptions::new(2, 1).warmup(0))
         .await

@@ -162,6 +162,19 @@ struct ChallengeToSign {
     user_verification: Option<String>,
 }
 
+#[cfg(feature = "client")]
+impl From<ChallengeToSign> for UserActionChallenge {
+    fn from(lean: ChallengeToSign) -> Self {
+        UserActionChallenge {
+            challenge: lean.challenge,
+            challenge_identifier: lean.challenge_identifier,
+            allow_credentials: lean.allow_credentials,
+            supported_credential_kinds: Vec::new(),
+            user_verification: lean.user_verification,
+        }
+    }
+}
+
 /// `allowCredentials` of a challenge.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -211,13 +224,7 @@ pub struct AllowedCredential {
 impl UserActionChallenge {
     /// Parses an init response and checks the challenge is well formed.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let challenge: UserActionChallenge =
-            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed {
-                what: "user action challenge",
-                reason: crate::error::json_error_summary(&e),
-            })?;
-        challenge.validate()?;
-        Ok(challenge)
+        Self::decode::<Self>(bytes)
     }
 
     /// Like [`from_json`](Self::from_json), for the client's own init → sign → complete flow,
@@ -228,18 +235,20 @@ impl UserActionChallenge {
     /// allocations of a signed call, and ~3% of its CPU.
     #[cfg(feature = "client")]
     pub(crate) fn from_json_for_signing(bytes: &[u8]) -> Result<Self, ProtocolError> {
-        let lean: ChallengeToSign =
-            serde_json::from_slice(bytes).map_err(|e| ProtocolError::Malformed {
+        Self::decode::<ChallengeToSign>(bytes)
+    }
+
+    /// The one way both parses go: `bytes` decoded as `T` (the challenge or its lean form), a
+    /// decode failure named as a malformed challenge, then [`validate`](Self::validate).
+    fn decode<T: serde::de::DeserializeOwned + Into<Self>>(
+        bytes: &[u8],
+    ) -> Result<Self, ProtocolError> {
+        let challenge: Self = serde_json::from_slice::<T>(bytes)
+            .map_err(|e| ProtocolError::Malformed {
                 what: "user action challenge",
                 reason: crate::error::json_error_summary(&e),
-            })?;
-        let challenge = UserActionChallenge {
-            challenge: lean.challenge,
-            challenge_identifier: lean.challenge_identifier,
-            allow_credentials: lean.allow_credentials,
-            supported_credential_kinds: Vec::new(),
-            user_verification: lean.user_verification,
-        };
+            })?
+            .into();
         challenge.validate()?;
         Ok(challenge)
     }
